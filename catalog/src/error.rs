@@ -1,0 +1,52 @@
+use thiserror::Error;
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// What can go wrong in the catalog. The variants are the ones a user can act on; store-level
+/// failures carry the store's message.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("database '{0}' already exists")]
+    DatabaseExists(String),
+    #[error("database '{0}' does not exist; SHOW DATABASES lists the ones that do")]
+    DatabaseNotFound(String),
+    #[error("database '{0}' is not empty; drop its tables first or use DROP DATABASE {0} CASCADE")]
+    DatabaseNotEmpty(String),
+    #[error("the database '{0}' cannot be dropped")]
+    ProtectedDatabase(String),
+    #[error("table '{0}.{1}' already exists")]
+    TableExists(String, String),
+    #[error("table '{0}.{1}' does not exist")]
+    TableNotFound(String, String),
+    #[error("catalog store error: {0}")]
+    Store(String),
+    #[error(
+        "the catalog was written by a newer Bowman (schema version {found}, this build knows up to {known}); upgrade Bowman"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("corrupt catalog entry: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for CatalogError {
+    fn from(e: rusqlite::Error) -> Self {
+        CatalogError::Store(format!("sqlite: {e}"))
+    }
+}
+
+impl From<tokio_postgres::Error> for CatalogError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // tokio-postgres' Display of a DbError is just "db error"; the detail is in the source.
+        let msg = match e.as_db_error() {
+            Some(db) => format!("postgres: {} ({})", db.message(), db.code().code()),
+            None => format!("postgres: {e}"),
+        };
+        CatalogError::Store(msg)
+    }
+}
+
+impl From<serde_json::Error> for CatalogError {
+    fn from(e: serde_json::Error) -> Self {
+        CatalogError::Corrupt(e.to_string())
+    }
+}

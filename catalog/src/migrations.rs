@@ -1,0 +1,54 @@
+//! The catalog's stored format, as an ordered list of migrations. Both stores run the same SQL
+//! (kept to the subset SQLite and PostgreSQL share). Never edit a released migration: add one.
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub description: &'static str,
+    pub statements: &'static [&'static str],
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "databases, tables and their secret options",
+    statements: &[
+        "CREATE TABLE bowman_catalog_version (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+        "INSERT INTO bowman_catalog_version (id, version) VALUES (1, 0)",
+        "CREATE TABLE bowman_databases (
+            name TEXT PRIMARY KEY,
+            comment TEXT,
+            location TEXT,
+            created_at BIGINT NOT NULL
+        )",
+        "CREATE TABLE bowman_tables (
+            database_name TEXT NOT NULL REFERENCES bowman_databases(name),
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            format TEXT NOT NULL,
+            location TEXT,
+            columns TEXT NOT NULL,
+            partition_columns TEXT NOT NULL,
+            options TEXT NOT NULL,
+            comment TEXT,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (database_name, name)
+        )",
+        "CREATE TABLE bowman_table_secrets (
+            database_name TEXT NOT NULL,
+            name TEXT NOT NULL,
+            options TEXT NOT NULL,
+            PRIMARY KEY (database_name, name),
+            FOREIGN KEY (database_name, name) REFERENCES bowman_tables(database_name, name)
+        )",
+    ],
+}];
+
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// The table that records which migrations ran.
+pub(crate) const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS bowman_schema_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)";

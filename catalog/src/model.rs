@@ -1,0 +1,111 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A Spark-style database (a schema, in PostgreSQL terms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseDef {
+    pub name: String,
+    pub comment: Option<String>,
+    /// Where managed tables of this database live, when not under the warehouse default.
+    pub location: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// One column. `data_type` is the Spark SQL type text (`INT`, `STRING`, `DECIMAL(10,2)`,
+/// `ARRAY<STRING>`, ...): stable across Arrow upgrades and exactly what `SHOW CREATE TABLE` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub data_type: String,
+    #[serde(default = "yes")]
+    pub nullable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Managed tables own their data (dropping the table deletes it); external tables only point at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TableKind {
+    Managed,
+    External,
+}
+
+impl TableKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TableKind::Managed => "MANAGED",
+            TableKind::External => "EXTERNAL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "MANAGED" => Some(TableKind::Managed),
+            "EXTERNAL" => Some(TableKind::External),
+            _ => None,
+        }
+    }
+}
+
+/// A table as the catalog stores it. Partition columns are the last columns of `columns`, in the
+/// order of `partition_columns` (Spark's and DataFusion's convention).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDef {
+    pub database: String,
+    pub name: String,
+    pub kind: TableKind,
+    /// The `USING` name: `parquet`, `json`, `csv`, ...
+    pub format: String,
+    /// URL of the data (`file:///...`, `s3://bucket/prefix`); set for every file table.
+    pub location: Option<String>,
+    pub columns: Vec<ColumnDef>,
+    pub partition_columns: Vec<String>,
+    /// Non-secret options, shown by `SHOW CREATE TABLE`.
+    pub options: BTreeMap<String, String>,
+    /// Options the connector marks secret. Stored apart from the others and never displayed.
+    pub secret_options: BTreeMap<String, String>,
+    pub comment: Option<String>,
+    pub created_at: i64,
+}
+
+impl TableDef {
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.database, self.name)
+    }
+
+    /// All options, secrets included, for the connector that opens the table.
+    pub fn all_options(&self) -> BTreeMap<String, String> {
+        let mut all = self.options.clone();
+        all.extend(self.secret_options.clone());
+        all
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseEntry {
+    pub def: DatabaseDef,
+    pub tables: BTreeMap<String, TableDef>,
+}
+
+/// A consistent picture of the whole catalog at one store version.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CatalogState {
+    pub version: i64,
+    pub databases: BTreeMap<String, DatabaseEntry>,
+}
+
+impl CatalogState {
+    pub fn database(&self, name: &str) -> Option<&DatabaseEntry> {
+        self.databases.get(name)
+    }
+
+    pub fn table(&self, database: &str, name: &str) -> Option<&TableDef> {
+        self.databases.get(database)?.tables.get(name)
+    }
+}

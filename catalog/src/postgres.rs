@@ -1,0 +1,233 @@
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, Config, NoTls, Transaction};
+
+use crate::error::{CatalogError, Result};
+use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
+use crate::model::{CatalogState, DatabaseDef};
+use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change};
+
+/// Advisory lock key that serialises migrations of nodes starting at the same time ("bowman" in ASCII).
+const MIGRATION_LOCK: i64 = 0x626f776d616e;
+
+/// A catalog shared by several Bowman nodes in one PostgreSQL database.
+///
+/// Every change runs in one transaction that first locks the version row, so writers from
+/// different nodes are serialised and each sees the others' committed changes before checking its
+/// own.
+pub struct PostgresStore {
+    config: Config,
+    description: String,
+    client: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the config: it holds the password.
+        f.debug_struct("PostgresStore").field("at", &self.description).finish()
+    }
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let config: Config = url
+            .parse()
+            .map_err(|e| CatalogError::Store(format!("invalid catalog URL (expected postgres://user@host:port/db): {e}")))?;
+        let description = describe_config(&config);
+        let store = PostgresStore { config, description, client: Mutex::new(None) };
+        {
+            let mut guard = store.client.lock().await;
+            let client = store.connected(&mut guard).await?;
+            migrate(client).await?;
+        }
+        Ok(store)
+    }
+
+    /// The live client, reconnecting when the previous connection died (PostgreSQL restarted).
+    async fn connected<'a>(&self, slot: &'a mut Option<Client>) -> Result<&'a mut Client> {
+        if slot.as_ref().is_none_or(|c| c.is_closed()) {
+            let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+                CatalogError::Store(format!("cannot connect to the catalog database at {}: {e}", self.description))
+            })?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "catalog database connection ended");
+                }
+            });
+            *slot = Some(client);
+        }
+        Ok(slot.as_mut().expect("client just set"))
+    }
+}
+
+fn describe_config(config: &Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{}:{}/{}",
+        config.get_user().unwrap_or(""),
+        host,
+        port,
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+async fn migrate(client: &mut Client) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute(SCHEMA_TABLE).await?;
+    let current: i64 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM bowman_schema_migrations", &[])
+        .await?
+        .get(0);
+    if current > latest_version() {
+        return Err(CatalogError::TooNew { found: current, known: latest_version() });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        for stmt in m.statements {
+            tx.batch_execute(stmt).await?;
+        }
+        tx.execute(
+            "INSERT INTO bowman_schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
+            &[&m.version, &m.description, &now_millis()],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogState> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let version: i64 = tx
+        .query_one(&format!("SELECT version FROM bowman_catalog_version WHERE id = 1{lock}"), &[])
+        .await?
+        .get(0);
+    let databases = tx
+        .query("SELECT name, comment, location, created_at FROM bowman_databases", &[])
+        .await?
+        .into_iter()
+        .map(|r| DatabaseDef { name: r.get(0), comment: r.get(1), location: r.get(2), created_at: r.get(3) })
+        .collect();
+    let tables = tx
+        .query(
+            "SELECT t.database_name, t.name, t.kind, t.format, t.location, t.columns, t.partition_columns,
+                    t.options, s.options, t.comment, t.created_at
+             FROM bowman_tables t
+             LEFT JOIN bowman_table_secrets s ON s.database_name = t.database_name AND s.name = t.name",
+            &[],
+        )
+        .await?
+        .into_iter()
+        .map(|r| TableRow {
+            database: r.get(0),
+            name: r.get(1),
+            kind: r.get(2),
+            format: r.get(3),
+            location: r.get(4),
+            columns: r.get(5),
+            partition_columns: r.get(6),
+            options: r.get(7),
+            secret_options: r.get(8),
+            comment: r.get(9),
+            created_at: r.get(10),
+        })
+        .collect();
+    assemble(version, databases, tables)
+}
+
+async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
+    match op {
+        Op::InsertDatabase(d) => {
+            tx.execute(
+                "INSERT INTO bowman_databases (name, comment, location, created_at) VALUES ($1, $2, $3, $4)",
+                &[&d.name, &d.comment, &d.location, &d.created_at],
+            )
+            .await?;
+        }
+        Op::DeleteDatabase(name) => {
+            tx.execute("DELETE FROM bowman_databases WHERE name = $1", &[name]).await?;
+        }
+        Op::InsertTable(def) => {
+            let row = TableRow::encode(def)?;
+            tx.execute(
+                "INSERT INTO bowman_tables (database_name, name, kind, format, location, columns,
+                     partition_columns, options, comment, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    &row.database,
+                    &row.name,
+                    &row.kind,
+                    &row.format,
+                    &row.location,
+                    &row.columns,
+                    &row.partition_columns,
+                    &row.options,
+                    &row.comment,
+                    &row.created_at,
+                ],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO bowman_table_secrets (database_name, name, options) VALUES ($1, $2, $3)",
+                &[&row.database, &row.name, &row.secret_options],
+            )
+            .await?;
+        }
+        Op::DeleteTable { database, name } => {
+            tx.execute("DELETE FROM bowman_table_secrets WHERE database_name = $1 AND name = $2", &[database, name])
+                .await?;
+            tx.execute("DELETE FROM bowman_tables WHERE database_name = $1 AND name = $2", &[database, name])
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CatalogStore for PostgresStore {
+    async fn load(&self) -> Result<CatalogState> {
+        let mut guard = self.client.lock().await;
+        let client = self.connected(&mut guard).await?;
+        let tx = client.build_transaction().read_only(true).start().await?;
+        let state = read_state(&tx, false).await?;
+        tx.commit().await?;
+        Ok(state)
+    }
+
+    async fn version(&self) -> Result<i64> {
+        let mut guard = self.client.lock().await;
+        let client = self.connected(&mut guard).await?;
+        Ok(client.query_one("SELECT version FROM bowman_catalog_version WHERE id = 1", &[]).await?.get(0))
+    }
+
+    async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome> {
+        let mut guard = self.client.lock().await;
+        let client = self.connected(&mut guard).await?;
+        let tx = client.transaction().await?;
+        let state = read_state(&tx, true).await?;
+        let (ops, dropped_tables) = plan_change(&state, &change)?;
+        if ops.is_empty() {
+            tx.rollback().await?;
+            return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables });
+        }
+        for op in &ops {
+            execute_op(&tx, op).await?;
+        }
+        let version = state.version + 1;
+        tx.execute("UPDATE bowman_catalog_version SET version = $1 WHERE id = 1", &[&version]).await?;
+        tx.commit().await?;
+        Ok(ChangeOutcome { version, applied: true, dropped_tables })
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}

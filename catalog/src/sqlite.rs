@@ -1,0 +1,188 @@
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::error::{CatalogError, Result};
+use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
+use crate::model::{CatalogState, DatabaseDef};
+use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change};
+
+/// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a committed DDL
+/// survives `kill -9` and power loss, and an interrupted one leaves nothing behind.
+///
+/// SQLite calls are short and local, so they run inline behind a mutex rather than on a blocking
+/// pool.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| CatalogError::Store(format!("cannot create {}: {e}", parent.display())))?;
+            }
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn) })
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().map_err(|_| CatalogError::Store("sqlite connection poisoned".into()))?;
+        f(&mut conn)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(SCHEMA_TABLE, [])?;
+    let current: i64 = tx.query_row("SELECT COALESCE(MAX(version), 0) FROM bowman_schema_migrations", [], |r| r.get(0))?;
+    if current > latest_version() {
+        return Err(CatalogError::TooNew { found: current, known: latest_version() });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        for stmt in m.statements {
+            tx.execute(stmt, [])?;
+        }
+        tx.execute(
+            "INSERT INTO bowman_schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
+            params![m.version, m.description, now_millis()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_state(conn: &Connection) -> Result<CatalogState> {
+    let version: i64 = conn.query_row("SELECT version FROM bowman_catalog_version WHERE id = 1", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare("SELECT name, comment, location, created_at FROM bowman_databases")?;
+    let databases = stmt
+        .query_map([], |r| {
+            Ok(DatabaseDef { name: r.get(0)?, comment: r.get(1)?, location: r.get(2)?, created_at: r.get(3)? })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT t.database_name, t.name, t.kind, t.format, t.location, t.columns, t.partition_columns,
+                t.options, s.options, t.comment, t.created_at
+         FROM bowman_tables t
+         LEFT JOIN bowman_table_secrets s ON s.database_name = t.database_name AND s.name = t.name",
+    )?;
+    let tables = stmt
+        .query_map([], |r| {
+            Ok(TableRow {
+                database: r.get(0)?,
+                name: r.get(1)?,
+                kind: r.get(2)?,
+                format: r.get(3)?,
+                location: r.get(4)?,
+                columns: r.get(5)?,
+                partition_columns: r.get(6)?,
+                options: r.get(7)?,
+                secret_options: r.get(8)?,
+                comment: r.get(9)?,
+                created_at: r.get(10)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    assemble(version, databases, tables)
+}
+
+fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
+    match op {
+        Op::InsertDatabase(d) => {
+            tx.execute(
+                "INSERT INTO bowman_databases (name, comment, location, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![d.name, d.comment, d.location, d.created_at],
+            )?;
+        }
+        Op::DeleteDatabase(name) => {
+            tx.execute("DELETE FROM bowman_databases WHERE name = ?1", params![name])?;
+        }
+        Op::InsertTable(def) => {
+            let row = TableRow::encode(def)?;
+            tx.execute(
+                "INSERT INTO bowman_tables (database_name, name, kind, format, location, columns,
+                     partition_columns, options, comment, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    row.database,
+                    row.name,
+                    row.kind,
+                    row.format,
+                    row.location,
+                    row.columns,
+                    row.partition_columns,
+                    row.options,
+                    row.comment,
+                    row.created_at
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO bowman_table_secrets (database_name, name, options) VALUES (?1, ?2, ?3)",
+                params![row.database, row.name, row.secret_options],
+            )?;
+        }
+        Op::DeleteTable { database, name } => {
+            tx.execute(
+                "DELETE FROM bowman_table_secrets WHERE database_name = ?1 AND name = ?2",
+                params![database, name],
+            )?;
+            tx.execute("DELETE FROM bowman_tables WHERE database_name = ?1 AND name = ?2", params![database, name])?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    async fn load(&self) -> Result<CatalogState> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let state = read_state(&tx)?;
+            tx.commit()?;
+            Ok(state)
+        })
+    }
+
+    async fn version(&self) -> Result<i64> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .query_row("SELECT version FROM bowman_catalog_version WHERE id = 1", [], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0))
+        })
+    }
+
+    async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome> {
+        self.with_conn(|conn| {
+            // IMMEDIATE takes the write lock up front, so the checks below see the latest state.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let state = read_state(&tx)?;
+            let (ops, dropped_tables) = plan_change(&state, &change)?;
+            if ops.is_empty() {
+                return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables });
+            }
+            for op in &ops {
+                execute_op(&tx, op)?;
+            }
+            let version = state.version + 1;
+            tx.execute("UPDATE bowman_catalog_version SET version = ?1 WHERE id = 1", params![version])?;
+            tx.commit()?;
+            Ok(ChangeOutcome { version, applied: true, dropped_tables })
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}

@@ -1,0 +1,272 @@
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+
+use crate::error::{CatalogError, Result};
+use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, TableDef, TableKind};
+
+/// The database every session starts in, as in Spark and Hive.
+pub const DEFAULT_DATABASE: &str = "default";
+
+/// One atomic change to the catalog.
+#[derive(Debug, Clone)]
+pub enum CatalogChange {
+    CreateDatabase { def: DatabaseDef, if_not_exists: bool },
+    DropDatabase { name: String, if_exists: bool, cascade: bool },
+    CreateTable { def: TableDef, if_not_exists: bool },
+    DropTable { database: String, name: String, if_exists: bool },
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeOutcome {
+    /// Store version after the change.
+    pub version: i64,
+    /// False when `IF [NOT] EXISTS` turned the change into a no-op.
+    pub applied: bool,
+    /// Tables removed by the change (so the caller can delete the data of managed ones).
+    pub dropped_tables: Vec<TableDef>,
+}
+
+/// A primitive write a store performs inside its transaction.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    InsertDatabase(DatabaseDef),
+    DeleteDatabase(String),
+    InsertTable(TableDef),
+    DeleteTable { database: String, name: String },
+}
+
+/// A versioned, transactional home for the catalog.
+///
+/// Implementations apply each [`CatalogChange`] in one transaction that also bumps the store's
+/// version, serialised against every other writer (other Bowman nodes included), so a reader that
+/// sees version `v` sees every change up to `v` and nothing after it.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + std::fmt::Debug {
+    /// The whole catalog at the store's current version.
+    async fn load(&self) -> Result<CatalogState>;
+    /// The store's current version: cheap, used to decide whether a snapshot is stale.
+    async fn version(&self) -> Result<i64>;
+    /// Validate `change` against the current contents and apply it atomically.
+    async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome>;
+    /// A human-readable description, without credentials.
+    fn describe(&self) -> String;
+}
+
+/// Check `change` against `state` and turn it into primitive writes. Shared by every store, so
+/// both enforce exactly the same rules.
+pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Result<(Vec<Op>, Vec<TableDef>)> {
+    let mut ops = Vec::new();
+    let mut dropped = Vec::new();
+    match change {
+        CatalogChange::CreateDatabase { def, if_not_exists } => {
+            if state.databases.contains_key(&def.name) {
+                if *if_not_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::DatabaseExists(def.name.clone()));
+            }
+            ops.push(Op::InsertDatabase(def.clone()));
+        }
+        CatalogChange::DropDatabase { name, if_exists, cascade } => {
+            let Some(entry) = state.databases.get(name) else {
+                if *if_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::DatabaseNotFound(name.clone()));
+            };
+            if name == DEFAULT_DATABASE {
+                return Err(CatalogError::ProtectedDatabase(name.clone()));
+            }
+            if !entry.tables.is_empty() && !cascade {
+                return Err(CatalogError::DatabaseNotEmpty(name.clone()));
+            }
+            for t in entry.tables.values() {
+                ops.push(Op::DeleteTable { database: t.database.clone(), name: t.name.clone() });
+                dropped.push(t.clone());
+            }
+            ops.push(Op::DeleteDatabase(name.clone()));
+        }
+        CatalogChange::CreateTable { def, if_not_exists } => {
+            let Some(entry) = state.databases.get(&def.database) else {
+                return Err(CatalogError::DatabaseNotFound(def.database.clone()));
+            };
+            if entry.tables.contains_key(&def.name) {
+                if *if_not_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::TableExists(def.database.clone(), def.name.clone()));
+            }
+            ops.push(Op::InsertTable(def.clone()));
+        }
+        CatalogChange::DropTable { database, name, if_exists } => {
+            let Some(entry) = state.databases.get(database) else {
+                if *if_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::DatabaseNotFound(database.clone()));
+            };
+            let Some(t) = entry.tables.get(name) else {
+                if *if_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::TableNotFound(database.clone(), name.clone()));
+            };
+            dropped.push(t.clone());
+            ops.push(Op::DeleteTable { database: database.clone(), name: name.clone() });
+        }
+    }
+    Ok((ops, dropped))
+}
+
+/// A table row as both stores keep it: JSON text for the structured parts.
+pub(crate) struct TableRow {
+    pub database: String,
+    pub name: String,
+    pub kind: String,
+    pub format: String,
+    pub location: Option<String>,
+    pub columns: String,
+    pub partition_columns: String,
+    pub options: String,
+    pub secret_options: Option<String>,
+    pub comment: Option<String>,
+    pub created_at: i64,
+}
+
+impl TableRow {
+    pub(crate) fn encode(def: &TableDef) -> Result<Self> {
+        Ok(TableRow {
+            database: def.database.clone(),
+            name: def.name.clone(),
+            kind: def.kind.as_str().to_string(),
+            format: def.format.clone(),
+            location: def.location.clone(),
+            columns: serde_json::to_string(&def.columns)?,
+            partition_columns: serde_json::to_string(&def.partition_columns)?,
+            options: serde_json::to_string(&def.options)?,
+            secret_options: Some(serde_json::to_string(&def.secret_options)?),
+            comment: def.comment.clone(),
+            created_at: def.created_at,
+        })
+    }
+
+    pub(crate) fn decode(self) -> Result<TableDef> {
+        let kind = TableKind::parse(&self.kind)
+            .ok_or_else(|| CatalogError::Corrupt(format!("table {}.{} has kind {:?}", self.database, self.name, self.kind)))?;
+        let columns: Vec<ColumnDef> = serde_json::from_str(&self.columns)?;
+        let partition_columns: Vec<String> = serde_json::from_str(&self.partition_columns)?;
+        let options: BTreeMap<String, String> = serde_json::from_str(&self.options)?;
+        let secret_options: BTreeMap<String, String> = match &self.secret_options {
+            Some(s) => serde_json::from_str(s)?,
+            None => BTreeMap::new(),
+        };
+        Ok(TableDef {
+            database: self.database,
+            name: self.name,
+            kind,
+            format: self.format,
+            location: self.location,
+            columns,
+            partition_columns,
+            options,
+            secret_options,
+            comment: self.comment,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// Assemble a state from the rows a store read in one transaction.
+pub(crate) fn assemble(version: i64, databases: Vec<DatabaseDef>, tables: Vec<TableRow>) -> Result<CatalogState> {
+    let mut state = CatalogState { version, databases: BTreeMap::new() };
+    for def in databases {
+        state.databases.insert(def.name.clone(), DatabaseEntry { def, tables: BTreeMap::new() });
+    }
+    for row in tables {
+        let def = row.decode()?;
+        let entry = state
+            .databases
+            .get_mut(&def.database)
+            .ok_or_else(|| CatalogError::Corrupt(format!("table {} has no database", def.qualified_name())))?;
+        entry.tables.insert(def.name.clone(), def);
+    }
+    Ok(state)
+}
+
+pub(crate) fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Open the store a catalog URL names: `postgres://...` / `postgresql://...` for PostgreSQL,
+/// `sqlite:///path/catalog.db` or a plain path for SQLite.
+pub async fn open_store(url: &str) -> Result<Arc<dyn CatalogStore>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(crate::PostgresStore::connect(url).await?))
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        let store = crate::SqliteStore::open(std::path::Path::new(path))?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// The catalog as the rest of Bowman uses it: a store plus an in-memory snapshot.
+#[derive(Debug)]
+pub struct Catalog {
+    store: Arc<dyn CatalogStore>,
+    snapshot: RwLock<Arc<CatalogState>>,
+}
+
+impl Catalog {
+    /// Load the catalog from `store`, creating the `default` database on first use.
+    pub async fn open(store: Arc<dyn CatalogStore>) -> Result<Self> {
+        let catalog = Catalog { store, snapshot: RwLock::new(Arc::new(CatalogState::default())) };
+        catalog
+            .apply(CatalogChange::CreateDatabase {
+                def: DatabaseDef {
+                    name: DEFAULT_DATABASE.to_string(),
+                    comment: Some("default database".to_string()),
+                    location: None,
+                    created_at: now_millis(),
+                },
+                if_not_exists: true,
+            })
+            .await?;
+        catalog.refresh().await?;
+        Ok(catalog)
+    }
+
+    /// The current snapshot (no I/O).
+    pub fn snapshot(&self) -> Arc<CatalogState> {
+        self.snapshot.read().expect("catalog snapshot lock").clone()
+    }
+
+    /// Reload the snapshot when another writer (another node) moved the store's version.
+    pub async fn refresh(&self) -> Result<Arc<CatalogState>> {
+        let current = self.snapshot();
+        let version = self.store.version().await?;
+        if version == current.version && version != 0 {
+            return Ok(current);
+        }
+        let state = Arc::new(self.store.load().await?);
+        let mut guard = self.snapshot.write().expect("catalog snapshot lock");
+        if state.version >= guard.version {
+            *guard = state.clone();
+        }
+        Ok(guard.clone())
+    }
+
+    /// Apply one change atomically and refresh the snapshot.
+    pub async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome> {
+        let outcome = self.store.apply(change).await?;
+        self.refresh().await?;
+        Ok(outcome)
+    }
+
+    pub fn store(&self) -> &Arc<dyn CatalogStore> {
+        &self.store
+    }
+}
+

@@ -1,0 +1,148 @@
+//! The contract between Bowman and its data sources.
+//!
+//! A connector is a DataFusion [`TableProviderFactory`] plus a little metadata: the `USING` names it
+//! answers to and a static schema of its options, with secrets marked. The `sql` crate keeps an
+//! open [`ConnectorRegistry`] keyed by those names (no central `match` over formats), calls
+//! [`Connector::validate`] and [`TableProviderFactory::create`] at `CREATE TABLE` time, stores
+//! the validated options in the catalog, and calls `create` again whenever a statement opens the
+//! table.
+//!
+//! Connectors report failures a user can act on as [`ConnectorError`], whose [`ErrorKind`] the
+//! front ends turn into a SQLSTATE or a Flight status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProviderFactory};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::CreateExternalTable;
+
+/// One option a connector understands.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    /// Secret options are stored apart from the others and never displayed or logged.
+    pub secret: bool,
+    pub description: &'static str,
+}
+
+impl OptionSpec {
+    pub const fn new(name: &'static str, description: &'static str) -> Self {
+        OptionSpec { name, secret: false, description }
+    }
+
+    pub const fn secret(name: &'static str, description: &'static str) -> Self {
+        OptionSpec { name, secret: true, description }
+    }
+}
+
+/// A data source Bowman can create tables over.
+#[async_trait]
+pub trait Connector: TableProviderFactory {
+    /// The names `USING` / `STORED AS` accept for this connector, lower case; the first is canonical.
+    fn names(&self) -> &'static [&'static str];
+
+    /// Options this connector understands.
+    fn options(&self) -> &'static [OptionSpec];
+
+    /// Whether tables of this connector keep their data in files under a `LOCATION`
+    /// (and so can be managed tables in the warehouse).
+    fn stores_files(&self) -> bool {
+        false
+    }
+
+    /// Check, once at `CREATE TABLE`, that the table can be reached (location exists, credentials
+    /// work). Opening the table for each query skips this.
+    async fn validate(&self, _state: &dyn Session, _cmd: &CreateExternalTable) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether an option holds a secret: marked so by the connector, or — for options the connector
+/// does not declare — named like one. Erring on the side of hiding is deliberate.
+pub fn is_secret_option(specs: &[OptionSpec], key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    if let Some(spec) = specs.iter().find(|s| s.name == key) {
+        return spec.secret;
+    }
+    ["secret", "password", "passwd", "token", "credential", "private_key"].iter().any(|w| key.contains(w))
+}
+
+/// Split options into (plain, secret) by the connector's schema.
+pub fn split_secret_options(
+    specs: &[OptionSpec],
+    options: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    options.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| !is_secret_option(specs, k))
+}
+
+/// The open map of connectors, keyed by every name each one answers to.
+#[derive(Debug, Default, Clone)]
+pub struct ConnectorRegistry {
+    by_name: HashMap<String, Arc<dyn Connector>>,
+}
+
+impl ConnectorRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, connector: Arc<dyn Connector>) {
+        for name in connector.names() {
+            self.by_name.insert(name.to_string(), connector.clone());
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Connector>> {
+        self.by_name.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    /// Canonical names, sorted, for error messages.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.by_name.values().map(|c| c.names()[0]).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// The category of a connector failure; each maps to one SQLSTATE class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// An option is missing, unknown or malformed (SQLSTATE 22023).
+    InvalidOption,
+    /// The location or remote object does not exist (58P01 for files).
+    NotFound,
+    /// The remote service could not be reached (08001).
+    Unreachable,
+    /// Credentials were refused (28000).
+    AccessDenied,
+    /// Stored data could not be decoded (XX001).
+    Corrupt,
+    /// Other I/O failure (58030).
+    Io,
+    /// A feature the connector does not support (0A000).
+    Unsupported,
+}
+
+/// A failure a user can act on, raised by any connector.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectorError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ConnectorError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ConnectorError { kind, message: message.into() }
+    }
+}
+
+impl From<ConnectorError> for DataFusionError {
+    fn from(e: ConnectorError) -> Self {
+        DataFusionError::External(Box::new(e))
+    }
+}

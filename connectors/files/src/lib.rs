@@ -1,0 +1,173 @@
+//! Tables over files: Parquet, JSON lines and CSV, on local disk (`file://`) or S3 (`s3://`).
+//!
+//! [`FilesTableProviderFactory`] is the connector behind `USING parquet|json|csv` (and the Hive
+//! form `STORED AS ...`). Tables are DataFusion `ListingTable`s, so Hive-style partition
+//! directories (`dt=2018-03-05/`) are pruned by `WHERE` and `INSERT` appends new uniquely named
+//! files, partitioned tables included. S3 buckets get an `object_store` client built from the
+//! table's options, then Bowman's server-wide S3 settings, then the standard `AWS_*` environment.
+
+mod errors;
+mod format;
+mod s3;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bowman_connector::{Connector, OptionSpec};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::error::Result;
+use datafusion::logical_expr::CreateExternalTable;
+
+pub use errors::FilesError;
+pub use format::FileFormatKind;
+pub use s3::S3Settings;
+
+/// The options every file table accepts (format-specific ones are listed in [`format`]).
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::new("header", "CSV: whether the first line holds column names (default false, as in Spark)"),
+    OptionSpec::new("delimiter", "CSV: field separator, one character (alias: sep)"),
+    OptionSpec::new("sep", "CSV: field separator, one character"),
+    OptionSpec::new("quote", "CSV: quote character"),
+    OptionSpec::new("escape", "CSV: escape character"),
+    OptionSpec::new("compression", "gzip, bzip2, xz, zstd or uncompressed (CSV/JSON); snappy, zstd, ... (Parquet)"),
+    OptionSpec::new("file_extension", "only files ending with this are read (default: .parquet, .json, .csv)"),
+    OptionSpec::new("endpoint", "S3: endpoint URL, e.g. http://127.0.0.1:8333"),
+    OptionSpec::new("region", "S3: region"),
+    OptionSpec::new("access_key_id", "S3: access key id"),
+    OptionSpec::new("aws_access_key_id", "S3: access key id"),
+    OptionSpec::secret("secret_access_key", "S3: secret access key"),
+    OptionSpec::secret("aws_secret_access_key", "S3: secret access key"),
+    OptionSpec::secret("session_token", "S3: session token"),
+    OptionSpec::secret("aws_session_token", "S3: session token"),
+    OptionSpec::new("allow_http", "S3: allow plain-HTTP endpoints (true/false)"),
+];
+
+/// The connector for file tables.
+#[derive(Debug)]
+pub struct FilesTableProviderFactory {
+    s3: s3::S3Stores,
+}
+
+impl FilesTableProviderFactory {
+    pub fn new(s3_defaults: S3Settings) -> Self {
+        FilesTableProviderFactory { s3: s3::S3Stores::new(s3_defaults) }
+    }
+
+    fn listing_parts(
+        &self,
+        state: &dyn Session,
+        cmd: &CreateExternalTable,
+    ) -> Result<(ListingTableUrl, ListingOptions, BTreeMap<String, String>)> {
+        let options: BTreeMap<String, String> =
+            cmd.options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+        let kind = FileFormatKind::from_name(&cmd.file_type)
+            .ok_or_else(|| FilesError::UnknownFormat(cmd.file_type.clone()))?;
+        let location = cmd.locations.first().ok_or(FilesError::MissingLocation)?;
+        let url = table_url(location)?;
+        if url.scheme() == "s3" {
+            self.s3.register(state, &url, &options)?;
+        }
+        let listing = format::listing_options(kind, &options)?;
+        Ok((url, listing, options))
+    }
+}
+
+/// Parse a table location; a directory always ends in `/` so DataFusion treats it as a
+/// collection (and can insert into it).
+pub fn table_url(location: &str) -> Result<ListingTableUrl> {
+    let mut location = location.to_string();
+    if !location.ends_with('/') {
+        location.push('/');
+    }
+    if let Some(path) = location.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(FilesError::InvalidLocation(location.clone(), "file:// locations must be absolute".into()).into());
+        }
+    } else if !location.starts_with("s3://") && !location.starts_with('/') {
+        return Err(FilesError::InvalidLocation(
+            location.clone(),
+            "use an absolute path, file:///path or s3://bucket/prefix".into(),
+        )
+        .into());
+    }
+    ListingTableUrl::parse(&location).map_err(|e| FilesError::InvalidLocation(location, e.to_string()).into())
+}
+
+#[async_trait]
+impl TableProviderFactory for FilesTableProviderFactory {
+    async fn create(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
+        let (url, listing, _) = self.listing_parts(state, cmd)?;
+        let table_schema: SchemaRef = Arc::new(cmd.schema.as_arrow().clone());
+
+        let (file_schema, partition_cols) = if table_schema.fields().is_empty() {
+            // No column list: infer from the files; partition values are strings.
+            let file_schema = listing.infer_schema(state, &url).await.map_err(|e| infer_error(&url, e))?;
+            let parts = cmd.table_partition_cols.iter().map(|c| (c.clone(), DataType::Utf8)).collect::<Vec<_>>();
+            (file_schema, parts)
+        } else {
+            let mut parts = Vec::with_capacity(cmd.table_partition_cols.len());
+            for col in &cmd.table_partition_cols {
+                let field = table_schema
+                    .field_with_name(col)
+                    .map_err(|_| FilesError::UnknownPartitionColumn(col.clone()))?;
+                parts.push((col.clone(), field.data_type().clone()));
+            }
+            let file_fields = table_schema
+                .fields()
+                .iter()
+                .filter(|f| !cmd.table_partition_cols.contains(f.name()))
+                .cloned()
+                .collect::<Vec<_>>();
+            (Arc::new(Schema::new(file_fields)), parts)
+        };
+
+        let listing = listing.with_table_partition_cols(partition_cols);
+        let config = ListingTableConfig::new(url).with_listing_options(listing).with_schema(file_schema);
+        Ok(Arc::new(ListingTable::try_new(config)?))
+    }
+}
+
+fn infer_error(url: &ListingTableUrl, e: datafusion::error::DataFusionError) -> datafusion::error::DataFusionError {
+    match e {
+        datafusion::error::DataFusionError::Plan(_) => FilesError::NothingToInfer(url.to_string()).into(),
+        other => other,
+    }
+}
+
+#[async_trait]
+impl Connector for FilesTableProviderFactory {
+    fn names(&self) -> &'static [&'static str] {
+        &["parquet", "json", "csv"]
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        OPTIONS
+    }
+
+    fn stores_files(&self) -> bool {
+        true
+    }
+
+    /// The location must exist: a local directory, or an S3 bucket Bowman can list with the
+    /// table's credentials. This catches typos, dead endpoints and refused credentials at
+    /// `CREATE TABLE` rather than at the first query.
+    async fn validate(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<()> {
+        let (url, _, _) = self.listing_parts(state, cmd)?;
+        if url.scheme() == "file" {
+            let path = url::Url::parse(url.as_str())
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| FilesError::InvalidLocation(url.to_string(), "not a local path".into()))?;
+            let meta = std::fs::metadata(&path).map_err(|_| FilesError::LocationNotFound(url.to_string()))?;
+            if !meta.is_dir() {
+                return Err(FilesError::NotADirectory(url.to_string()).into());
+            }
+            return Ok(());
+        }
+        let store = state.runtime_env().object_store(&url)?;
+        s3::check_reachable(store.as_ref(), &url).await
+    }
+}

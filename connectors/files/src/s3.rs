@@ -1,0 +1,125 @@
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datafusion::catalog::Session;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::error::Result;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+
+use crate::errors::FilesError;
+
+/// Server-wide S3 settings (from `bowman.toml` / `BOWMAN_S3_*`), the middle layer between a
+/// table's OPTIONS and the `AWS_*` environment. Keys are `object_store` S3 configuration keys
+/// (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`, ...).
+#[derive(Clone, Default)]
+pub struct S3Settings(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Show which keys are set, never their values: some are credentials.
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+/// One client per (bucket, settings), built once and registered with the runtime for each
+/// table that uses it.
+#[derive(Debug)]
+pub(crate) struct S3Stores {
+    defaults: S3Settings,
+    built: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+/// Table options that configure the S3 client, in `object_store`'s key names.
+fn s3_keys(options: &BTreeMap<String, String>) -> Result<Vec<(AmazonS3ConfigKey, String)>> {
+    let mut keys = Vec::new();
+    for (k, v) in options {
+        let key = k.strip_prefix("s3.").unwrap_or(k);
+        if matches!(key, "header" | "delimiter" | "sep" | "quote" | "escape" | "compression" | "file_extension") {
+            continue;
+        }
+        if let Ok(parsed) = AmazonS3ConfigKey::from_str(key) {
+            if matches!(parsed, AmazonS3ConfigKey::Bucket) {
+                continue;
+            }
+            keys.push((parsed, v.clone()));
+        }
+    }
+    Ok(keys)
+}
+
+impl S3Stores {
+    pub(crate) fn new(defaults: S3Settings) -> Self {
+        S3Stores { defaults, built: Mutex::new(HashMap::new()) }
+    }
+
+    /// Make sure the runtime has a client for the table's bucket.
+    pub(crate) fn register(&self, state: &dyn Session, url: &ListingTableUrl, options: &BTreeMap<String, String>) -> Result<()> {
+        let parsed = url::Url::parse(url.as_str()).map_err(|e| FilesError::InvalidLocation(url.to_string(), e.to_string()))?;
+        let bucket = parsed
+            .host_str()
+            .ok_or_else(|| FilesError::InvalidLocation(url.to_string(), "no bucket name".into()))?
+            .to_string();
+        let mut settings = s3_keys(&self.defaults.0)?;
+        settings.extend(s3_keys(options)?);
+        // The cache key holds credentials, so it is never logged.
+        let cache_key = format!("{bucket}\u{0}{settings:?}");
+        let store = {
+            let mut built = self.built.lock().expect("s3 store cache");
+            if let Some(store) = built.get(&cache_key) {
+                store.clone()
+            } else {
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+                for (k, v) in settings {
+                    builder = builder.with_config(k, v);
+                }
+                let store: Arc<dyn ObjectStore> = Arc::new(
+                    builder
+                        .with_client_options(
+                            ClientOptions::new()
+                                .with_connect_timeout(Duration::from_secs(5))
+                                .with_timeout(Duration::from_secs(120)),
+                        )
+                        .with_retry(RetryConfig {
+                            backoff: BackoffConfig::default(),
+                            max_retries: 3,
+                            retry_timeout: Duration::from_secs(20),
+                        })
+                        .build()
+                        .map_err(|e| FilesError::InvalidOption("s3".into(), url.to_string(), e.to_string()))?,
+                );
+                built.insert(cache_key, store.clone());
+                store
+            }
+        };
+        let base = url::Url::parse(&format!("s3://{bucket}")).expect("valid bucket URL");
+        state.runtime_env().register_object_store(&base, store);
+        Ok(())
+    }
+}
+
+/// List the table's prefix once to prove the endpoint answers, the credentials work and the
+/// bucket exists.
+pub(crate) async fn check_reachable(store: &dyn ObjectStore, url: &ListingTableUrl) -> Result<()> {
+    match store.list_with_delimiter(Some(url.prefix())).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let location = url.to_string();
+            let reason = e.to_string();
+            Err(match e {
+                object_store::Error::NotFound { .. } => FilesError::S3BucketNotFound(location),
+                object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                    FilesError::S3AccessDenied { location, reason }
+                }
+                _ if reason.contains("NoSuchBucket") => FilesError::S3BucketNotFound(location),
+                _ if reason.contains("AccessDenied") || reason.contains("SignatureDoesNotMatch") || reason.contains("InvalidAccessKeyId") => {
+                    FilesError::S3AccessDenied { location, reason }
+                }
+                _ => FilesError::S3Unreachable { location, reason },
+            }
+            .into())
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Bowman's own statements: databases, tables, and the SHOW / DESCRIBE family.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use bowman_catalog::{CatalogChange, CatalogError, ColumnDef, DatabaseDef, TableDef, TableKind};
+use bowman_connector::{Connector, split_secret_options};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{CreateExternalTable, cast, col};
+use datafusion::physical_plan::collect;
+use datafusion::prelude::DataFrame;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast;
+
+use crate::engine::normalize_location;
+use crate::error::{BowmanError, Result};
+use crate::output::{Output, text_schema};
+use crate::parser::{CreateTable, Statement, TableName};
+use crate::session::{Session, count_rows};
+use crate::types::{parse_type, type_name};
+
+pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Output> {
+    match stmt {
+        Statement::CreateDatabase { name, if_not_exists, comment, location } => {
+            let location = location.map(|l| normalize_location(&l)).transpose()?;
+            let def = DatabaseDef { name, comment, location, created_at: now_millis() };
+            session.engine.catalog.apply(CatalogChange::CreateDatabase { def, if_not_exists }).await?;
+            Ok(Output::command("CREATE DATABASE"))
+        }
+        Statement::DropDatabase { name, if_exists, cascade } => {
+            let outcome = session.engine.catalog.apply(CatalogChange::DropDatabase { name: name.clone(), if_exists, cascade }).await?;
+            for t in &outcome.dropped_tables {
+                delete_managed_data(session, t).await;
+            }
+            if session.current_database() == name && outcome.applied {
+                session.set_current_database(bowman_catalog::DEFAULT_DATABASE);
+            }
+            Ok(Output::command("DROP DATABASE"))
+        }
+        Statement::Use { database } => {
+            if session.engine.catalog.snapshot().database(&database).is_none() {
+                return Err(CatalogError::DatabaseNotFound(database).into());
+            }
+            session.set_current_database(&database);
+            Ok(Output::command("USE"))
+        }
+        Statement::CreateTable(ct) => create_table(session, *ct).await,
+        Statement::DropTable { name, if_exists } => {
+            let database = name.database.clone().unwrap_or_else(|| session.current_database());
+            let outcome = session
+                .engine
+                .catalog
+                .apply(CatalogChange::DropTable { database, name: name.name.clone(), if_exists })
+                .await?;
+            for t in &outcome.dropped_tables {
+                delete_managed_data(session, t).await;
+            }
+            Ok(Output::command("DROP TABLE"))
+        }
+        Statement::ShowDatabases { like } => {
+            let snapshot = session.engine.catalog.snapshot();
+            let rows = snapshot
+                .databases
+                .keys()
+                .filter(|n| like.as_deref().is_none_or(|p| spark_like(p, n)))
+                .map(|n| vec![Some(n.clone())])
+                .collect();
+            Output::text_rows(&["namespace"], rows)
+        }
+        Statement::ShowTables { database, like } => {
+            let db = database.unwrap_or_else(|| session.current_database());
+            let snapshot = session.engine.catalog.snapshot();
+            let entry = snapshot.database(&db).ok_or_else(|| CatalogError::DatabaseNotFound(db.clone()))?;
+            let rows = entry
+                .tables
+                .keys()
+                .filter(|n| like.as_deref().is_none_or(|p| spark_like(p, n)))
+                .map(|n| vec![Some(db.clone()), Some(n.clone()), Some("false".to_string())])
+                .collect();
+            Output::text_rows(&["namespace", "tableName", "isTemporary"], rows)
+        }
+        Statement::ShowCreateTable { name } => {
+            let def = lookup(session, &name)?;
+            Output::text_rows(&["createtab_stmt"], vec![vec![Some(render_create_table(&def))]])
+        }
+        Statement::Describe { name, extended } => {
+            let def = lookup(session, &name)?;
+            Output::text_rows(&["col_name", "data_type", "comment"], describe_rows(&def, extended))
+        }
+        other => Err(BowmanError::Internal(format!("statement {other:?} reached the DDL executor"))),
+    }
+}
+
+/// The result columns of a Bowman statement, known before it runs.
+pub(crate) fn statement_schema(stmt: &Statement) -> Option<SchemaRef> {
+    match stmt {
+        Statement::ShowDatabases { .. } => Some(text_schema(&["namespace"])),
+        Statement::ShowTables { .. } => Some(text_schema(&["namespace", "tableName", "isTemporary"])),
+        Statement::ShowCreateTable { .. } => Some(text_schema(&["createtab_stmt"])),
+        Statement::Describe { .. } => Some(text_schema(&["col_name", "data_type", "comment"])),
+        Statement::Show { name } if name == "all" => Some(text_schema(&["name", "setting"])),
+        Statement::Show { name } => Some(text_schema(&[name.as_str()])),
+        _ => None,
+    }
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn lookup(session: &Session, name: &TableName) -> Result<TableDef> {
+    let db = name.database.clone().unwrap_or_else(|| session.current_database());
+    let snapshot = session.engine.catalog.snapshot();
+    if snapshot.database(&db).is_none() {
+        return Err(CatalogError::DatabaseNotFound(db).into());
+    }
+    snapshot.table(&db, &name.name).cloned().ok_or_else(|| CatalogError::TableNotFound(db, name.name.clone()).into())
+}
+
+/// Spark's SHOW ... LIKE patterns: `*` matches anything, `|` separates alternatives,
+/// case-insensitive.
+fn spark_like(pattern: &str, name: &str) -> bool {
+    fn glob(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
+            (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    let name = name.to_ascii_lowercase();
+    pattern.split('|').any(|alt| glob(alt.trim().to_ascii_lowercase().as_bytes(), name.as_bytes()))
+}
+
+fn managed_location(session: &Session, database: &str, table: &str) -> String {
+    let snapshot = session.engine.catalog.snapshot();
+    let db_location = snapshot.database(database).and_then(|d| d.def.location.clone());
+    match db_location {
+        Some(loc) => format!("{loc}/{table}"),
+        None if database == bowman_catalog::DEFAULT_DATABASE => format!("{}/{table}", session.engine.warehouse),
+        None => format!("{}/{database}.db/{table}", session.engine.warehouse),
+    }
+}
+
+fn local_path(location: &str) -> Option<std::path::PathBuf> {
+    url::Url::parse(location).ok().filter(|u| u.scheme() == "file").and_then(|u| u.to_file_path().ok())
+}
+
+/// Delete everything under a location (local directory or S3 prefix).
+async fn delete_location(session: &Session, location: &str) -> Result<()> {
+    if let Some(path) = local_path(location) {
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(BowmanError::Io(format!("cannot delete {}: {e}", path.display()))),
+        }
+    }
+    let url = bowman_connector_files::table_url(location)?;
+    let store = session.engine.runtime.object_store(&url)?;
+    use futures::{StreamExt, TryStreamExt};
+    let locations = store.list(Some(url.prefix())).map_ok(|m| m.location).boxed();
+    store
+        .delete_stream(locations)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| BowmanError::Io(format!("cannot delete {location}: {e}")))?;
+    Ok(())
+}
+
+async fn delete_managed_data(session: &Session, table: &TableDef) {
+    if table.kind != TableKind::Managed {
+        return;
+    }
+    if let Some(location) = &table.location {
+        if let Err(e) = delete_location(session, location).await {
+            // The table is gone from the catalog either way; leftover files are only disk space.
+            tracing::warn!(table = %table.qualified_name(), error = %e.message(), "could not delete the data of a dropped table");
+        }
+    }
+}
+
+struct ResolvedColumn {
+    def: ColumnDef,
+    field: Field,
+}
+
+fn resolve_columns(ct: &CreateTable) -> Result<Vec<ResolvedColumn>> {
+    let mut specs: Vec<(String, String, bool, Option<String>)> =
+        ct.columns.iter().map(|c| (c.name.clone(), c.data_type.clone(), c.nullable, c.comment.clone())).collect();
+    // Hive's form declares partition columns (with types) outside the column list.
+    for (name, t) in &ct.partitioned_by {
+        if let Some(t) = t {
+            if specs.iter().any(|s| &s.0 == name) {
+                return Err(BowmanError::InvalidDefinition(format!(
+                    "partition column '{name}' has a type in PARTITIONED BY and is also in the column list"
+                )));
+            }
+            specs.push((name.clone(), t.clone(), true, None));
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (name, t, nullable, comment) in specs {
+        if !seen.insert(name.clone()) {
+            return Err(BowmanError::InvalidDefinition(format!("column '{name}' is specified more than once")));
+        }
+        let (arrow, canonical) = parse_type(&t)?;
+        out.push(ResolvedColumn {
+            field: Field::new(&name, arrow, nullable),
+            def: ColumnDef { name, data_type: canonical, nullable, comment },
+        });
+    }
+    Ok(out)
+}
+
+/// Move partition columns to the end, in PARTITIONED BY order (Spark's layout).
+fn order_partitions<T>(mut cols: Vec<T>, partitions: &[String], name: impl Fn(&T) -> &str) -> Result<Vec<T>> {
+    let mut tail = Vec::new();
+    for p in partitions {
+        let idx = cols
+            .iter()
+            .position(|c| name(c) == p)
+            .ok_or_else(|| BowmanError::UndefinedColumn(format!("{p} (named in PARTITIONED BY)")))?;
+        tail.push(cols.remove(idx));
+    }
+    cols.extend(tail);
+    Ok(cols)
+}
+
+async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> {
+    if ct.temporary {
+        return Err(BowmanError::NotSupported("CREATE TEMPORARY TABLE".into()));
+    }
+    if ct.or_replace {
+        return Err(BowmanError::NotSupported("CREATE OR REPLACE TABLE; drop the table first".into()));
+    }
+    let database = ct.name.database.clone().unwrap_or_else(|| session.current_database());
+    let name = ct.name.name.clone();
+    let snapshot = session.engine.catalog.snapshot();
+    if snapshot.database(&database).is_none() {
+        return Err(CatalogError::DatabaseNotFound(database).into());
+    }
+    if snapshot.table(&database, &name).is_some() {
+        if ct.if_not_exists {
+            return Ok(Output::command("CREATE TABLE"));
+        }
+        return Err(CatalogError::TableExists(database, name).into());
+    }
+
+    let format = ct.format.clone().unwrap_or_else(|| "parquet".to_string()).to_ascii_lowercase();
+    let connector: Arc<dyn Connector> = session.engine.resolver.connectors.get(&format).ok_or_else(|| {
+        BowmanError::UnknownFormat { name: format.clone(), known: session.engine.resolver.connectors.names().join(", ") }
+    })?;
+
+    let mut all_options = ct.options.clone();
+    all_options.extend(ct.properties.clone());
+    let (options, secret_options) = split_secret_options(connector.options(), &all_options);
+
+    let (kind, location) = match &ct.location {
+        Some(l) => (TableKind::External, Some(normalize_location(l)?)),
+        None if connector.stores_files() => (TableKind::Managed, Some(managed_location(session, &database, &name))),
+        None => (TableKind::External, None),
+    };
+    let partition_names: Vec<String> = ct.partitioned_by.iter().map(|(n, _)| n.clone()).collect();
+
+    // Columns: declared, or taken from the query of CREATE TABLE ... AS SELECT, or inferred.
+    let mut query_df: Option<DataFrame> = None;
+    let mut columns: Vec<ColumnDef> = Vec::new();
+    let mut fields: Vec<Field> = Vec::new();
+    if let Some(query) = &ct.query {
+        if !ct.columns.is_empty() {
+            return Err(BowmanError::InvalidDefinition(
+                "CREATE TABLE ... AS SELECT takes its columns from the query; remove the column list".into(),
+            ));
+        }
+        let plan = session
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(ast::Statement::Query(query.clone()))))
+            .await?;
+        let df = session.ctx.execute_logical_plan(plan).await?;
+        let query_fields: Vec<Field> = df.schema().as_arrow().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let ordered = order_partitions(query_fields, &partition_names, |f| f.name())?;
+        let mut exprs = Vec::new();
+        for f in ordered {
+            let canonical = type_name(f.data_type())?;
+            let (arrow, _) = parse_type(&canonical)?;
+            exprs.push(cast(col(datafusion::common::Column::from_name(f.name())), arrow.clone()).alias(f.name()));
+            columns.push(ColumnDef { name: f.name().clone(), data_type: canonical, nullable: true, comment: None });
+            fields.push(Field::new(f.name(), arrow, true));
+        }
+        query_df = Some(df.select(exprs)?);
+    } else {
+        let resolved = order_partitions(resolve_columns(&ct)?, &partition_names, |c| c.def.name.as_str())?;
+        for c in resolved {
+            columns.push(c.def);
+            fields.push(c.field);
+        }
+        if columns.is_empty() && !partition_names.is_empty() && ct.partitioned_by.iter().any(|(_, t)| t.is_some()) {
+            return Err(BowmanError::InvalidDefinition("declare the data columns as well as the partition columns".into()));
+        }
+    }
+
+    let mut cmd_options: std::collections::HashMap<String, String> = options.clone().into_iter().collect();
+    cmd_options.extend(secret_options.clone());
+    let schema = DFSchema::try_from(Schema::new(fields.clone()))?;
+    let cmd = CreateExternalTable::builder(
+        TableReference::partial(database.as_str(), name.as_str()),
+        location.clone().unwrap_or_default(),
+        format.clone(),
+        Arc::new(schema),
+    )
+    .with_partition_cols(partition_names.clone())
+    .with_options(cmd_options)
+    .build();
+
+    let state = session.ctx.state();
+    if kind == TableKind::External {
+        connector.validate(&state, &cmd).await?;
+    } else if let Some(loc) = &location {
+        prepare_managed_location(session, loc).await?;
+    }
+    let provider = connector.create(&state, &cmd).await?;
+    if columns.is_empty() {
+        // Inferred from the data at LOCATION.
+        for f in provider.schema().fields() {
+            columns.push(ColumnDef {
+                name: f.name().clone(),
+                data_type: type_name(f.data_type())?,
+                nullable: true,
+                comment: None,
+            });
+        }
+    }
+
+    let def = TableDef {
+        database: database.clone(),
+        name: name.clone(),
+        kind,
+        format,
+        location: location.clone(),
+        columns,
+        partition_columns: partition_names,
+        options,
+        secret_options,
+        comment: ct.comment.clone(),
+        created_at: now_millis(),
+    };
+
+    let mut written = None;
+    if let Some(df) = query_df {
+        let result: Result<usize> = async {
+            let plan = df.create_physical_plan().await?;
+            let insert = provider.insert_into(&state, plan, InsertOp::Append).await?;
+            let batches = collect(insert, session.ctx.task_ctx()).await?;
+            Ok(count_rows(&batches))
+        }
+        .await;
+        match result {
+            Ok(n) => written = Some(n),
+            Err(e) => {
+                if kind == TableKind::Managed {
+                    if let Some(loc) = &location {
+                        let _ = delete_location(session, loc).await;
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+
+    if let Err(e) = session.engine.catalog.apply(CatalogChange::CreateTable { def, if_not_exists: ct.if_not_exists }).await {
+        if kind == TableKind::Managed && written.is_some() {
+            if let Some(loc) = &location {
+                let _ = delete_location(session, loc).await;
+            }
+        }
+        return Err(e.into());
+    }
+    Ok(match written {
+        Some(n) => Output::Command { tag: "SELECT".into(), rows: Some(n) },
+        None => Output::command("CREATE TABLE"),
+    })
+}
+
+/// A managed table's directory belongs to Bowman: leftovers of a table that was dropped, or of
+/// a CREATE TABLE AS SELECT that crashed before its commit, are cleared before reuse.
+async fn prepare_managed_location(session: &Session, location: &str) -> Result<()> {
+    if let Some(path) = local_path(location) {
+        if path.exists() {
+            tracing::info!(path = %path.display(), "clearing leftover data at a new managed table's location");
+            delete_location(session, location).await?;
+        }
+        std::fs::create_dir_all(&path).map_err(|e| BowmanError::Io(format!("cannot create {}: {e}", path.display())))?;
+        return Ok(());
+    }
+    delete_location(session, location).await
+}
+
+fn quote_ident(name: &str) -> String {
+    if !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+    {
+        name.to_string()
+    } else {
+        format!("`{}`", name.replace('`', "``"))
+    }
+}
+
+fn quote_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// `SHOW CREATE TABLE`: Spark's layout. Secret options are left out entirely.
+pub(crate) fn render_create_table(def: &TableDef) -> String {
+    let mut out = format!("CREATE TABLE {}.{} (\n", quote_ident(&def.database), quote_ident(&def.name));
+    let cols: Vec<String> = def
+        .columns
+        .iter()
+        .map(|c| {
+            let mut s = format!("  {} {}", quote_ident(&c.name), c.data_type);
+            if !c.nullable {
+                s.push_str(" NOT NULL");
+            }
+            if let Some(comment) = &c.comment {
+                s.push_str(&format!(" COMMENT {}", quote_str(comment)));
+            }
+            s
+        })
+        .collect();
+    out.push_str(&cols.join(",\n"));
+    out.push_str(")\n");
+    out.push_str(&format!("USING {}\n", def.format));
+    if !def.options.is_empty() {
+        let opts: Vec<String> = def.options.iter().map(|(k, v)| format!("  {} = {}", quote_str(k), quote_str(v))).collect();
+        out.push_str(&format!("OPTIONS (\n{})\n", opts.join(",\n")));
+    }
+    if !def.partition_columns.is_empty() {
+        let parts: Vec<String> = def.partition_columns.iter().map(|p| quote_ident(p)).collect();
+        out.push_str(&format!("PARTITIONED BY ({})\n", parts.join(", ")));
+    }
+    if def.kind == TableKind::External {
+        if let Some(loc) = &def.location {
+            out.push_str(&format!("LOCATION {}\n", quote_str(loc)));
+        }
+    }
+    if let Some(c) = &def.comment {
+        out.push_str(&format!("COMMENT {}\n", quote_str(c)));
+    }
+    out
+}
+
+fn describe_rows(def: &TableDef, extended: bool) -> Vec<Vec<Option<String>>> {
+    let row = |a: &str, b: &str, c: Option<&str>| vec![Some(a.to_string()), Some(b.to_string()), c.map(str::to_string)];
+    let mut rows: Vec<Vec<Option<String>>> =
+        def.columns.iter().map(|c| row(&c.name, &c.data_type, c.comment.as_deref())).collect();
+    if !def.partition_columns.is_empty() {
+        rows.push(row("# Partition Information", "", None));
+        rows.push(row("# col_name", "data_type", Some("comment")));
+        for p in &def.partition_columns {
+            if let Some(c) = def.columns.iter().find(|c| &c.name == p) {
+                rows.push(row(&c.name, &c.data_type, c.comment.as_deref()));
+            }
+        }
+    }
+    if extended {
+        rows.push(row("", "", None));
+        rows.push(row("# Detailed Table Information", "", None));
+        rows.push(row("Database", &def.database, None));
+        rows.push(row("Table", &def.name, None));
+        let created = chrono::DateTime::from_timestamp_millis(def.created_at).map(|t| t.to_rfc3339()).unwrap_or_default();
+        rows.push(row("Created Time", &created, None));
+        rows.push(row("Type", def.kind.as_str(), None));
+        rows.push(row("Provider", &def.format, None));
+        if let Some(c) = &def.comment {
+            rows.push(row("Comment", c, None));
+        }
+        if let Some(loc) = &def.location {
+            rows.push(row("Location", loc, None));
+        }
+        let mut shown: BTreeMap<&str, String> = def.options.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        for k in def.secret_options.keys() {
+            shown.insert(k.as_str(), "*********(redacted)".to_string());
+        }
+        if !shown.is_empty() {
+            let text: Vec<String> = shown.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            rows.push(row("Storage Properties", &format!("[{}]", text.join(", ")), None));
+        }
+        if !def.partition_columns.is_empty() {
+            rows.push(row("Partition Provider", "Catalog", None));
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns() {
+        assert!(spark_like("ev*", "events"));
+        assert!(spark_like("a|ev*", "a"));
+        assert!(!spark_like("ev", "events"));
+        assert!(spark_like("*", ""));
+    }
+}

@@ -1,0 +1,114 @@
+use std::sync::Arc;
+
+use bowman_catalog::Catalog;
+use bowman_catalog::provider::BowmanCatalogProvider;
+use bowman_connector::ConnectorRegistry;
+use bowman_connector_files::{FilesTableProviderFactory, S3Settings};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::{BowmanError, Result};
+use crate::resolver::ConnectorResolver;
+use crate::session::Session;
+
+/// The name of Bowman's one DataFusion catalog (PostgreSQL's "database").
+pub const CATALOG_NAME: &str = "bowman";
+
+/// What the engine needs from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where managed tables live: `file:///abs/path` or `s3://bucket/prefix`.
+    pub warehouse: String,
+    /// Server-wide S3 settings, below table OPTIONS and above the `AWS_*` environment.
+    pub s3: S3Settings,
+}
+
+/// State shared by every session: catalog, connectors and the DataFusion runtime (object store
+/// registry, memory pool, disk manager).
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) resolver: Arc<ConnectorResolver>,
+    pub(crate) runtime: Arc<RuntimeEnv>,
+    pub(crate) warehouse: String,
+}
+
+impl Engine {
+    pub fn new(catalog: Arc<Catalog>, config: EngineConfig) -> Result<Arc<Self>> {
+        let runtime = Arc::new(RuntimeEnvBuilder::new().build().map_err(BowmanError::from)?);
+        let mut connectors = ConnectorRegistry::new();
+        connectors.register(Arc::new(FilesTableProviderFactory::new(config.s3.clone())));
+        let state = SessionStateBuilder::new()
+            .with_config(session_config())
+            .with_runtime_env(runtime.clone())
+            .with_default_features()
+            .build();
+        let resolver = Arc::new(ConnectorResolver { connectors, state });
+        let warehouse = normalize_location(&config.warehouse)?;
+        Ok(Arc::new(Engine { catalog, resolver, runtime, warehouse }))
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// A new session (one per client connection), starting in the `default` database.
+    pub fn new_session(self: &Arc<Self>) -> Session {
+        let state: SessionState = SessionStateBuilder::new()
+            .with_config(session_config())
+            .with_runtime_env(self.runtime.clone())
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(
+            CATALOG_NAME,
+            Arc::new(BowmanCatalogProvider::new(self.catalog.clone(), self.resolver.clone())),
+        );
+        for udf in bowman_udfs::all_scalar_functions() {
+            ctx.register_udf((*udf).clone());
+        }
+        Session::new(self.clone(), ctx)
+    }
+}
+
+fn session_config() -> SessionConfig {
+    SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG_NAME, bowman_catalog::DEFAULT_DATABASE)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true)
+}
+
+/// Turn a user-written location into a URL: absolute paths become `file://` URLs; `s3://`,
+/// `s3a://` and `file://` pass through (`s3a` is Hadoop's name for the same thing).
+pub(crate) fn normalize_location(location: &str) -> Result<String> {
+    let l = location.trim();
+    let mut url = if let Some(rest) = l.strip_prefix("s3a://").or_else(|| l.strip_prefix("s3n://")) {
+        format!("s3://{rest}")
+    } else if l.starts_with("s3://") || l.starts_with("file:///") {
+        l.to_string()
+    } else if l.starts_with('/') {
+        format!("file://{l}")
+    } else {
+        return Err(BowmanError::InvalidDefinition(format!(
+            "LOCATION '{location}' is neither an absolute path, a file:/// URL nor an s3://bucket/prefix URL"
+        )));
+    };
+    while url.ends_with('/') && !url.ends_with("://") && !url.ends_with(":///") {
+        url.pop();
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        assert_eq!(normalize_location("/data/x/").unwrap(), "file:///data/x");
+        assert_eq!(normalize_location("s3a://b/p").unwrap(), "s3://b/p");
+        assert_eq!(normalize_location("s3://b/p/").unwrap(), "s3://b/p");
+        assert!(normalize_location("relative/path").is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! Bowman's SQL layer: the dialect, the planning of Bowman's own statements, and the [`Session`]
+//! that runs a statement end to end.
+//!
+//! Every front end (pgwire, Flight SQL, the job scheduler) runs statements through a [`Session`]
+//! created by the shared [`Engine`], so all of them see the same semantics, errors and plans. This
+//! crate never speaks a wire protocol: it returns [`Output`] (a stream of Arrow record batches or
+//! a command tag) and [`BowmanError`] (with its SQLSTATE).
+
+mod ddl;
+mod engine;
+pub mod error;
+mod output;
+pub mod parser;
+mod resolver;
+mod session;
+mod settings;
+pub mod types;
+
+pub use engine::{CATALOG_NAME, Engine, EngineConfig};
+pub use error::{BowmanError, Result};
+pub use output::Output;
+pub use parser::{Statement, parse_sql};
+pub use session::{Prepared, Session};
+pub use settings::{parse_duration_ms, reported_name};
+
+pub use bowman_connector_files::S3Settings;

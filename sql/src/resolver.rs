@@ -1,0 +1,59 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bowman_catalog::TableDef;
+use bowman_catalog::provider::TableResolver;
+use bowman_connector::ConnectorRegistry;
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::catalog::TableProvider;
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::CreateExternalTable;
+
+use crate::types::parse_type;
+
+/// Opens catalog tables through the connector registered for their format.
+#[derive(Debug)]
+pub(crate) struct ConnectorResolver {
+    pub connectors: ConnectorRegistry,
+    /// A session sharing the engine's runtime (object stores, memory pool), handed to connectors.
+    pub state: SessionState,
+}
+
+/// The DataFusion command that describes a stored table to its connector.
+pub(crate) fn external_table_command(def: &TableDef) -> Result<CreateExternalTable> {
+    let mut fields = Vec::with_capacity(def.columns.len());
+    for c in &def.columns {
+        let (t, _) = parse_type(&c.data_type)
+            .map_err(|e| DataFusionError::Plan(format!("column {} of {}: {}", c.name, def.qualified_name(), e.message())))?;
+        fields.push(Field::new(&c.name, t, c.nullable));
+    }
+    let schema = DFSchema::try_from(Schema::new(fields))?;
+    let options: HashMap<String, String> = def.all_options().into_iter().collect();
+    Ok(CreateExternalTable::builder(
+        TableReference::partial(def.database.as_str(), def.name.as_str()),
+        def.location.clone().unwrap_or_default(),
+        def.format.clone(),
+        Arc::new(schema),
+    )
+    .with_partition_cols(def.partition_columns.clone())
+    .with_options(options)
+    .build())
+}
+
+#[async_trait]
+impl TableResolver for ConnectorResolver {
+    async fn resolve(&self, table: &TableDef) -> Result<Arc<dyn TableProvider>> {
+        let connector = self.connectors.get(&table.format).ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "table {} uses format '{}', which this Bowman build does not have",
+                table.qualified_name(),
+                table.format
+            ))
+        })?;
+        let cmd = external_table_command(table)?;
+        connector.create(&self.state, &cmd).await
+    }
+}

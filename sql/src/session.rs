@@ -1,0 +1,223 @@
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast;
+use futures::TryStreamExt;
+
+use crate::engine::Engine;
+use crate::error::{BowmanError, Result};
+use crate::output::Output;
+use crate::parser::{Statement, parse_sql};
+use crate::settings::Settings;
+
+/// One client's session: its current database, settings and DataFusion context.
+///
+/// Front ends create one per connection with [`Engine::new_session`] and run every statement
+/// through [`Session::execute`] (simple protocol) or [`Session::prepare`] +
+/// [`Session::execute_prepared`] (extended protocol).
+pub struct Session {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) ctx: SessionContext,
+    pub(crate) settings: Settings,
+}
+
+/// A statement parsed (and, for queries and DML, planned with its `$n` placeholders) ahead of
+/// execution.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub sql: String,
+    /// `None` for an empty statement.
+    pub statement: Option<Statement>,
+    plan: Option<LogicalPlan>,
+    catalog_version: i64,
+}
+
+impl Prepared {
+    /// The parameter types DataFusion inferred, in `$1..$n` order (`None` where it could not).
+    pub fn param_types(&self) -> Result<Vec<Option<DataType>>> {
+        let Some(plan) = &self.plan else { return Ok(vec![]) };
+        let types = plan.get_parameter_types()?;
+        let mut ordered: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .filter_map(|(id, t)| id.trim_start_matches('$').parse::<usize>().ok().map(|n| (n, t)))
+            .collect();
+        ordered.sort_by_key(|(n, _)| *n);
+        let count = ordered.last().map(|(n, _)| *n).unwrap_or(0);
+        let mut out = vec![None; count];
+        for (n, t) in ordered {
+            out[n - 1] = t;
+        }
+        Ok(out)
+    }
+
+    /// The result columns, before parameters are bound; `None` for statements without rows.
+    pub fn output_schema(&self) -> Option<SchemaRef> {
+        match (&self.plan, &self.statement) {
+            (Some(plan), _) => plan_output_schema(plan),
+            (None, Some(stmt)) => crate::ddl::statement_schema(stmt),
+            (None, None) => None,
+        }
+    }
+}
+
+fn plan_output_schema(plan: &LogicalPlan) -> Option<SchemaRef> {
+    match plan {
+        LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => None,
+        other => Some(Arc::new(other.schema().as_arrow().clone())),
+    }
+}
+
+impl Session {
+    pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext) -> Self {
+        Session { engine, ctx, settings: Settings::default() }
+    }
+
+    /// The database (PostgreSQL schema) unqualified table names resolve in.
+    pub fn current_database(&self) -> String {
+        self.ctx.state().config().options().catalog.default_schema.clone()
+    }
+
+    pub(crate) fn set_current_database(&self, db: &str) {
+        self.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = db.to_string();
+    }
+
+    /// The value of a session setting, as `SHOW` reports it.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        crate::settings::show_value(self, name)
+    }
+
+    /// Parse and run every statement of `sql`, stopping at the first error.
+    pub async fn execute_sql(&mut self, sql: &str) -> Result<Vec<Output>> {
+        let mut out = Vec::new();
+        for stmt in parse_sql(sql)? {
+            out.push(self.execute(stmt).await?);
+        }
+        Ok(out)
+    }
+
+    /// Run one statement.
+    pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
+        self.engine.catalog.refresh().await?;
+        match stmt {
+            Statement::Standard(s) => {
+                let plan = self.plan_standard(*s).await?;
+                self.run_plan(plan).await
+            }
+            Statement::Set { name, value } => crate::settings::set(self, &name, value),
+            Statement::Reset { name } => crate::settings::reset(self, name.as_deref()),
+            Statement::Show { name } => crate::settings::show(self, &name),
+            Statement::Begin => Ok(Output::TransactionStart),
+            Statement::Commit => Ok(Output::TransactionEnd { tag: "COMMIT".into() }),
+            Statement::Rollback => Ok(Output::TransactionEnd { tag: "ROLLBACK".into() }),
+            other => crate::ddl::execute(self, other).await,
+        }
+    }
+
+    /// Parse (and plan) one statement for later execution with parameters.
+    pub async fn prepare(&mut self, sql: &str) -> Result<Prepared> {
+        let mut stmts = parse_sql(sql)?;
+        if stmts.len() > 1 {
+            return Err(BowmanError::Syntax("cannot insert multiple commands into a prepared statement".into()));
+        }
+        let statement = stmts.pop();
+        let catalog = self.engine.catalog.refresh().await?;
+        let plan = match &statement {
+            Some(Statement::Standard(s)) => Some(self.plan_standard((**s).clone()).await?),
+            _ => None,
+        };
+        Ok(Prepared { sql: sql.to_string(), statement, plan, catalog_version: catalog.version })
+    }
+
+    /// The result columns of `prepared` once `params` are bound (a bare `SELECT $1` only has a
+    /// type after binding).
+    pub fn bound_schema(&self, prepared: &Prepared, params: &ParamValues) -> Result<Option<SchemaRef>> {
+        match &prepared.plan {
+            Some(plan) => {
+                let bound = plan.clone().replace_params_with_values(params)?;
+                Ok(plan_output_schema(&bound))
+            }
+            None => Ok(prepared.output_schema()),
+        }
+    }
+
+    /// Run a prepared statement with its parameter values.
+    pub async fn execute_prepared(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
+        let catalog = self.engine.catalog.refresh().await?;
+        match (&prepared.plan, &prepared.statement) {
+            (Some(plan), Some(Statement::Standard(stmt))) => {
+                // Tables may have changed since Parse: plan again against the current catalog.
+                let plan = if catalog.version == prepared.catalog_version {
+                    plan.clone()
+                } else {
+                    self.plan_standard((**stmt).clone()).await?
+                };
+                let plan = plan.replace_params_with_values(params)?;
+                self.run_plan(plan).await
+            }
+            (_, Some(stmt)) => self.execute(stmt.clone()).await,
+            (_, None) => Ok(Output::command("")),
+        }
+    }
+
+    async fn plan_standard(&self, stmt: ast::Statement) -> Result<LogicalPlan> {
+        check_supported(&stmt)?;
+        let state = self.ctx.state();
+        Ok(state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?)
+    }
+
+    pub(crate) async fn run_plan(&self, plan: LogicalPlan) -> Result<Output> {
+        if let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(op), .. }) = &plan {
+            if *op != InsertOp::Append {
+                return Err(BowmanError::NotSupported(format!("INSERT {op}")));
+            }
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            let batches: Vec<_> = df.execute_stream().await?.try_collect().await?;
+            return Ok(Output::Command { tag: "INSERT".into(), rows: Some(count_rows(&batches)) });
+        }
+        if let LogicalPlan::Dml(d) = &plan {
+            let tag = match d.op {
+                WriteOp::Delete => "DELETE",
+                WriteOp::Update => "UPDATE",
+                _ => "CREATE TABLE",
+            };
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            let batches: Vec<_> = df.execute_stream().await?.try_collect().await?;
+            return Ok(Output::Command { tag: tag.into(), rows: Some(count_rows(&batches)) });
+        }
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        Ok(Output::Rows { schema, stream })
+    }
+}
+
+/// The `count` column DataFusion's DML plans return.
+pub(crate) fn count_rows(batches: &[datafusion::arrow::array::RecordBatch]) -> usize {
+    batches
+        .iter()
+        .filter_map(|b| b.column_by_name("count"))
+        .filter_map(|c| c.as_any().downcast_ref::<UInt64Array>().map(|a| (0..a.len()).map(|i| a.value(i)).sum::<u64>()))
+        .sum::<u64>() as usize
+}
+
+/// Statements DataFusion would accept but that would bypass Bowman's catalog (or that Bowman
+/// does not offer) are refused up front with a clear SQLSTATE 0A000.
+fn check_supported(stmt: &ast::Statement) -> Result<()> {
+    use ast::Statement as S;
+    match stmt {
+        S::Query(_) | S::Insert(_) | S::Explain { .. } | S::Update(_) | S::Delete(_) => Ok(()),
+        S::CreateView(_) => Err(BowmanError::NotSupported("CREATE VIEW".into())),
+        S::Truncate(_) => Err(BowmanError::NotSupported("TRUNCATE".into())),
+        other => {
+            let text = other.to_string();
+            let words: Vec<&str> = text.split_whitespace().take(2).collect();
+            Err(BowmanError::NotSupported(words.join(" ").to_uppercase()))
+        }
+    }
+}

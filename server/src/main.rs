@@ -1,1 +1,54 @@
-fn main() {}
+//! `bowman`: load configuration, start the server, wait for SIGTERM or Ctrl-C, drain, exit 0.
+
+use clap::Parser;
+
+use bowman_server::{Cli, Command, Config, Server};
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOWMAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let config = match Config::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bowman: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&config.log_format);
+    let server = match Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bowman: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("pgwire listening on {}", server.pg_addr);
+    println!("http listening on {}", server.http_addr);
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: draining connections");
+    server.shutdown().await;
+    tracing::info!("bye");
+}

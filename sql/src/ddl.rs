@@ -293,7 +293,13 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         }
         query_df = Some(df.select(exprs)?);
     } else {
-        let resolved = order_partitions(resolve_columns(&ct)?, &partition_names, |c| c.def.name.as_str())?;
+        let resolved = resolve_columns(&ct)?;
+        // Without a column list the schema (partition columns included) is inferred below.
+        let resolved = if resolved.is_empty() {
+            resolved
+        } else {
+            order_partitions(resolved, &partition_names, |c| c.def.name.as_str())?
+        };
         for c in resolved {
             columns.push(c.def);
             fields.push(c.field);

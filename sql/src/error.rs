@@ -214,6 +214,7 @@ fn plan_sqlstate(msg: &str) -> &'static str {
     } else if m.contains("inserting query must have the same schema")
         || m.contains("column count")
         || m.contains("number of columns")
+        || m.contains("inconsistent data length")
     {
         "42601"
     } else {

@@ -99,9 +99,9 @@ impl ConnectorRegistry {
         self.by_name.get(&name.to_ascii_lowercase()).cloned()
     }
 
-    /// Canonical names, sorted, for error messages.
+    /// Every `USING` name, sorted, for error messages.
     pub fn names(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> = self.by_name.values().map(|c| c.names()[0]).collect();
+        let mut names: Vec<_> = self.by_name.values().flat_map(|c| c.names().iter().copied()).collect();
         names.sort_unstable();
         names.dedup();
         names

@@ -52,6 +52,9 @@ fn s3_keys(options: &BTreeMap<String, String>) -> Result<Vec<(AmazonS3ConfigKey,
 
 impl S3Stores {
     pub(crate) fn new(defaults: S3Settings) -> Self {
+        // reqwest (under object_store) is built with rustls but no crypto provider; without one
+        // every HTTPS or HTTP request fails with an opaque "builder error".
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         S3Stores { defaults, built: Mutex::new(HashMap::new()) }
     }
 
@@ -71,22 +74,25 @@ impl S3Stores {
             if let Some(store) = built.get(&cache_key) {
                 store.clone()
             } else {
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+                // Client options first: `with_client_options` replaces the whole set, so keys
+                // such as `allow_http` must be applied after it.
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(&bucket)
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_connect_timeout(Duration::from_secs(5))
+                            .with_timeout(Duration::from_secs(120)),
+                    )
+                    .with_retry(RetryConfig {
+                        backoff: BackoffConfig::default(),
+                        max_retries: 3,
+                        retry_timeout: Duration::from_secs(20),
+                    });
                 for (k, v) in settings {
                     builder = builder.with_config(k, v);
                 }
                 let store: Arc<dyn ObjectStore> = Arc::new(
                     builder
-                        .with_client_options(
-                            ClientOptions::new()
-                                .with_connect_timeout(Duration::from_secs(5))
-                                .with_timeout(Duration::from_secs(120)),
-                        )
-                        .with_retry(RetryConfig {
-                            backoff: BackoffConfig::default(),
-                            max_retries: 3,
-                            retry_timeout: Duration::from_secs(20),
-                        })
                         .build()
                         .map_err(|e| FilesError::InvalidOption("s3".into(), url.to_string(), e.to_string()))?,
                 );

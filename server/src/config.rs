@@ -1,0 +1,191 @@
+//! Configuration: `bowman.toml`, then `BOWMAN_*` environment variables, then command-line flags.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "bowman", version, about = "Bowman: a SQL-first federated query server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags for `serve`, also accepted without the subcommand.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BOWMAN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded catalog and the warehouse of managed tables [default: ./bowman-data].
+    #[arg(long, env = "BOWMAN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL wire protocol address [default: 127.0.0.1:5433]. Port 0 picks a free port.
+    #[arg(long, env = "BOWMAN_PG_ADDR")]
+    pub pg_addr: Option<SocketAddr>,
+    /// HTTP address for /health [default: 127.0.0.1:9433].
+    #[arg(long, env = "BOWMAN_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Catalog store: postgres://user@host:port/db for a shared catalog [default: SQLite in the data dir].
+    #[arg(long, env = "BOWMAN_CATALOG")]
+    pub catalog: Option<String>,
+    /// Where managed tables live: an absolute path or s3://bucket/prefix [default: <data-dir>/warehouse].
+    #[arg(long, env = "BOWMAN_WAREHOUSE")]
+    pub warehouse: Option<String>,
+    /// Log format: compact or json [default: compact].
+    #[arg(long, env = "BOWMAN_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Seconds SIGTERM waits for running statements before closing their connections [default: 30].
+    #[arg(long, env = "BOWMAN_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
+}
+
+/// The `bowman.toml` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub pg_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub catalog: Option<String>,
+    pub warehouse: Option<String>,
+    pub log_format: Option<String>,
+    pub shutdown_timeout: Option<u64>,
+    /// Server-wide S3 settings (`endpoint`, `region`, `access_key_id`, `secret_access_key`,
+    /// `allow_http`, ...), overridden per table by OPTIONS.
+    #[serde(default)]
+    pub s3: BTreeMap<String, String>,
+}
+
+/// The merged configuration the server runs with.
+#[derive(Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub pg_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub catalog: String,
+    pub warehouse: String,
+    pub log_format: String,
+    pub shutdown_timeout: std::time::Duration,
+    pub s3: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The catalog URL and S3 settings may carry credentials: show neither.
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("pg_addr", &self.pg_addr)
+            .field("http_addr", &self.http_addr)
+            .field("warehouse", &self.warehouse)
+            .field("s3_keys", &self.s3.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Config {
+    /// Merge file < environment < flags (clap already ranks flags over environment).
+    pub fn load(args: &ServeArgs) -> anyhow_like::Result<Config> {
+        let file: FileConfig = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow_like::err(format!("cannot read config file {}: {e}", path.display())))?;
+                toml::from_str(&text).map_err(|e| anyhow_like::err(format!("invalid config file {}: {e}", path.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./bowman-data"));
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| anyhow_like::err(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| anyhow_like::err(format!("cannot resolve {}: {e}", data_dir.display())))?;
+        let catalog = args
+            .catalog
+            .clone()
+            .or(file.catalog)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("catalog.db").display()));
+        let warehouse = args
+            .warehouse
+            .clone()
+            .or(file.warehouse)
+            .unwrap_or_else(|| data_dir.join("warehouse").display().to_string());
+        if !warehouse.starts_with("s3://") {
+            let path = Path::new(warehouse.strip_prefix("file://").unwrap_or(&warehouse));
+            std::fs::create_dir_all(path)
+                .map_err(|e| anyhow_like::err(format!("cannot create warehouse {}: {e}", path.display())))?;
+        }
+        let mut s3 = file.s3;
+        for (k, v) in std::env::vars() {
+            if let Some(rest) = k.strip_prefix("BOWMAN_S3_") {
+                s3.insert(rest.to_ascii_lowercase(), v);
+            }
+        }
+        Ok(Config {
+            data_dir,
+            pg_addr: args.pg_addr.or(file.pg_addr).unwrap_or_else(|| "127.0.0.1:5433".parse().expect("valid")),
+            http_addr: args.http_addr.or(file.http_addr).unwrap_or_else(|| "127.0.0.1:9433".parse().expect("valid")),
+            catalog,
+            warehouse,
+            log_format: args.log_format.clone().or(file.log_format).unwrap_or_else(|| "compact".into()),
+            shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30)),
+            s3,
+        })
+    }
+}
+
+/// A minimal error type for start-up problems, which are reported and end the process.
+pub mod anyhow_like {
+    #[derive(Debug)]
+    pub struct Error(pub String);
+
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Error {}
+
+    pub type Result<T> = std::result::Result<T, Error>;
+
+    pub fn err(msg: String) -> Error {
+        Error(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file() {
+        let dir = std::env::temp_dir().join(format!("bowman-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bowman.toml");
+        std::fs::write(&file, "pg_addr = \"127.0.0.1:7000\"\nhttp_addr = \"127.0.0.1:7001\"\n[s3]\nregion = \"eu-west-1\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            data_dir: Some(dir.join("data")),
+            pg_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.pg_addr.port(), 0);
+        assert_eq!(c.http_addr.port(), 7001);
+        assert_eq!(c.s3.get("region").map(String::as_str), Some("eu-west-1"));
+        assert!(c.catalog.starts_with("sqlite://"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,347 @@
+//! The PostgreSQL wire protocol front end, on the `pgwire` crate, with Arrow <-> PostgreSQL
+//! value encoding from `arrow-pg`.
+//!
+//! Each connection gets its own [`bowman_sql::Session`]; simple and extended query messages are
+//! turned into session calls, results stream batch by batch from DataFusion into DataRow
+//! messages (nothing buffers a whole result), and every error carries its SQLSTATE.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use async_trait::async_trait;
+use bowman_sql::{BowmanError, Output, Prepared, Session, parse_sql};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use futures::{Sink, SinkExt, StreamExt, stream};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::types::format::FormatOptions;
+use tokio::sync::Mutex;
+
+/// Per-connection state shared by the handlers of one connection.
+pub struct Connection {
+    session: Mutex<Session>,
+    /// Statements running or streaming rows; shutdown waits for this to reach zero.
+    active: Arc<AtomicUsize>,
+}
+
+impl Connection {
+    pub fn new(session: Session) -> Arc<Self> {
+        Arc::new(Connection { session: Mutex::new(session), active: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.active.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// Counts a statement as active until dropped (the guard travels inside row streams).
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl ActiveGuard {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        ActiveGuard(counter.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The pgwire handler set of one connection.
+pub struct PgHandlers {
+    query: Arc<QueryHandler>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgHandlers {
+    pub fn new(conn: Arc<Connection>, manager: Arc<ConnectionManager>) -> Self {
+        PgHandlers {
+            query: Arc::new(QueryHandler { parser: Arc::new(BowmanQueryParser { conn: conn.clone() }), conn }),
+            startup: Arc::new(Startup { manager: manager.clone() }),
+            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for PgHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.query.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.query.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(LogErrors)
+    }
+}
+
+pub struct Startup {
+    manager: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl NoopStartupHandler for Startup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.manager.clone())
+    }
+}
+
+struct LogErrors;
+
+impl ErrorHandler for LogErrors {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        // Statement text is never logged: it may carry secrets in OPTIONS.
+        tracing::debug!(error = %error, "statement failed");
+    }
+}
+
+/// The ErrorResponse fields for a Bowman error.
+pub fn error_info(e: &BowmanError) -> ErrorInfo {
+    let mut info = ErrorInfo::new("ERROR".to_owned(), e.sqlstate().to_owned(), e.message());
+    info.position = e.position().map(|p| p.to_string());
+    info
+}
+
+fn pg_error(e: BowmanError) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&e)))
+}
+
+pub struct QueryHandler {
+    conn: Arc<Connection>,
+    parser: Arc<BowmanQueryParser>,
+}
+
+async fn report_setting<C>(client: &mut C, name: &str, value: &str) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    if let Some(reported) = bowman_sql::reported_name(name) {
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(reported.to_string(), value.to_string())))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Turn a statement's output into a pgwire response; rows stay a stream.
+fn to_response(output: Output, format: &Format, options: Arc<FormatOptions>, active: &Arc<AtomicUsize>) -> PgWireResult<Response> {
+    Ok(match output {
+        Output::Rows { schema, stream: batches } => {
+            let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
+            let row_fields = fields.clone();
+            let guard = ActiveGuard::new(active);
+            let rows = batches
+                .map(move |batch| {
+                    let _still_streaming = &guard;
+                    let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
+                        Ok(batch) => Box::new(encode_recordbatch(row_fields.clone(), batch)),
+                        Err(e) => Box::new(std::iter::once(Err(pg_error(BowmanError::from(e))))),
+                    };
+                    stream::iter(rows)
+                })
+                .flatten();
+            Response::Query(QueryResponse::new(fields, rows))
+        }
+        Output::Command { tag, rows } => {
+            let mut t = Tag::new(&tag);
+            if tag == "INSERT" {
+                t = t.with_oid(0);
+            }
+            if let Some(n) = rows {
+                t = t.with_rows(n);
+            }
+            Response::Execution(t)
+        }
+        Output::Set { .. } => Response::Execution(Tag::new("SET")),
+        Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
+        Output::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let _running = ActiveGuard::new(&self.conn.active);
+        let statements = parse_sql(query).map_err(pg_error)?;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let mut session = self.conn.session.lock().await;
+        let mut responses = Vec::with_capacity(statements.len());
+        for stmt in statements {
+            match session.execute(stmt).await {
+                Ok(output) => {
+                    if let Output::Set { name, value } = &output {
+                        report_setting(client, name, value).await?;
+                    }
+                    responses.push(to_response(output, &Format::UnifiedText, options.clone(), &self.conn.active)?);
+                }
+                Err(e) => {
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+pub struct BowmanQueryParser {
+    conn: Arc<Connection>,
+}
+
+fn pg_param_types(stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+    stmt.param_types()
+        .map_err(pg_error)?
+        .iter()
+        .map(|t| match t {
+            Some(t) => into_pg_type(t),
+            None => Ok(Type::UNKNOWN),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl QueryParser for BowmanQueryParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut session = self.conn.session.lock().await;
+        let prepared = session.prepare(sql).await.map_err(pg_error)?;
+        Ok(if prepared.statement.is_some() { Some(prepared) } else { None })
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        pg_param_types(stmt)
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        match stmt.output_schema() {
+            Some(schema) => arrow_schema_to_pg_fields(&schema, column_format.unwrap_or(&Format::UnifiedText), None),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+/// Decode a portal's parameters with the types the client sent, else those DataFusion inferred.
+fn portal_params(portal: &Portal<Prepared>) -> PgWireResult<ParamValues> {
+    let inferred: Vec<Option<DataType>> = portal.statement.statement.param_types().map_err(pg_error)?;
+    let refs: Vec<Option<&DataType>> = inferred.iter().map(|t| t.as_ref()).collect();
+    deserialize_parameters(portal, &refs)
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = Prepared;
+    type QueryParser = BowmanQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_describe_statement<C>(&self, _client: &mut C, target: &StoredStatement<Prepared>) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let server_types = pg_param_types(&target.statement)?;
+        let n = server_types.len().max(target.parameter_types.len());
+        let param_types = (0..n)
+            .map(|i| {
+                target
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|t| *t != Type::UNKNOWN)
+                    .or_else(|| server_types.get(i).cloned())
+                    .unwrap_or(Type::UNKNOWN)
+            })
+            .collect();
+        let fields = match target.statement.output_schema() {
+            Some(schema) => arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, None)?,
+            None => vec![],
+        };
+        Ok(DescribeStatementResponse::new(param_types, fields))
+    }
+
+    async fn do_describe_portal<C>(&self, _client: &mut C, portal: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // With parameters bound, `SELECT $1` has a type: describe what execution will send.
+        let params = portal_params(portal)?;
+        let session = self.conn.session.lock().await;
+        let schema = session.bound_schema(&portal.statement.statement, &params).map_err(pg_error)?;
+        let fields = match schema {
+            Some(schema) => arrow_schema_to_pg_fields(&schema, &portal.result_column_format, None)?,
+            None => vec![],
+        };
+        Ok(DescribePortalResponse::new(fields))
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let _running = ActiveGuard::new(&self.conn.active);
+        let params = portal_params(portal)?;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let output = {
+            let mut session = self.conn.session.lock().await;
+            session.execute_prepared(&portal.statement.statement, &params).await.map_err(pg_error)?
+        };
+        if let Output::Set { name, value } = &output {
+            report_setting(client, name, value).await?;
+        }
+        to_response(output, &portal.result_column_format, options, &self.conn.active)
+    }
+}

@@ -456,6 +456,7 @@ pub(crate) fn render_create_table(def: &TableDef) -> String {
     if let Some(c) = &def.comment {
         out.push_str(&format!("COMMENT {}\n", quote_str(c)));
     }
+    out.truncate(out.trim_end().len());
     out
 }
 

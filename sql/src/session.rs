@@ -42,7 +42,17 @@ impl Prepared {
     /// The parameter types DataFusion inferred, in `$1..$n` order (`None` where it could not).
     pub fn param_types(&self) -> Result<Vec<Option<DataType>>> {
         let Some(plan) = &self.plan else { return Ok(vec![]) };
-        let types = plan.get_parameter_types()?;
+        let mut types = plan.get_parameter_types()?;
+        // `$1::INT` leaves the placeholder itself untyped; the cast says what the client means.
+        if types.values().any(Option::is_none) {
+            for (id, t) in placeholder_cast_types(plan)? {
+                if let Some(slot) = types.get_mut(&id) {
+                    if slot.is_none() {
+                        *slot = Some(t);
+                    }
+                }
+            }
+        }
         let mut ordered: Vec<(usize, Option<DataType>)> = types
             .into_iter()
             .filter_map(|(id, t)| id.trim_start_matches('$').parse::<usize>().ok().map(|n| (n, t)))
@@ -64,6 +74,27 @@ impl Prepared {
             (None, None) => None,
         }
     }
+}
+
+/// Types of placeholders that appear directly under a CAST.
+fn placeholder_cast_types(plan: &LogicalPlan) -> Result<Vec<(String, DataType)>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut found = Vec::new();
+    plan.apply(|node| {
+        for expr in node.expressions() {
+            expr.apply(|e| {
+                if let Expr::Cast(c) = e {
+                    if let Expr::Placeholder(p) = c.expr.as_ref() {
+                        found.push((p.id.clone(), c.field.data_type().clone()));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(found)
 }
 
 fn plan_output_schema(plan: &LogicalPlan) -> Option<SchemaRef> {

@@ -1,1 +1,236 @@
+//! Test harness: Bowman servers started in-process (port 0) or as the real `bowman` binary,
+//! and clients that talk to them over real connections.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bowman_server::{Config, Server, ServeArgs};
+
+/// A server running inside the test process.
+pub struct TestServer {
+    server: Option<Server>,
+    pub pg_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn config_for(data_dir: &Path) -> Config {
+    let args = ServeArgs {
+        data_dir: Some(data_dir.to_path_buf()),
+        pg_addr: Some("127.0.0.1:0".parse().unwrap()),
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    Config::load(&args).expect("test config")
+}
+
+impl TestServer {
+    /// A fresh server on a new, empty data directory.
+    pub async fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_in(&dir).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server on an existing data directory (to test what survives a restart).
+    pub async fn start_in(data_dir: &Path) -> TestServer {
+        Self::start_with(config_for(data_dir)).await
+    }
+
+    pub async fn start_with(config: Config) -> TestServer {
+        let data_dir = config.data_dir.clone();
+        let server = Server::start(config).await.expect("server starts");
+        TestServer { pg_addr: server.pg_addr, http_addr: server.http_addr, server: Some(server), data_dir, _tmp: None }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(self.pg_addr).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+pub async fn connect(addr: SocketAddr) -> tokio_postgres::Client {
+    let url = format!("host={} port={} user=bowman dbname=bowman", addr.ip(), addr.port());
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect to bowman");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// The `bowman` binary of this build (built by `cargo build -p bowman-server` or `cargo test --workspace`).
+pub fn bowman_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("BOWMAN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("bowman");
+    assert!(bin.exists(), "{} not found: build it with `cargo build -p bowman-server` first", bin.display());
+    bin
+}
+
+/// The real `bowman` binary in a child process.
+pub struct BinServer {
+    pub child: Child,
+    pub pg_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+}
+
+impl BinServer {
+    pub fn spawn(data_dir: &Path, extra_env: &[(&str, &str)]) -> BinServer {
+        let mut cmd = Command::new(bowman_bin());
+        cmd.args(["serve", "--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn bowman");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut pg = None;
+        let mut http = None;
+        while pg.is_none() || http.is_none() {
+            let line = lines.next().expect("bowman exited before listening").expect("read stdout");
+            if let Some(a) = line.strip_prefix("pgwire listening on ") {
+                pg = Some(a.trim().parse().expect("pg addr"));
+            } else if let Some(a) = line.strip_prefix("http listening on ") {
+                http = Some(a.trim().parse().expect("http addr"));
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        BinServer { child, pg_addr: pg.unwrap(), http_addr: http.unwrap() }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Wait for exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// S3 test settings, exported by scripts/test after it starts SeaweedFS.
+#[derive(Debug, Clone)]
+pub struct S3Env {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+}
+
+impl S3Env {
+    /// `None` when no S3 server was started (then S3 tests say so and skip, unless
+    /// `BOWMAN_TEST_REQUIRE_SERVICES=1`, as in scripts/test and CI, makes that a failure).
+    pub fn from_env() -> Option<S3Env> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        match (get("BOWMAN_TEST_S3_ENDPOINT"), get("BOWMAN_TEST_S3_ACCESS_KEY"), get("BOWMAN_TEST_S3_SECRET_KEY"), get("BOWMAN_TEST_S3_BUCKET")) {
+            (Some(endpoint), Some(access_key), Some(secret_key), Some(bucket)) => Some(S3Env { endpoint, access_key, secret_key, bucket }),
+            _ => {
+                assert!(
+                    std::env::var("BOWMAN_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "BOWMAN_TEST_S3_* is not set but services are required: run scripts/test"
+                );
+                eprintln!("skipping: no S3 server (run scripts/test to start SeaweedFS)");
+                None
+            }
+        }
+    }
+
+    /// OPTIONS (...) text for a table on this server.
+    pub fn options(&self) -> String {
+        format!(
+            "endpoint '{}', allow_http 'true', region 'us-east-1', access_key_id '{}', secret_access_key '{}'",
+            self.endpoint, self.access_key, self.secret_key
+        )
+    }
+
+    /// A fresh prefix so tests never see each other's objects.
+    pub fn unique_prefix(&self, name: &str) -> String {
+        format!(
+            "s3://{}/{}-{}-{}",
+            self.bucket,
+            name,
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        )
+    }
+}
+
+/// Run psql (the real client) with the given script; returns (stdout, stderr, success).
+/// Asynchronous, so an in-process server on the same runtime keeps serving meanwhile.
+pub async fn psql(addr: SocketAddr, script: &str, extra_args: &[&str]) -> (String, String, bool) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("psql")
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string(), "-U", "bowman", "-d", "bowman", "-X", "-q", "-v", "VERBOSITY=verbose"])
+        .args(extra_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql is installed (scripts/test installs postgresql-client)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.success())
+}

@@ -1,0 +1,190 @@
+//! The same catalog behaviour, checked on both stores: SQLite (always) and PostgreSQL (when
+//! `BOWMAN_TEST_PG_URL` names a server; scripts/test sets it, and `BOWMAN_TEST_REQUIRE_SERVICES=1`
+//! turns its absence into a failure).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bowman_catalog::{
+    Catalog, CatalogChange, CatalogError, CatalogStore, ColumnDef, DatabaseDef, PostgresStore, SqliteStore, TableDef, TableKind,
+};
+
+fn db(name: &str) -> DatabaseDef {
+    DatabaseDef { name: name.into(), comment: None, location: None, created_at: 1 }
+}
+
+fn table(database: &str, name: &str) -> TableDef {
+    TableDef {
+        database: database.into(),
+        name: name.into(),
+        kind: TableKind::External,
+        format: "parquet".into(),
+        location: Some(format!("s3://b/{name}")),
+        columns: vec![
+            ColumnDef { name: "a".into(), data_type: "INT".into(), nullable: true, comment: Some("the a".into()) },
+            ColumnDef { name: "dt".into(), data_type: "DATE".into(), nullable: false, comment: None },
+        ],
+        partition_columns: vec!["dt".into()],
+        options: BTreeMap::from([("region".to_string(), "eu-west-1".to_string())]),
+        secret_options: BTreeMap::from([("secret_access_key".to_string(), "hunter2".to_string())]),
+        comment: Some("a table".into()),
+        created_at: 2,
+    }
+}
+
+async fn exercise(store: Arc<dyn CatalogStore>) {
+    let catalog = Catalog::open(store.clone()).await.unwrap();
+    let v0 = catalog.snapshot().version;
+    assert!(catalog.snapshot().database("default").is_some());
+
+    catalog.apply(CatalogChange::CreateDatabase { def: db("ev"), if_not_exists: false }).await.unwrap();
+    assert!(matches!(
+        catalog.apply(CatalogChange::CreateDatabase { def: db("ev"), if_not_exists: false }).await,
+        Err(CatalogError::DatabaseExists(_))
+    ));
+    let noop = catalog.apply(CatalogChange::CreateDatabase { def: db("ev"), if_not_exists: true }).await.unwrap();
+    assert!(!noop.applied);
+
+    catalog.apply(CatalogChange::CreateTable { def: table("ev", "t"), if_not_exists: false }).await.unwrap();
+    assert!(matches!(
+        catalog.apply(CatalogChange::CreateTable { def: table("ev", "t"), if_not_exists: false }).await,
+        Err(CatalogError::TableExists(..))
+    ));
+    assert!(matches!(
+        catalog.apply(CatalogChange::CreateTable { def: table("nodb", "t"), if_not_exists: false }).await,
+        Err(CatalogError::DatabaseNotFound(_))
+    ));
+    // Round trip of every field, secrets included.
+    assert_eq!(catalog.snapshot().table("ev", "t"), Some(&table("ev", "t")));
+    assert!(catalog.snapshot().version > v0);
+
+    // A second catalog on the same store (another node) sees the same state.
+    let other = Catalog::open(store.clone()).await.unwrap();
+    assert_eq!(other.snapshot().table("ev", "t"), Some(&table("ev", "t")));
+    other.apply(CatalogChange::CreateTable { def: table("ev", "u"), if_not_exists: false }).await.unwrap();
+    let refreshed = catalog.refresh().await.unwrap();
+    assert!(refreshed.table("ev", "u").is_some(), "refresh picks up another node's change");
+
+    assert!(matches!(
+        catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: false, cascade: false }).await,
+        Err(CatalogError::DatabaseNotEmpty(_))
+    ));
+    assert!(matches!(
+        catalog.apply(CatalogChange::DropDatabase { name: "default".into(), if_exists: false, cascade: true }).await,
+        Err(CatalogError::ProtectedDatabase(_))
+    ));
+    let dropped = catalog.apply(CatalogChange::DropTable { database: "ev".into(), name: "u".into(), if_exists: false }).await.unwrap();
+    assert_eq!(dropped.dropped_tables.len(), 1);
+    assert!(matches!(
+        catalog.apply(CatalogChange::DropTable { database: "ev".into(), name: "u".into(), if_exists: false }).await,
+        Err(CatalogError::TableNotFound(..))
+    ));
+    let cascade = catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: false, cascade: true }).await.unwrap();
+    assert_eq!(cascade.dropped_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t"]);
+    assert!(catalog.snapshot().database("ev").is_none());
+    let none = catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: true, cascade: false }).await.unwrap();
+    assert!(!none.applied);
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    exercise(Arc::new(SqliteStore::open(&path).unwrap())).await;
+    // Reopening runs no migration twice and keeps the contents.
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let catalog = Catalog::open(store).await.unwrap();
+    assert!(catalog.snapshot().database("default").is_some());
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_secrets_out_of_the_tables_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let catalog = Catalog::open(Arc::new(SqliteStore::open(&path).unwrap())).await.unwrap();
+    catalog.apply(CatalogChange::CreateTable { def: table("default", "s"), if_not_exists: false }).await.unwrap();
+    drop(catalog);
+    let conn = rusqlite_check::open(&path);
+    let options: String = rusqlite_check::query_one(&conn, "SELECT options FROM bowman_tables WHERE name = 's'");
+    assert!(!options.contains("hunter2"), "{options}");
+    let secrets: String = rusqlite_check::query_one(&conn, "SELECT options FROM bowman_table_secrets WHERE name = 's'");
+    assert!(secrets.contains("hunter2"));
+}
+
+/// Reading the file directly, as an operator inspecting the catalog would.
+mod rusqlite_check {
+    pub fn open(path: &std::path::Path) -> rusqlite::Connection {
+        rusqlite::Connection::open(path).unwrap()
+    }
+
+    pub fn query_one(conn: &rusqlite::Connection, sql: &str) -> String {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn sqlite_catalog_written_by_version_1_still_opens() {
+    // A catalog file committed when the stored format was at version 1.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/catalog-v1.db");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    std::fs::copy(&fixture, &path).unwrap();
+    let catalog = Catalog::open(Arc::new(SqliteStore::open(&path).unwrap())).await.unwrap();
+    let t = catalog.snapshot().table("fixture", "events").cloned().expect("fixture table");
+    assert_eq!(t.partition_columns, vec!["dt".to_string()]);
+    assert_eq!(t.columns.iter().map(|c| c.data_type.as_str()).collect::<Vec<_>>(), vec!["BIGINT", "STRING", "DATE"]);
+}
+
+async fn postgres_url() -> Option<String> {
+    match std::env::var("BOWMAN_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("BOWMAN_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "BOWMAN_TEST_PG_URL is not set but services are required: run scripts/test"
+            );
+            eprintln!("skipping: BOWMAN_TEST_PG_URL is not set");
+            None
+        }
+    }
+}
+
+/// A fresh database on the test server, dropped afterwards.
+async fn scratch_database(admin_url: &str, name: &str) -> (String, tokio_postgres::Client) {
+    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let mut config: tokio_postgres::Config = admin_url.parse().unwrap();
+    config.dbname(name);
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        config.get_user().unwrap_or("postgres"),
+        host,
+        config.get_ports().first().copied().unwrap_or(5432),
+        name
+    );
+    (url, client)
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let Some(admin) = postgres_url().await else { return };
+    let name = format!("bowman_catalog_test_{}", std::process::id());
+    let (url, admin_client) = scratch_database(&admin, &name).await;
+    {
+        let store: Arc<dyn CatalogStore> = Arc::new(PostgresStore::connect(&url).await.unwrap());
+        assert!(!store.describe().contains("password"));
+        exercise(store).await;
+        // Two nodes migrating the same database at once.
+        let (a, b) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
+        a.unwrap();
+        b.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    admin_client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+}

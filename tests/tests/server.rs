@@ -1,0 +1,430 @@
+//! End-to-end tests over real connections: psql, tokio-postgres (extended protocol, binary
+//! results), the bowman binary (restart, kill -9, SIGTERM, memory), S3 on SeaweedFS.
+
+use std::time::Duration;
+
+use bowman_tests::{BinServer, S3Env, TestServer, connect, psql};
+use tokio_postgres::types::Type;
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+#[tokio::test]
+async fn psql_creates_inserts_and_prunes_partitions() {
+    let server = TestServer::start().await;
+    let (out, err, ok) = psql(
+        server.pg_addr,
+        "CREATE DATABASE ev;
+         CREATE TABLE ev.t (id INT, v STRING, dt DATE) USING parquet PARTITIONED BY (dt);
+         INSERT INTO ev.t VALUES (1, 'a', '2018-03-05'), (2, 'b', '2018-03-06');
+         \\pset format unaligned
+         SELECT id, v FROM ev.t WHERE dt = '2018-03-05';
+         EXPLAIN SELECT * FROM ev.t WHERE dt = '2018-03-05';",
+        &["-v", "ON_ERROR_STOP=1"],
+    )
+    .await;
+    assert!(ok, "psql failed: {err}");
+    assert!(out.contains("id|v\n1|a\n(1 row)"), "{out}");
+    // Only the 2018-03-05 partition's directory is in the scan.
+    let plan = out.split("plan_type").nth(1).expect("explain output");
+    assert!(plan.contains("dt=2018-03-05"), "{plan}");
+    assert!(!plan.contains("dt=2018-03-06"), "{plan}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn psql_errors_carry_sqlstate_and_session_continues() {
+    let server = TestServer::start().await;
+    let (out, err, _) = psql(
+        server.pg_addr,
+        "SELEC 1;\nSELECT * FROM nope;\nSELECT 42 AS answer;",
+        &[],
+    )
+    .await;
+    assert!(err.contains("ERROR:  42601"), "{err}");
+    assert!(err.contains("LINE 1: SELEC 1;"), "psql shows the position: {err}");
+    assert!(err.contains("ERROR:  42P01"), "{err}");
+    assert!(out.contains("42"), "{out}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn extended_protocol_typed_parameters_round_trip_in_binary() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let date = chrono::NaiveDate::from_ymd_opt(2018, 3, 5).unwrap();
+    let ts = date.and_hms_micro_opt(10, 11, 12, 123456).unwrap();
+    let row = c
+        .query_one(
+            "SELECT $1::INT, $2::BIGINT, $3::DOUBLE, $4::TEXT, $5::BOOLEAN, $6::DATE, $7::TIMESTAMP, $8::INT",
+            &[&7i32, &(1i64 << 40), &0.1f64, &"é'\"x", &true, &date, &ts, &None::<i32>],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 7);
+    assert_eq!(row.get::<_, i64>(1), 1i64 << 40);
+    assert_eq!(row.get::<_, f64>(2), 0.1);
+    assert_eq!(row.get::<_, String>(3), "é'\"x");
+    assert!(row.get::<_, bool>(4));
+    assert_eq!(row.get::<_, chrono::NaiveDate>(5), date);
+    assert_eq!(row.get::<_, chrono::NaiveDateTime>(6), ts);
+    assert_eq!(row.get::<_, Option<i32>>(7), None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn prepared_statements_are_reused_and_infer_parameter_types() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute("CREATE TABLE nums (n BIGINT, label STRING); INSERT INTO nums VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        .await
+        .unwrap();
+    let stmt = c.prepare("SELECT label FROM nums WHERE n = $1").await.unwrap();
+    assert_eq!(stmt.params(), &[Type::INT8], "parameter type inferred from the column");
+    for (n, want) in [(1i64, "one"), (3, "three"), (2, "two")] {
+        let rows = c.query(&stmt, &[&n]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, String>(0), want);
+    }
+    let insert = c.prepare("INSERT INTO nums VALUES ($1, $2)").await.unwrap();
+    assert_eq!(c.execute(&insert, &[&4i64, &"four"]).await.unwrap(), 1);
+    let count: i64 = c.query_one("SELECT count(*) FROM nums", &[]).await.unwrap().get(0);
+    assert_eq!(count, 4);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn result_columns_have_postgres_type_oids() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let stmt = c
+        .prepare(
+            "SELECT CAST(1 AS SMALLINT) AS i2, CAST(1 AS INT) AS i4, CAST(1 AS BIGINT) AS i8, CAST(1 AS REAL) AS f4,
+                    CAST(1 AS DOUBLE) AS f8, 'x' AS t, true AS b, DATE '2020-01-01' AS d,
+                    TIMESTAMP '2020-01-01 00:00:00' AS ts, CAST(1.5 AS DECIMAL(10,2)) AS n,
+                    CAST('ab' AS BYTEA) AS bin, CAST('12:00:00' AS TIME) AS tm",
+        )
+        .await
+        .unwrap();
+    let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+    assert_eq!(
+        types,
+        vec![
+            Type::INT2,
+            Type::INT4,
+            Type::INT8,
+            Type::FLOAT4,
+            Type::FLOAT8,
+            Type::TEXT,
+            Type::BOOL,
+            Type::DATE,
+            Type::TIMESTAMP,
+            Type::NUMERIC,
+            Type::BYTEA,
+            Type::TIME
+        ]
+    );
+    // And the values decode in binary format.
+    let row = c.query_one(&stmt, &[]).await.unwrap();
+    assert_eq!(row.get::<_, i16>(0), 1);
+    assert_eq!(row.get::<_, f32>(3), 1.0);
+    assert_eq!(row.get::<_, Vec<u8>>(10), b"ab".to_vec());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_error_has_its_sqlstate_and_the_connection_stays_usable() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let cases = [
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELECT no_such_column FROM (SELECT 1 AS a)", "42703"),
+        ("CREATE TABLE d (a INT)", ""),
+        ("CREATE TABLE d (a INT)", "42P07"),
+        ("USE no_such_db", "3F000"),
+        ("CREATE VIEW v AS SELECT 1", "0A000"),
+        ("SELECT 1 / 0", "22012"),
+        ("SELECT CAST('abc' AS INT)", "22P02"),
+        ("CREATE TABLE x (a INT) USING nosuchformat", "42704"),
+        ("CREATE TABLE y (a INT) LOCATION '/nonexistent/place'", "58P01"),
+    ];
+    for (sql, want) in cases {
+        match c.batch_execute(sql).await {
+            Ok(()) => assert!(want.is_empty(), "{sql} succeeded, wanted {want}"),
+            Err(e) => assert_eq!(code(&e), want, "{sql}: {e:?}"),
+        }
+        // Same connection, next statement.
+        let one: i64 = c.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get(0);
+        assert_eq!(one, 1);
+    }
+    // Extended protocol errors too.
+    let err = c.prepare("SELECT * FROM nope WHERE a = $1").await.unwrap_err();
+    assert_eq!(code(&err), "42P01");
+    assert_eq!(c.query_one("SELECT 2::INT", &[]).await.unwrap().get::<_, i32>(0), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_parquet_is_a_clear_error() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.parquet"), b"this is not parquet at all").unwrap();
+    let c = server.client().await;
+    c.batch_execute(&format!("CREATE TABLE broken (a INT) USING parquet LOCATION '{}'", dir.path().display())).await.unwrap();
+    let err = c.query("SELECT * FROM broken", &[]).await.unwrap_err();
+    assert_eq!(code(&err), "XX001", "{err:?}");
+    assert!(err.as_db_error().unwrap().message().to_lowercase().contains("parquet"), "{err:?}");
+    // Inference over the same file fails the same way, at CREATE.
+    let err = c.batch_execute(&format!("CREATE TABLE broken2 USING parquet LOCATION '{}'", dir.path().display())).await.unwrap_err();
+    assert_eq!(code(&err), "XX001", "{err:?}");
+    assert_eq!(c.query_one("SELECT 3::INT", &[]).await.unwrap().get::<_, i32>(0), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn catalog_and_data_survive_a_clean_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path()).await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE DATABASE keep; CREATE TABLE keep.t (a INT, dt STRING) PARTITIONED BY (dt);
+         INSERT INTO keep.t VALUES (1, 'x'), (2, 'y')",
+    )
+    .await
+    .unwrap();
+    drop(c);
+    server.stop().await;
+
+    let server = TestServer::start_in(dir.path()).await;
+    let c = server.client().await;
+    let rows = c.simple_query("SHOW TABLES IN keep").await.unwrap();
+    assert!(rows.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(1) == Some("t"))));
+    let n: i64 = c.query_one("SELECT count(*) FROM keep.t WHERE dt = 'y'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn kill_9_at_any_moment_leaves_a_consistent_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinServer::spawn(dir.path(), &[]);
+    let c = connect(server.pg_addr).await;
+    c.batch_execute("CREATE DATABASE crash; CREATE TABLE crash.t (a INT); INSERT INTO crash.t VALUES (1), (2)").await.unwrap();
+    // DDL racing the kill: whatever committed must be whole, whatever did not must be absent.
+    let addr = server.pg_addr;
+    let racer = tokio::spawn(async move {
+        let c = connect(addr).await;
+        for i in 0..1000 {
+            if c.batch_execute(&format!("CREATE TABLE crash.r{i} (a INT, b STRING)")).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill9();
+    let _ = racer.await;
+
+    let server = BinServer::spawn(dir.path(), &[]);
+    let c = connect(server.pg_addr).await;
+    let n: i64 = c.query_one("SELECT count(*) FROM crash.t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+    // Every table the catalog lists is fully usable.
+    let tables = c.simple_query("SHOW TABLES IN crash").await.unwrap();
+    let names: Vec<String> = tables
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert!(names.len() > 1, "some racing CREATE TABLEs committed before the kill: {names:?}");
+    for name in names {
+        c.batch_execute(&format!("SELECT * FROM crash.{name}")).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = BinServer::spawn(dir.path(), &[]);
+    let idle = connect(server.pg_addr).await;
+    idle.batch_execute("SELECT 1").await.unwrap();
+    // A statement in flight when SIGTERM arrives still completes.
+    let busy = connect(server.pg_addr).await;
+    let running = tokio::spawn(async move { busy.query("SELECT count(*) FROM generate_series(1, 3000000)", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.signal(libc::SIGTERM);
+    let result = running.await.unwrap();
+    assert!(result.is_ok(), "in-flight statement was cut off: {result:?}");
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(20))).await.unwrap();
+    let status = status.expect("bowman exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    drop(idle);
+}
+
+#[tokio::test]
+async fn health_endpoint_answers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut s = tokio::net::TcpStream::connect(server.http_addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_million_rows_stream_without_buffering() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinServer::spawn(dir.path(), &[]);
+    let c = connect(server.pg_addr).await;
+    c.batch_execute("SELECT 1").await.unwrap();
+    let baseline = server.rss_kib();
+    let pid_rss = {
+        let pid = server.pid();
+        move || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .unwrap_or(0)
+        }
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(pid_rss());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    };
+    // The real client. (psql itself holds the whole result; the server must not.)
+    let addr = server.pg_addr;
+    let counted = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("psql")
+            .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string(), "-U", "bowman", "-X", "-A", "-t", "-c"])
+            .arg("SELECT value, value * 2 AS twice FROM generate_series(1, 10000000)")
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout.iter().filter(|b| **b == b'\n').count()
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = handle.join().unwrap();
+    assert_eq!(counted, 10_000_000);
+    let growth_mib = peak.saturating_sub(baseline) / 1024;
+    eprintln!("server RSS: baseline {} MiB, peak {} MiB, growth {growth_mib} MiB", baseline / 1024, peak / 1024);
+    assert!(growth_mib < 500, "server memory grew by {growth_mib} MiB while streaming");
+}
+
+#[tokio::test]
+async fn s3_partitioned_parquet_table() {
+    let Some(s3) = S3Env::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path()).await;
+    let c = server.client().await;
+    let location = s3.unique_prefix("events");
+    c.batch_execute(&format!(
+        "CREATE DATABASE lake;
+         CREATE TABLE lake.events (user_id BIGINT, kind STRING, dt DATE) USING parquet PARTITIONED BY (dt)
+           LOCATION '{location}' OPTIONS ({})",
+        s3.options()
+    ))
+    .await
+    .unwrap();
+    c.batch_execute("INSERT INTO lake.events VALUES (1, 'a', '2018-03-05'), (2, 'b', '2018-03-06'), (3, 'c', '2018-03-05')")
+        .await
+        .unwrap();
+    let rows = c.query("SELECT user_id FROM lake.events WHERE dt = '2018-03-05' ORDER BY user_id", &[]).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), vec![1, 3]);
+    let explain = c.simple_query("EXPLAIN SELECT * FROM lake.events WHERE dt = '2018-03-05'").await.unwrap();
+    let plan: String = explain
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert!(plan.contains("dt=2018-03-05") && !plan.contains("dt=2018-03-06"), "{plan}");
+
+    // The secret never comes back.
+    let create = c.simple_query("SHOW CREATE TABLE lake.events").await.unwrap();
+    let text: String = create
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert!(text.contains(&location) && !text.contains(&s3.secret_key), "{text}");
+    assert_eq!(
+        text,
+        format!(
+            "CREATE TABLE lake.events (\n  user_id BIGINT,\n  kind STRING,\n  dt DATE)\nUSING parquet\nOPTIONS (\n  'access_key_id' = '{}',\n  'allow_http' = 'true',\n  'endpoint' = '{}',\n  'region' = 'us-east-1')\nPARTITIONED BY (dt)\nLOCATION '{location}'",
+            s3.access_key, s3.endpoint
+        )
+    );
+
+    // A restart finds the table, its options and its data.
+    drop(c);
+    server.stop().await;
+    let server = TestServer::start_in(dir.path()).await;
+    let c = server.client().await;
+    let n: i64 = c.query_one("SELECT count(*) FROM lake.events", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+
+    // A second table over the same prefix infers the schema from S3.
+    c.batch_execute(&format!(
+        "CREATE TABLE lake.inferred USING parquet PARTITIONED BY (dt) LOCATION '{location}' OPTIONS ({})",
+        s3.options()
+    ))
+    .await
+    .unwrap();
+    let n: i64 = c.query_one("SELECT count(*) FROM lake.inferred WHERE dt = '2018-03-06'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn s3_bad_endpoint_bucket_and_credentials_are_clear_errors() {
+    let Some(s3) = S3Env::from_env() else { return };
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let cases = [
+        // Nothing listens on port 1.
+        (
+            format!(
+                "CREATE TABLE t1 (a INT) LOCATION 's3://{}/x' OPTIONS (endpoint 'http://127.0.0.1:1', allow_http 'true', region 'us-east-1', access_key_id 'k', secret_access_key 's')",
+                s3.bucket
+            ),
+            "08001",
+        ),
+        (format!("CREATE TABLE t2 (a INT) LOCATION 's3://no-such-bucket-bowman/x' OPTIONS ({})", s3.options()), "58P01"),
+        (
+            format!(
+                "CREATE TABLE t3 (a INT) LOCATION 's3://{}/x' OPTIONS (endpoint '{}', allow_http 'true', region 'us-east-1', access_key_id '{}', secret_access_key 'wrong-secret')",
+                s3.bucket, s3.endpoint, s3.access_key
+            ),
+            "28000",
+        ),
+    ];
+    for (sql, want) in cases {
+        let err = c.batch_execute(&sql).await.unwrap_err();
+        assert_eq!(code(&err), want, "{sql}: {err:?}");
+        let msg = err.as_db_error().unwrap().message().to_string();
+        assert!(!msg.contains("wrong-secret") && !msg.contains(&s3.secret_key), "secret leaked: {msg}");
+    }
+    assert_eq!(c.query_one("SELECT 1::INT", &[]).await.unwrap().get::<_, i32>(0), 1);
+    server.stop().await;
+}

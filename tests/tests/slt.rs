@@ -1,0 +1,110 @@
+//! Runs every `tests/slt/**/*.slt` file over pgwire, each against its own fresh in-process server.
+//! Errors reach the files as "SQLSTATE: message", so `statement error 42P01` checks the code.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bowman_tests::TestServer;
+use sqllogictest::{DBOutput, DefaultColumnType};
+use tokio_postgres::SimpleQueryMessage;
+
+#[derive(Debug)]
+struct SltError(String);
+
+impl std::fmt::Display for SltError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SltError {}
+
+struct Pg {
+    client: tokio_postgres::Client,
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for Pg {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let messages = self.client.simple_query(sql).await.map_err(|e| match e.as_db_error() {
+            Some(db) => SltError(format!("{}: {}", db.code().code(), db.message())),
+            None => SltError(e.to_string()),
+        })?;
+        let mut rows = Vec::new();
+        let mut columns = 0;
+        let mut saw_rows = false;
+        let mut affected = 0;
+        for m in messages {
+            match m {
+                SimpleQueryMessage::RowDescription(desc) => {
+                    saw_rows = true;
+                    columns = desc.len();
+                }
+                SimpleQueryMessage::Row(row) => {
+                    saw_rows = true;
+                    columns = row.len();
+                    rows.push((0..row.len()).map(|i| row.get(i).map(|v| if v.is_empty() { "(empty)".to_string() } else { v.to_string() }).unwrap_or_else(|| "NULL".to_string())).collect());
+                }
+                SimpleQueryMessage::CommandComplete(n) => affected = n,
+                _ => {}
+            }
+        }
+        if saw_rows {
+            Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; columns], rows })
+        } else {
+            Ok(DBOutput::StatementComplete(affected))
+        }
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "bowman"
+    }
+
+    async fn sleep(dur: std::time::Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("slt dir").flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            slt_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "slt") {
+            out.push(p);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqllogictests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
+    let mut files = Vec::new();
+    slt_files(&root, &mut files);
+    assert!(!files.is_empty(), "no .slt files under {}", root.display());
+    let mut failures = Vec::new();
+    for file in &files {
+        let server = TestServer::start().await;
+        let addr = server.pg_addr;
+        let scratch = tempfile::tempdir().unwrap();
+        let mut runner = sqllogictest::Runner::new(move || async move { Ok(Pg { client: bowman_tests::connect(addr).await }) });
+        runner.with_column_validator(|_, _| true);
+        // __SCRATCH__ is an empty directory for tables with a LOCATION.
+        runner.set_var("SCRATCH".to_string(), scratch.path().display().to_string());
+        match runner.run_file_async(file).await {
+            Ok(()) => eprintln!("ok   {}", file.display()),
+            Err(e) => {
+                eprintln!("FAIL {}\n{e}", file.display());
+                failures.push(format!("{}: {e}", file.display()));
+            }
+        }
+        server.stop().await;
+    }
+    assert!(failures.is_empty(), "{} of {} sqllogictest files failed:\n{}", failures.len(), files.len(), failures.join("\n\n"));
+}

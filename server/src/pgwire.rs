@@ -267,7 +267,30 @@ impl QueryParser for BowmanQueryParser {
 fn portal_params(portal: &Portal<Prepared>) -> PgWireResult<ParamValues> {
     let inferred: Vec<Option<DataType>> = portal.statement.statement.param_types().map_err(pg_error)?;
     let refs: Vec<Option<&DataType>> = inferred.iter().map(|t| t.as_ref()).collect();
-    deserialize_parameters(portal, &refs)
+    // arrow-pg 0.16 drops a NULL parameter whose type is unknown (psycopg sends `None` that
+    // way), shifting every later parameter. Give such NULLs a type before decoding: the
+    // inferred one, else text.
+    let hints = &portal.statement.parameter_types;
+    let untyped_null = |i: usize| {
+        portal.parameters[i].is_none() && hints.get(i).cloned().flatten().is_none_or(|t| t == Type::UNKNOWN)
+    };
+    if !(0..portal.parameters.len()).any(untyped_null) {
+        return deserialize_parameters(portal, &refs);
+    }
+    let mut types: Vec<Option<Type>> = (0..portal.parameters.len()).map(|i| hints.get(i).cloned().flatten()).collect();
+    for (i, slot) in types.iter_mut().enumerate() {
+        if untyped_null(i) {
+            let t = inferred.get(i).cloned().flatten().map(|t| into_pg_type(&t)).transpose()?.unwrap_or(Type::TEXT);
+            *slot = Some(t);
+        }
+    }
+    let mut patched = Portal::default();
+    patched.name = portal.name.clone();
+    patched.statement = Arc::new(StoredStatement::new(portal.statement.id.clone(), portal.statement.statement.clone(), types));
+    patched.parameter_format = portal.parameter_format.clone();
+    patched.parameters = portal.parameters.clone();
+    patched.result_column_format = portal.result_column_format.clone();
+    deserialize_parameters(&patched, &refs)
 }
 
 #[async_trait]

@@ -29,7 +29,7 @@ pub struct Session {
 
 /// A statement parsed (and, for queries and DML, planned with its `$n` placeholders) ahead of
 /// execution.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Prepared {
     pub sql: String,
     /// `None` for an empty statement.

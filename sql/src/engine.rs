@@ -4,6 +4,7 @@ use bowman_catalog::Catalog;
 use bowman_catalog::provider::BowmanCatalogProvider;
 use bowman_connector::ConnectorRegistry;
 use bowman_connector_files::{FilesTableProviderFactory, S3Settings};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -36,7 +37,13 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(catalog: Arc<Catalog>, config: EngineConfig) -> Result<Arc<Self>> {
-        let runtime = Arc::new(RuntimeEnvBuilder::new().build().map_err(BowmanError::from)?);
+        // DataFusion caches directory listings forever by default, so files written by another
+        // Bowman node, by Spark, or dropped and rewritten here would stay invisible (or appear
+        // deleted). Listing caches stay off until file sets are tracked by catalog version;
+        // footer and statistics caches stay on (they are checked against each object's
+        // size and modification time).
+        let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+        let runtime = Arc::new(RuntimeEnvBuilder::new().with_cache_manager(caches).build().map_err(BowmanError::from)?);
         let mut connectors = ConnectorRegistry::new();
         connectors.register(Arc::new(FilesTableProviderFactory::new(config.s3.clone())));
         let state = SessionStateBuilder::new()

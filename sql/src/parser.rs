@@ -294,24 +294,26 @@ impl BowmanParser<'_> {
         out
     }
 
-    fn setting_name(&mut self) -> PResult<String> {
+    /// A dotted name of words (`spark.sql.shuffle.partitions`, `org.apache.spark.sql.parquet`).
+    fn dotted_name(&mut self, what: &str) -> PResult<String> {
         let mut name = String::new();
         loop {
-            let t = self.parser.next_token();
-            match t.token {
+            match self.parser.next_token().token {
                 Token::Word(w) => name.push_str(&w.value),
                 _ => {
                     self.parser.prev_token();
-                    return self.expected("a setting name");
+                    return self.expected(what);
                 }
             }
-            if self.parser.consume_token(&Token::Period) {
-                name.push('.');
-                continue;
+            if !self.parser.consume_token(&Token::Period) {
+                return Ok(name);
             }
-            break;
+            name.push('.');
         }
-        Ok(name)
+    }
+
+    fn setting_name(&mut self) -> PResult<String> {
+        self.dotted_name("a setting name")
     }
 
     fn parse_set(&mut self) -> PResult<Statement> {
@@ -500,24 +502,7 @@ impl BowmanParser<'_> {
     }
 
     fn parse_format_name(&mut self) -> PResult<String> {
-        // A format is an identifier, possibly dotted (org.apache.spark.sql.parquet).
-        let mut name = String::new();
-        loop {
-            let t = self.parser.next_token();
-            match t.token {
-                Token::Word(w) => name.push_str(&w.value.to_lowercase()),
-                _ => {
-                    self.parser.prev_token();
-                    return self.expected("a format name");
-                }
-            }
-            if self.parser.consume_token(&Token::Period) {
-                name.push('.');
-                continue;
-            }
-            break;
-        }
-        Ok(name)
+        Ok(self.dotted_name("a format name")?.to_lowercase())
     }
 
     /// `(key [=] value, ...)`; keys may be dotted identifiers or strings, values strings,

@@ -215,7 +215,9 @@ impl Session {
             let tag = match d.op {
                 WriteOp::Delete => "DELETE",
                 WriteOp::Update => "UPDATE",
-                _ => "CREATE TABLE",
+                WriteOp::Truncate => "TRUNCATE TABLE",
+                WriteOp::MergeInto(_) => "MERGE",
+                _ => "SELECT",
             };
             let df = self.ctx.execute_logical_plan(plan).await?;
             let batches: Vec<_> = df.execute_stream().await?.try_collect().await?;

@@ -234,3 +234,14 @@ pub async fn psql(addr: SocketAddr, script: &str, extra_args: &[&str]) -> (Strin
     let out = child.wait_with_output().await.unwrap();
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.success())
 }
+
+/// Column `idx` of every row of a simple-protocol result, as text.
+pub fn text_column(messages: &[tokio_postgres::SimpleQueryMessage], idx: usize) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(idx).map(str::to_string),
+            _ => None,
+        })
+        .collect()
+}

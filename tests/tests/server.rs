@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bowman_tests::{BinServer, S3Env, TestServer, connect, psql};
+use bowman_tests::{BinServer, S3Env, TestServer, connect, psql, text_column};
 use tokio_postgres::types::Type;
 
 fn code(e: &tokio_postgres::Error) -> String {
@@ -200,7 +200,7 @@ async fn catalog_and_data_survive_a_clean_restart() {
     let server = TestServer::start_in(dir.path()).await;
     let c = server.client().await;
     let rows = c.simple_query("SHOW TABLES IN keep").await.unwrap();
-    assert!(rows.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(1) == Some("t"))));
+    assert_eq!(text_column(&rows, 1), vec!["t".to_string()]);
     let n: i64 = c.query_one("SELECT count(*) FROM keep.t WHERE dt = 'y'", &[]).await.unwrap().get(0);
     assert_eq!(n, 1);
     server.stop().await;
@@ -232,13 +232,7 @@ async fn kill_9_at_any_moment_leaves_a_consistent_catalog() {
     assert_eq!(n, 2);
     // Every table the catalog lists is fully usable.
     let tables = c.simple_query("SHOW TABLES IN crash").await.unwrap();
-    let names: Vec<String> = tables
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
-            _ => None,
-        })
-        .collect();
+    let names = text_column(&tables, 1);
     assert!(names.len() > 1, "some racing CREATE TABLEs committed before the kill: {names:?}");
     for name in names {
         c.batch_execute(&format!("SELECT * FROM crash.{name}")).await.unwrap();
@@ -349,24 +343,12 @@ async fn s3_partitioned_parquet_table() {
     let rows = c.query("SELECT user_id FROM lake.events WHERE dt = '2018-03-05' ORDER BY user_id", &[]).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), vec![1, 3]);
     let explain = c.simple_query("EXPLAIN SELECT * FROM lake.events WHERE dt = '2018-03-05'").await.unwrap();
-    let plan: String = explain
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
-            _ => None,
-        })
-        .collect();
+    let plan: String = text_column(&explain, 1).concat();
     assert!(plan.contains("dt=2018-03-05") && !plan.contains("dt=2018-03-06"), "{plan}");
 
     // The secret never comes back.
     let create = c.simple_query("SHOW CREATE TABLE lake.events").await.unwrap();
-    let text: String = create
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect();
+    let text: String = text_column(&create, 0).concat();
     assert!(text.contains(&location) && !text.contains(&s3.secret_key), "{text}");
     assert_eq!(
         text,

@@ -14,6 +14,7 @@ pub mod parser;
 mod resolver;
 mod session;
 mod settings;
+mod spark;
 pub mod types;
 
 pub use engine::{CATALOG_NAME, Engine, EngineConfig};

@@ -196,8 +196,9 @@ impl Session {
         }
     }
 
-    async fn plan_standard(&self, stmt: ast::Statement) -> Result<LogicalPlan> {
+    async fn plan_standard(&self, mut stmt: ast::Statement) -> Result<LogicalPlan> {
         check_supported(&stmt)?;
+        crate::spark::rewrite_statement(&mut stmt)?;
         let state = self.ctx.state();
         Ok(state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?)
     }

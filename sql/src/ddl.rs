@@ -7,18 +7,14 @@ use bowman_catalog::{CatalogChange, CatalogError, ColumnDef, DatabaseDef, TableD
 use bowman_connector::{Connector, split_secret_options};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::{DFSchema, TableReference};
-use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{CreateExternalTable, cast, col};
-use datafusion::physical_plan::collect;
 use datafusion::prelude::DataFrame;
-use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast;
 
 use crate::engine::normalize_location;
 use crate::error::{BowmanError, Result};
 use crate::output::{Output, text_schema};
 use crate::parser::{CreateTable, Statement, TableName};
-use crate::session::{Session, count_rows};
+use crate::session::Session;
 use crate::types::{parse_type, type_name};
 
 pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Output> {
@@ -275,11 +271,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
                 "CREATE TABLE ... AS SELECT takes its columns from the query; remove the column list".into(),
             ));
         }
-        let plan = session
-            .ctx
-            .state()
-            .statement_to_plan(DFStatement::Statement(Box::new(ast::Statement::Query(query.clone()))))
-            .await?;
+        let plan = session.plan_query(query.clone()).await?;
         let df = session.ctx.execute_logical_plan(plan).await?;
         let query_fields: Vec<Field> = df.schema().as_arrow().fields().iter().map(|f| f.as_ref().clone()).collect();
         let ordered = order_partitions(query_fields, &partition_names, |f| f.name())?;
@@ -357,13 +349,8 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
 
     let mut written = None;
     if let Some(df) = query_df {
-        let result: Result<usize> = async {
-            let plan = df.create_physical_plan().await?;
-            let insert = provider.insert_into(&state, plan, InsertOp::Append).await?;
-            let batches = collect(insert, session.ctx.task_ctx()).await?;
-            Ok(count_rows(&batches))
-        }
-        .await;
+        let table = TableReference::partial(database.as_str(), name.as_str());
+        let result = session.append(table, provider.clone(), df.into_unoptimized_plan()).await;
         match result {
             Ok(n) => written = Some(n),
             Err(e) => {

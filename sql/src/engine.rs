@@ -56,6 +56,15 @@ impl Engine {
         Ok(Arc::new(Engine { catalog, resolver, runtime, warehouse }))
     }
 
+    /// Open a catalog table through its connector.
+    pub(crate) async fn table_provider(
+        &self,
+        def: &bowman_catalog::TableDef,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        use bowman_catalog::provider::TableResolver;
+        Ok(self.resolver.resolve(def).await?)
+    }
+
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }

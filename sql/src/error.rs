@@ -34,6 +34,9 @@ pub enum BowmanError {
     InvalidDefinition(String),
     #[error("invalid value: {0}")]
     InvalidValue(String),
+    /// An INSERT's query has more or fewer columns than the table takes.
+    #[error("{0}")]
+    ArityMismatch(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnknownSetting(String),
     #[error("I/O error: {0}")]
@@ -62,6 +65,7 @@ impl BowmanError {
             BowmanError::NotSupported(_) => "0A000",
             BowmanError::InvalidDefinition(_) => "42P16",
             BowmanError::InvalidValue(_) => "22023",
+            BowmanError::ArityMismatch(_) => "42601",
             BowmanError::UnknownSetting(_) => "42704",
             BowmanError::Io(_) => "58030",
             BowmanError::Canceled(_) => "57014",
@@ -206,6 +210,8 @@ fn plan_sqlstate(msg: &str) -> &'static str {
         || m.contains("no function matches")
         || m.contains("cannot infer common")
         || m.contains("does not support")
+        || m.contains("unsupported cast")
+        || m.contains("cannot cast")
         || m.contains("type mismatch")
     {
         "42804"

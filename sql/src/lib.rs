@@ -8,6 +8,7 @@
 
 mod ddl;
 mod engine;
+mod insert;
 pub mod error;
 mod output;
 pub mod parser;

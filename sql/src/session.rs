@@ -136,6 +136,7 @@ impl Session {
     pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
         self.engine.catalog.refresh().await?;
         match stmt {
+            Statement::Standard(s) if crate::insert::is_spark_insert(&s) => crate::insert::execute(self, *s).await,
             Statement::Standard(s) => {
                 let plan = self.plan_standard(*s).await?;
                 self.run_plan(plan).await
@@ -159,7 +160,7 @@ impl Session {
         let statement = stmts.pop();
         let catalog = self.engine.catalog.refresh().await?;
         let plan = match &statement {
-            Some(Statement::Standard(s)) => Some(self.plan_standard((**s).clone()).await?),
+            Some(Statement::Standard(s)) if !crate::insert::is_spark_insert(s) => Some(self.plan_standard((**s).clone()).await?),
             _ => None,
         };
         Ok(Prepared { sql: sql.to_string(), statement, plan, catalog_version: catalog.version })
@@ -200,7 +201,35 @@ impl Session {
         check_supported(&stmt)?;
         crate::spark::rewrite_statement(&mut stmt)?;
         let state = self.ctx.state();
-        Ok(state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?)
+        let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
+        self.distribute_by_hash(plan)
+    }
+
+    /// Plan a query (the source of CREATE TABLE AS SELECT or INSERT ... PARTITION).
+    pub(crate) async fn plan_query(&self, mut query: Box<ast::Query>) -> Result<LogicalPlan> {
+        crate::spark::rewrite_query(&mut query)?;
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(DFStatement::Statement(Box::new(ast::Statement::Query(query)))).await?;
+        self.distribute_by_hash(plan)
+    }
+
+    /// DataFusion's SQL planner produces `DISTRIBUTE BY` as a repartitioning its physical
+    /// planner does not implement; Spark's meaning is a hash partitioning over the session's
+    /// parallelism, which DataFusion does implement.
+    fn distribute_by_hash(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::{Partitioning, Repartition};
+        let partitions = self.ctx.state().config().target_partitions();
+        let rewritten = plan.transform_up(|node| match node {
+            LogicalPlan::Repartition(Repartition { input, partitioning_scheme: Partitioning::DistributeBy(exprs) }) => {
+                Ok(Transformed::yes(LogicalPlan::Repartition(Repartition {
+                    input,
+                    partitioning_scheme: Partitioning::Hash(exprs, partitions),
+                })))
+            }
+            other => Ok(Transformed::no(other)),
+        })?;
+        Ok(rewritten.data)
     }
 
     pub(crate) async fn run_plan(&self, plan: LogicalPlan) -> Result<Output> {
@@ -228,6 +257,26 @@ impl Session {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = df.execute_stream().await?;
         Ok(Output::Rows { schema, stream })
+    }
+}
+
+impl Session {
+    /// Append the rows of `input` to `provider` and return how many were written.
+    ///
+    /// The write is planned as a logical INSERT, not by calling `insert_into` on a physical
+    /// plan: only the physical optimizer adds the merge that hands the sink all input
+    /// partitions (keeping SORT BY order). Driving a sink by hand reads just its first input
+    /// partition and silently drops the rest.
+    pub(crate) async fn append(
+        &self,
+        table: datafusion::common::TableReference,
+        provider: Arc<dyn datafusion::catalog::TableProvider>,
+        input: LogicalPlan,
+    ) -> Result<usize> {
+        let source = datafusion::catalog::default_table_source::provider_as_source(provider);
+        let plan = datafusion::logical_expr::LogicalPlanBuilder::insert_into(input, table, source, InsertOp::Append)?.build()?;
+        let batches: Vec<_> = self.ctx.execute_logical_plan(plan).await?.execute_stream().await?.try_collect().await?;
+        Ok(count_rows(&batches))
     }
 }
 

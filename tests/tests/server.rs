@@ -410,3 +410,35 @@ async fn s3_bad_endpoint_bucket_and_credentials_are_clear_errors() {
     assert_eq!(c.query_one("SELECT 1::INT", &[]).await.unwrap().get::<_, i32>(0), 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distribute_by_partition_writes_one_sorted_file_per_partition() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE daily (user_id BIGINT, payload STRING, dt STRING) USING parquet PARTITIONED BY (dt);
+         INSERT INTO daily PARTITION (dt)
+           SELECT (value * 7919) % 100000 AS user_id, CAST(value AS STRING) AS payload,
+                  concat('2018-03-0', CAST(value % 5 + 1 AS STRING)) AS dt
+           FROM generate_series(1, 200000)
+           DISTRIBUTE BY dt SORT BY user_id",
+    )
+    .await
+    .unwrap();
+    let table_dir = server.data_dir().join("warehouse").join("daily");
+    let mut partitions: Vec<_> = std::fs::read_dir(&table_dir).unwrap().flatten().map(|e| e.path()).collect();
+    partitions.sort();
+    assert_eq!(partitions.len(), 5, "{partitions:?}");
+    c.batch_execute("SET datafusion.execution.target_partitions = 1").await.unwrap();
+    for (i, dir) in partitions.iter().enumerate() {
+        let files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one file in {}", dir.display());
+        // Read the file back in storage order and check it is sorted by user_id.
+        c.batch_execute(&format!("CREATE TABLE part{i} USING parquet LOCATION '{}'", dir.display())).await.unwrap();
+        let rows = c.query(&format!("SELECT user_id FROM part{i}"), &[]).await.unwrap();
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids.len(), 40_000);
+        assert!(ids.windows(2).all(|w| w[0] <= w[1]), "{} is not sorted by user_id", dir.display());
+    }
+    server.stop().await;
+}

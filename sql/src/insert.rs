@@ -1,0 +1,136 @@
+//! `INSERT INTO [TABLE] t PARTITION (p1 = 'v', p2) SELECT ...`: Hive/Spark partition specs.
+//!
+//! Static partition values (`p1 = 'v'`) are not in the query's output; dynamic ones (`p2`, or
+//! partition columns the spec leaves out) come last in the query's output, in table order.
+//! Columns match by position, as in Spark, with a clear error when the counts differ.
+
+use bowman_catalog::CatalogError;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::{Expr, cast, col, lit};
+use datafusion::sql::sqlparser::ast;
+
+use crate::error::{BowmanError, Result};
+use crate::output::Output;
+use crate::parser::{ident_value, table_name_from};
+use crate::session::Session;
+use crate::types::parse_type;
+
+/// Whether an INSERT needs Bowman's planning rather than DataFusion's.
+pub(crate) fn is_spark_insert(stmt: &ast::Statement) -> bool {
+    matches!(stmt, ast::Statement::Insert(ins) if ins.partitioned.is_some() || ins.overwrite)
+}
+
+enum PartitionValue {
+    Static(String),
+    Dynamic,
+}
+
+fn literal_text(e: &ast::Expr) -> Result<String> {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => Ok(s.clone()),
+            ast::Value::Number(n, _) => Ok(n.clone()),
+            ast::Value::Boolean(b) => Ok(b.to_string()),
+            other => Err(BowmanError::InvalidValue(format!("partition value {other} must be a literal"))),
+        },
+        ast::Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr } => Ok(format!("-{}", literal_text(expr)?)),
+        ast::Expr::TypedString(t) => literal_text(&ast::Expr::Value(t.value.clone())),
+        other => Err(BowmanError::InvalidValue(format!("partition value {other} must be a literal"))),
+    }
+}
+
+fn partition_spec(exprs: &[ast::Expr]) -> Result<Vec<(String, PartitionValue)>> {
+    exprs
+        .iter()
+        .map(|e| match e {
+            ast::Expr::Identifier(i) => Ok((ident_value(i), PartitionValue::Dynamic)),
+            ast::Expr::BinaryOp { left, op: ast::BinaryOperator::Eq, right } => match left.as_ref() {
+                ast::Expr::Identifier(i) => Ok((ident_value(i), PartitionValue::Static(literal_text(right)?))),
+                other => Err(BowmanError::Syntax(format!("expected a partition column name, found {other}"))),
+            },
+            other => Err(BowmanError::Syntax(format!("expected col or col = 'value' in PARTITION, found {other}"))),
+        })
+        .collect()
+}
+
+pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<Output> {
+    let ast::Statement::Insert(mut ins) = stmt else {
+        return Err(BowmanError::Internal("not an INSERT".into()));
+    };
+    if ins.overwrite {
+        return Err(BowmanError::NotSupported(
+            "INSERT OVERWRITE (Bowman will replace partitions with an atomic catalog commit, without renames; until then use INSERT INTO)"
+                .into(),
+        ));
+    }
+    let ast::TableObject::TableName(name) = &ins.table else {
+        return Err(BowmanError::NotSupported("INSERT INTO a table function".into()));
+    };
+    let name = table_name_from(name)?;
+    let database = name.database.clone().unwrap_or_else(|| session.current_database());
+    let snapshot = session.engine.catalog.snapshot();
+    let def = snapshot
+        .table(&database, &name.name)
+        .cloned()
+        .ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.name.clone()))?;
+    if def.partition_columns.is_empty() {
+        return Err(BowmanError::InvalidDefinition(format!(
+            "{} is not partitioned, so INSERT ... PARTITION does not apply",
+            def.qualified_name()
+        )));
+    }
+    let spec = partition_spec(ins.partitioned.as_deref().unwrap_or_default())?;
+    for (c, _) in &spec {
+        if !def.partition_columns.contains(c) {
+            return Err(BowmanError::UndefinedColumn(format!(
+                "{c} (PARTITION names a column that is not a partition column of {})",
+                def.qualified_name()
+            )));
+        }
+    }
+    let Some(source) = ins.source.as_mut() else {
+        return Err(BowmanError::Syntax("INSERT ... PARTITION needs a query or VALUES".into()));
+    };
+    let plan = session.plan_query(source.clone()).await?;
+    let df = session.ctx.execute_logical_plan(plan).await?;
+
+    // Target columns the query fills, in table order (or in the order of an explicit list).
+    let is_static = |c: &str| spec.iter().any(|(n, v)| n == c && matches!(v, PartitionValue::Static(_)));
+    let mut targets: Vec<String> = def.columns.iter().map(|c| c.name.clone()).filter(|c| !is_static(c)).collect();
+    if !ins.columns.is_empty() {
+        let listed: Vec<String> = ins.columns.iter().map(|c| c.to_string().to_lowercase()).collect();
+        let dynamic_parts: Vec<String> =
+            def.partition_columns.iter().filter(|p| !is_static(p) && !listed.contains(p)).cloned().collect();
+        targets = listed.into_iter().chain(dynamic_parts).collect();
+    }
+    let source_fields: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    if source_fields.len() != targets.len() {
+        return Err(BowmanError::ArityMismatch(format!(
+            "cannot write to {}: the query produces {} columns but {} are expected ({})",
+            def.qualified_name(),
+            source_fields.len(),
+            targets.len(),
+            targets.join(", ")
+        )));
+    }
+
+    let mut exprs: Vec<Expr> = Vec::with_capacity(def.columns.len());
+    for c in &def.columns {
+        let (t, _) = parse_type(&c.data_type)?;
+        let value = if let Some((_, PartitionValue::Static(v))) = spec.iter().find(|(n, _)| n == &c.name) {
+            cast(lit(ScalarValue::Utf8(Some(v.clone()))), t)
+        } else if let Some(pos) = targets.iter().position(|n| n == &c.name) {
+            cast(col(Column::from_name(&source_fields[pos])), t)
+        } else {
+            // Not in an explicit column list: NULL, as in Spark.
+            cast(lit(ScalarValue::Null), t)
+        };
+        exprs.push(value.alias(&c.name));
+    }
+    let df = df.select(exprs)?;
+
+    let provider = session.engine.table_provider(&def).await?;
+    let table = datafusion::common::TableReference::partial(def.database.as_str(), def.name.as_str());
+    let rows = session.append(table, provider, df.into_unoptimized_plan()).await?;
+    Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) })
+}

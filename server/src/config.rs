@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Seconds SIGTERM waits for running statements before closing their connections [default: 30].
     #[arg(long, env = "BOWMAN_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
+    /// Memory for query execution before sorts and aggregations spill to disk, e.g. 4G or 512M
+    /// [default: half of the machine's memory].
+    #[arg(long, env = "BOWMAN_MEMORY_LIMIT")]
+    pub memory_limit: Option<String>,
 }
 
 /// The `bowman.toml` file.
@@ -62,6 +66,7 @@ pub struct FileConfig {
     pub warehouse: Option<String>,
     pub log_format: Option<String>,
     pub shutdown_timeout: Option<u64>,
+    pub memory_limit: Option<String>,
     /// Server-wide S3 settings (`endpoint`, `region`, `access_key_id`, `secret_access_key`,
     /// `allow_http`, ...), overridden per table by OPTIONS.
     #[serde(default)]
@@ -78,6 +83,8 @@ pub struct Config {
     pub warehouse: String,
     pub log_format: String,
     pub shutdown_timeout: std::time::Duration,
+    /// Bytes of memory for query execution.
+    pub memory_limit: usize,
     pub s3: BTreeMap<String, String>,
 }
 
@@ -140,9 +147,46 @@ impl Config {
             warehouse,
             log_format: args.log_format.clone().or(file.log_format).unwrap_or_else(|| "compact".into()),
             shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30)),
+            memory_limit: match args.memory_limit.clone().or(file.memory_limit) {
+                Some(text) => parse_size(&text)
+                    .ok_or_else(|| anyhow_like::err(format!("invalid memory limit '{text}': use a size such as 4G or 512M")))?,
+                None => default_memory_limit(),
+            },
             s3,
         })
     }
+}
+
+/// `4G`, `512M`, `1.5GiB`, `1048576` (bytes); binary units.
+pub fn parse_size(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = n * factor;
+    (bytes >= 1.0).then_some(bytes as usize)
+}
+
+/// Half of the machine's memory (from /proc/meminfo), or 2 GiB where that cannot be read.
+fn default_memory_limit() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<usize>().ok())
+        })
+        .map(|kib| kib * 1024 / 2)
+        .unwrap_or(2 << 30)
 }
 
 /// A minimal error type for start-up problems, which are reported and end the process.
@@ -186,6 +230,11 @@ mod tests {
         assert_eq!(c.http_addr.port(), 7001);
         assert_eq!(c.s3.get("region").map(String::as_str), Some("eu-west-1"));
         assert!(c.catalog.starts_with("sqlite://"));
+        assert!(c.memory_limit > 0);
+        assert_eq!(parse_size("4G"), Some(4 << 30));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("1.5g"), Some(3 << 29));
+        assert_eq!(parse_size("lots"), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -59,7 +59,11 @@ impl Server {
         let catalog = Arc::new(
             Catalog::open(store).await.map_err(|source| StartError::Catalog { at: redact_url(&config.catalog), source })?,
         );
-        let engine = Engine::new(catalog.clone(), EngineConfig { warehouse: config.warehouse.clone(), s3: S3Settings(config.s3.clone()) })
+        let engine = Engine::new(catalog.clone(), EngineConfig {
+            warehouse: config.warehouse.clone(),
+            s3: S3Settings(config.s3.clone()),
+            memory_limit: config.memory_limit,
+        })
             .map_err(|e| StartError::Engine(e.message()))?;
 
         let pg_listener = TcpListener::bind(config.pg_addr)

@@ -23,6 +23,9 @@ pub struct EngineConfig {
     pub warehouse: String,
     /// Server-wide S3 settings, below table OPTIONS and above the `AWS_*` environment.
     pub s3: S3Settings,
+    /// Memory all running statements may hold together before sorts, joins and aggregations
+    /// spill to disk (shared fairly between those that can spill).
+    pub memory_limit: usize,
 }
 
 /// State shared by every session: catalog, connectors and the DataFusion runtime (object store
@@ -43,7 +46,14 @@ impl Engine {
         // footer and statistics caches stay on (they are checked against each object's
         // size and modification time).
         let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
-        let runtime = Arc::new(RuntimeEnvBuilder::new().with_cache_manager(caches).build().map_err(BowmanError::from)?);
+        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(config.memory_limit));
+        let runtime = Arc::new(
+            RuntimeEnvBuilder::new()
+                .with_cache_manager(caches)
+                .with_memory_pool(pool)
+                .build()
+                .map_err(BowmanError::from)?,
+        );
         let mut connectors = ConnectorRegistry::new();
         connectors.register(Arc::new(FilesTableProviderFactory::new(config.s3.clone())));
         let state = SessionStateBuilder::new()

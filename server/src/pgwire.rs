@@ -34,13 +34,41 @@ use tokio::sync::Mutex;
 /// Per-connection state shared by the handlers of one connection.
 pub struct Connection {
     session: Mutex<Session>,
+    /// Progress reports of the running statement, sent to the client as NOTICE messages.
+    progress: Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
     /// Statements running or streaming rows; shutdown waits for this to reach zero.
     active: Arc<AtomicUsize>,
 }
 
 impl Connection {
-    pub fn new(session: Session) -> Arc<Self> {
-        Arc::new(Connection { session: Mutex::new(session), active: Arc::new(AtomicUsize::new(0)) })
+    pub fn new(mut session: Session) -> Arc<Self> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        session.set_progress_sink(tx);
+        Arc::new(Connection {
+            session: Mutex::new(session),
+            progress: Mutex::new(rx),
+            active: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Run a statement while forwarding its progress reports to the client.
+    async fn with_progress<C, T>(&self, client: &mut C, work: impl std::future::Future<Output = T>) -> PgWireResult<T>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut progress = self.progress.lock().await;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                Some(message) = progress.recv() => {
+                    let notice = ErrorInfo::new("NOTICE".to_owned(), "00000".to_owned(), message);
+                    client.send(PgWireBackendMessage::NoticeResponse(notice.into())).await?;
+                }
+            }
+        }
     }
 
     pub fn is_idle(&self) -> bool {
@@ -206,7 +234,8 @@ impl SimpleQueryHandler for QueryHandler {
         let mut session = self.conn.session.lock().await;
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
-            match session.execute(stmt).await {
+            let result = self.conn.with_progress(client, session.execute(stmt)).await?;
+            match result {
                 Ok(output) => {
                     if let Output::Set { name, value } = &output {
                         report_setting(client, name, value).await?;
@@ -360,7 +389,8 @@ impl ExtendedQueryHandler for QueryHandler {
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let output = {
             let mut session = self.conn.session.lock().await;
-            session.execute_prepared(&portal.statement.statement, &params).await.map_err(pg_error)?
+            let run = session.execute_prepared(&portal.statement.statement, &params);
+            self.conn.with_progress(client, run).await?.map_err(pg_error)?
         };
         if let Output::Set { name, value } = &output {
             report_setting(client, name, value).await?;

@@ -25,7 +25,12 @@ pub struct Session {
     pub(crate) engine: Arc<Engine>,
     pub(crate) ctx: SessionContext,
     pub(crate) settings: Settings,
+    /// Where long statements report progress (pgwire turns these into NOTICE messages).
+    progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
+
+/// How often long writes report progress unless `SET progress_interval` says otherwise.
+const DEFAULT_PROGRESS_INTERVAL_MS: u64 = 2000;
 
 /// A statement parsed (and, for queries and DML, planned with its `$n` placeholders) ahead of
 /// execution.
@@ -106,7 +111,54 @@ fn plan_output_schema(plan: &LogicalPlan) -> Option<SchemaRef> {
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext) -> Self {
-        Session { engine, ctx, settings: Settings::default() }
+        Session { engine, ctx, settings: Settings::default(), progress: None }
+    }
+
+    /// Report the progress of long statements (rows written so far, elapsed time) to `sink`,
+    /// every `progress_interval` (a session setting; 2s by default).
+    pub fn set_progress_sink(&mut self, sink: tokio::sync::mpsc::UnboundedSender<String>) {
+        self.progress = Some(sink);
+    }
+
+    /// Run a write plan to completion, reporting the rows its sink has received so far.
+    async fn run_write(&self, plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>, label: &str) -> Result<usize> {
+        let task = self.ctx.task_ctx();
+        let run = datafusion::physical_plan::collect(plan.clone(), task);
+        let Some(progress) = &self.progress else { return Ok(count_rows(&run.await?)) };
+        let interval_ms = self
+            .setting("progress_interval")
+            .and_then(|v| crate::settings::parse_duration_ms(&v))
+            .filter(|ms| *ms > 0)
+            .unwrap_or(DEFAULT_PROGRESS_INTERVAL_MS);
+        let started = std::time::Instant::now();
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+        // A busy runtime delays ticks; report once when it catches up rather than in a burst.
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        ticker.tick().await;
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                done = &mut run => {
+                    let rows = count_rows(&done?);
+                    return Ok(rows);
+                }
+                _ = ticker.tick() => {
+                    // The sink's input counts the rows handed to the writers so far; the leaves
+                    // count rows read (a sort reads everything before it writes anything).
+                    let written = plan
+                        .children()
+                        .first()
+                        .and_then(|input| input.metrics())
+                        .and_then(|m| m.output_rows())
+                        .unwrap_or(0);
+                    let _ = progress.send(format!(
+                        "{label}: {} rows read, {written} written ({:.0}s)",
+                        rows_read(plan.as_ref()),
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+        }
     }
 
     /// The database (PostgreSQL schema) unqualified table names resolve in.
@@ -233,13 +285,14 @@ impl Session {
     }
 
     pub(crate) async fn run_plan(&self, plan: LogicalPlan) -> Result<Output> {
-        if let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(op), .. }) = &plan {
+        if let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(op), table_name, .. }) = &plan {
             if *op != InsertOp::Append {
                 return Err(BowmanError::NotSupported(format!("INSERT {op}")));
             }
-            let df = self.ctx.execute_logical_plan(plan).await?;
-            let batches: Vec<_> = df.execute_stream().await?.try_collect().await?;
-            return Ok(Output::Command { tag: "INSERT".into(), rows: Some(count_rows(&batches)) });
+            let label = format!("INSERT INTO {table_name}");
+            let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
+            let rows = self.run_write(physical, &label).await?;
+            return Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) });
         }
         if let LogicalPlan::Dml(d) = &plan {
             let tag = match d.op {
@@ -273,11 +326,21 @@ impl Session {
         provider: Arc<dyn datafusion::catalog::TableProvider>,
         input: LogicalPlan,
     ) -> Result<usize> {
+        let label = format!("INSERT INTO {table}");
         let source = datafusion::catalog::default_table_source::provider_as_source(provider);
         let plan = datafusion::logical_expr::LogicalPlanBuilder::insert_into(input, table, source, InsertOp::Append)?.build()?;
-        let batches: Vec<_> = self.ctx.execute_logical_plan(plan).await?.execute_stream().await?.try_collect().await?;
-        Ok(count_rows(&batches))
+        let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
+        self.run_write(physical, &label).await
     }
+}
+
+/// Rows produced so far by the leaves (scans) of a running plan.
+fn rows_read(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> usize {
+    let children = plan.children();
+    if children.is_empty() {
+        return plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0);
+    }
+    children.iter().map(|c| rows_read(c.as_ref())).sum()
 }
 
 /// The `count` column DataFusion's DML plans return.

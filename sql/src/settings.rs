@@ -22,6 +22,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("lc_collate", "C"),
     ("lc_ctype", "C"),
     ("max_identifier_length", "63"),
+    // How often long writes send progress (NOTICE over pgwire).
+    ("progress_interval", "2s"),
     ("server_encoding", "UTF8"),
     ("server_version", bowman_udfs::pg::PG_COMPAT_VERSION),
     ("server_version_num", "160006"),
@@ -108,9 +110,9 @@ pub(crate) fn set(session: &mut Session, name: &str, value: SetValue) -> Result<
                         session.set_current_database(&db);
                     }
                 }
-                "statement_timeout" => {
+                "statement_timeout" | "progress_interval" => {
                     parse_duration_ms(&v).ok_or_else(|| {
-                        BowmanError::InvalidValue(format!("invalid value for parameter \"statement_timeout\": \"{v}\""))
+                        BowmanError::InvalidValue(format!("invalid value for parameter \"{k}\": \"{v}\" (use milliseconds or a unit: 500ms, 2s, 1min)"))
                     })?;
                 }
                 "timezone" => {

@@ -442,3 +442,21 @@ async fn distribute_by_partition_writes_one_sorted_file_per_partition() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_writes_report_progress_as_notices() {
+    let server = TestServer::start().await;
+    let (_, err, ok) = psql(
+        server.pg_addr,
+        "SET progress_interval = '20ms';
+         CREATE TABLE progress (v BIGINT, k STRING) USING parquet PARTITIONED BY (k);
+         INSERT INTO progress SELECT value, CAST(value % 3 AS STRING) FROM generate_series(1, 3000000) SORT BY value;",
+        &["-v", "ON_ERROR_STOP=1"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let notices: Vec<&str> = err.lines().filter(|l| l.starts_with("NOTICE:")).collect();
+    assert!(!notices.is_empty(), "no progress reported: {err}");
+    assert!(notices.iter().all(|n| n.contains("INSERT INTO progress") && n.contains("rows read")), "{notices:?}");
+    server.stop().await;
+}

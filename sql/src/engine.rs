@@ -99,10 +99,16 @@ impl Engine {
 }
 
 fn session_config() -> SessionConfig {
-    SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, bowman_catalog::DEFAULT_DATABASE)
         .with_create_default_catalog_and_schema(false)
-        .with_information_schema(true)
+        .with_information_schema(true);
+    // One writer per output (per partition, for partitioned tables) instead of DataFusion's
+    // default of at least four files per write: small writes should not make small files.
+    // Files still roll over at `soft_max_rows_per_output_file`.
+    config.options_mut().execution.minimum_parallel_output_files =
+        datafusion::config::ConfigNonZeroUsize::try_new(1).expect("1 is not zero");
+    config
 }
 
 /// Turn a user-written location into a URL: absolute paths become `file://` URLs; `s3://`,

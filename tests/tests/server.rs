@@ -430,6 +430,10 @@ async fn distribute_by_partition_writes_one_sorted_file_per_partition() {
     partitions.sort();
     assert_eq!(partitions.len(), 5, "{partitions:?}");
     c.batch_execute("SET datafusion.execution.target_partitions = 1").await.unwrap();
+    // An unpartitioned write of the same rows makes one file too.
+    c.batch_execute("CREATE TABLE flat USING parquet AS SELECT * FROM daily").await.unwrap();
+    let flat: Vec<_> = std::fs::read_dir(server.data_dir().join("warehouse").join("flat")).unwrap().flatten().collect();
+    assert_eq!(flat.len(), 1, "{flat:?}");
     for (i, dir) in partitions.iter().enumerate() {
         let files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
         assert_eq!(files.len(), 1, "one file in {}", dir.display());

@@ -184,8 +184,22 @@ impl Session {
         Ok(out)
     }
 
-    /// Run one statement.
+    /// Run one statement, within the session's `statement_timeout`.
     pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
+        let deadline = self.statement_deadline();
+        let output = within(deadline, self.execute_inner(stmt)).await?;
+        Ok(with_deadline(output, deadline))
+    }
+
+    /// When the running statement must end (`SET statement_timeout`; 0 means never).
+    fn statement_deadline(&self) -> Option<tokio::time::Instant> {
+        self.setting("statement_timeout")
+            .and_then(|v| crate::settings::parse_duration_ms(&v))
+            .filter(|ms| *ms > 0)
+            .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms))
+    }
+
+    async fn execute_inner(&mut self, stmt: Statement) -> Result<Output> {
         self.engine.catalog.refresh().await?;
         match stmt {
             Statement::Standard(s) if crate::insert::is_spark_insert(&s) => crate::insert::execute(self, *s).await,
@@ -230,8 +244,14 @@ impl Session {
         }
     }
 
-    /// Run a prepared statement with its parameter values.
+    /// Run a prepared statement with its parameter values, within `statement_timeout`.
     pub async fn execute_prepared(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
+        let deadline = self.statement_deadline();
+        let output = within(deadline, self.execute_prepared_inner(prepared, params)).await?;
+        Ok(with_deadline(output, deadline))
+    }
+
+    async fn execute_prepared_inner(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
         let catalog = self.engine.catalog.refresh().await?;
         match (&prepared.plan, &prepared.statement) {
             (Some(plan), Some(Statement::Standard(stmt))) => {
@@ -244,7 +264,7 @@ impl Session {
                 let plan = plan.replace_params_with_values(params)?;
                 self.run_plan(plan).await
             }
-            (_, Some(stmt)) => self.execute(stmt.clone()).await,
+            (_, Some(stmt)) => self.execute_inner(stmt.clone()).await,
             (_, None) => Ok(Output::command("")),
         }
     }
@@ -331,6 +351,41 @@ impl Session {
         let plan = datafusion::logical_expr::LogicalPlanBuilder::insert_into(input, table, source, InsertOp::Append)?.build()?;
         let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
         self.run_write(physical, &label).await
+    }
+}
+
+fn timed_out() -> BowmanError {
+    BowmanError::Canceled("statement timeout".into())
+}
+
+/// Run `work`, giving up at `deadline`.
+async fn within<T>(deadline: Option<tokio::time::Instant>, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    match deadline {
+        None => work.await,
+        Some(d) => tokio::time::timeout_at(d, work).await.map_err(|_| timed_out())?,
+    }
+}
+
+/// Rows keep streaming after `execute` returns: the deadline travels with them.
+fn with_deadline(output: Output, deadline: Option<tokio::time::Instant>) -> Output {
+    let Some(deadline) = deadline else { return output };
+    let Output::Rows { schema, stream } = output else { return output };
+    let sleep = Box::pin(tokio::time::sleep_until(deadline));
+    let limited = futures::stream::unfold((stream, sleep, false), |(mut rows, mut sleep, expired)| async move {
+        if expired {
+            return None;
+        }
+        tokio::select! {
+            item = futures::StreamExt::next(&mut rows) => item.map(|item| (item, (rows, sleep, false))),
+            _ = &mut sleep => {
+                let err = datafusion::error::DataFusionError::External(Box::new(timed_out()));
+                Some((Err(err), (rows, sleep, true)))
+            }
+        }
+    });
+    Output::Rows {
+        schema: schema.clone(),
+        stream: Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, limited)),
     }
 }
 

@@ -464,3 +464,23 @@ async fn long_writes_report_progress_as_notices() {
     assert!(notices.iter().all(|n| n.contains("INSERT INTO progress") && n.contains("rows read")), "{notices:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_cancels_with_57014_and_the_session_goes_on() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute("SET statement_timeout = '300ms'").await.unwrap();
+    // Long while producing rows (streaming) ...
+    let started = std::time::Instant::now();
+    let err = c.simple_query("SELECT count(*) FROM generate_series(1, 2000000000)").await.unwrap_err();
+    assert_eq!(code(&err), "57014", "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    // ... and long before the first row, over the extended protocol.
+    let err = c.query("SELECT max(value) FROM generate_series(1, 2000000000)", &[]).await.unwrap_err();
+    assert_eq!(code(&err), "57014", "{err:?}");
+    assert_eq!(err.as_db_error().unwrap().message(), "canceling statement due to statement timeout");
+    c.batch_execute("SET statement_timeout = 0").await.unwrap();
+    let n: i64 = c.query_one("SELECT count(*) FROM generate_series(1, 1000)", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1000);
+    server.stop().await;
+}

@@ -222,7 +222,16 @@ async fn kill_9_at_any_moment_leaves_a_consistent_catalog() {
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Kill once a few racing tables have committed, mid-stream of further DDL.
+    let watcher = connect(addr).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tables = watcher.simple_query("SHOW TABLES IN crash").await.unwrap();
+        if text_column(&tables, 1).len() >= 4 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.kill9();
     let _ = racer.await;
 

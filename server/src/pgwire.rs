@@ -258,7 +258,6 @@ pub struct BowmanQueryParser {
 
 fn pg_param_types(stmt: &Prepared) -> PgWireResult<Vec<Type>> {
     stmt.param_types()
-        .map_err(pg_error)?
         .iter()
         .map(|t| match t {
             Some(t) => into_pg_type(t),
@@ -294,7 +293,7 @@ impl QueryParser for BowmanQueryParser {
 
 /// Decode a portal's parameters with the types the client sent, else those DataFusion inferred.
 fn portal_params(portal: &Portal<Prepared>) -> PgWireResult<ParamValues> {
-    let inferred: Vec<Option<DataType>> = portal.statement.statement.param_types().map_err(pg_error)?;
+    let inferred = portal.statement.statement.param_types();
     let refs: Vec<Option<&DataType>> = inferred.iter().map(|t| t.as_ref()).collect();
     // arrow-pg 0.16 drops a NULL parameter whose type is unknown (psycopg sends `None` that
     // way), shifting every later parameter. Give such NULLs a type before decoding: the

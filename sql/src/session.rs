@@ -40,13 +40,19 @@ pub struct Prepared {
     /// `None` for an empty statement.
     pub statement: Option<Statement>,
     plan: Option<LogicalPlan>,
+    /// Parameter types, inferred once at prepare time.
+    params: Vec<Option<DataType>>,
     catalog_version: i64,
 }
 
 impl Prepared {
     /// The parameter types DataFusion inferred, in `$1..$n` order (`None` where it could not).
-    pub fn param_types(&self) -> Result<Vec<Option<DataType>>> {
-        let Some(plan) = &self.plan else { return Ok(vec![]) };
+    pub fn param_types(&self) -> &[Option<DataType>] {
+        &self.params
+    }
+
+    fn infer_param_types(plan: Option<&LogicalPlan>) -> Result<Vec<Option<DataType>>> {
+        let Some(plan) = plan else { return Ok(vec![]) };
         let mut types = plan.get_parameter_types()?;
         // `$1::INT` leaves the placeholder itself untyped; the cast says what the client means.
         if types.values().any(Option::is_none) {
@@ -229,7 +235,8 @@ impl Session {
             Some(Statement::Standard(s)) if !crate::insert::is_spark_insert(s) => Some(self.plan_standard((**s).clone()).await?),
             _ => None,
         };
-        Ok(Prepared { sql: sql.to_string(), statement, plan, catalog_version: catalog.version })
+        let params = Prepared::infer_param_types(plan.as_ref())?;
+        Ok(Prepared { sql: sql.to_string(), statement, plan, params, catalog_version: catalog.version })
     }
 
     /// The result columns of `prepared` once `params` are bound (a bare `SELECT $1` only has a

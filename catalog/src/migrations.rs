@@ -40,6 +40,20 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             FOREIGN KEY (database_name, name) REFERENCES bowman_tables(database_name, name)
         )",
     ],
+}, Migration {
+    version: 2,
+    description: "tracked tables: live commit directories committed atomically",
+    statements: &[
+        "ALTER TABLE bowman_tables ADD COLUMN tracked INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE bowman_live_dirs (
+            database_name TEXT NOT NULL,
+            table_name TEXT NOT NULL,
+            dir TEXT NOT NULL,
+            partition_path TEXT NOT NULL,
+            PRIMARY KEY (database_name, table_name, dir),
+            FOREIGN KEY (database_name, table_name) REFERENCES bowman_tables(database_name, name)
+        )",
+    ],
 }];
 
 pub(crate) fn latest_version() -> i64 {

@@ -72,6 +72,21 @@ pub struct TableDef {
     pub secret_options: BTreeMap<String, String>,
     pub comment: Option<String>,
     pub created_at: i64,
+    /// Whether the catalog, not a directory listing, says which data is live. Tracked tables are
+    /// written in commit directories (`<partition>/_commit=<id>/`) and a write becomes visible
+    /// in one catalog transaction, so readers see a partition's old or new contents, never a mix.
+    pub tracked: bool,
+    /// For tracked tables: the live commit directories.
+    pub live: Vec<LiveDir>,
+}
+
+/// One live commit directory of a tracked table: `<location>/<partition>/_commit=<dir>/`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LiveDir {
+    /// The partition path (`dt=2018-03-05`, `country=US/dt=2018-03-05`), empty when unpartitioned.
+    pub partition: String,
+    /// The `_commit` value: unique per write and partition.
+    pub dir: String,
 }
 
 impl TableDef {

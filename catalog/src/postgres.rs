@@ -4,8 +4,8 @@ use tokio_postgres::{Client, Config, NoTls, Transaction};
 
 use crate::error::{CatalogError, Result};
 use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
-use crate::model::{CatalogState, DatabaseDef};
-use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change};
+use crate::model::{CatalogState, DatabaseDef, LiveDir};
+use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs};
 
 /// Advisory lock key that serialises migrations of nodes starting at the same time ("bowman" in ASCII).
 const MIGRATION_LOCK: i64 = 0x626f776d616e;
@@ -119,7 +119,7 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
     let tables = tx
         .query(
             "SELECT t.database_name, t.name, t.kind, t.format, t.location, t.columns, t.partition_columns,
-                    t.options, s.options, t.comment, t.created_at
+                    t.options, s.options, t.comment, t.created_at, t.tracked
              FROM bowman_tables t
              LEFT JOIN bowman_table_secrets s ON s.database_name = t.database_name AND s.name = t.name",
             &[],
@@ -138,9 +138,16 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
             secret_options: r.get(8),
             comment: r.get(9),
             created_at: r.get(10),
+            tracked: r.get::<_, i32>(11) != 0,
         })
         .collect();
-    assemble(version, databases, tables)
+    let live = tx
+        .query("SELECT database_name, table_name, dir, partition_path FROM bowman_live_dirs", &[])
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), LiveDir { dir: r.get(2), partition: r.get(3) }))
+        .collect();
+    assemble(version, databases, tables, live)
 }
 
 async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
@@ -159,8 +166,8 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
             let row = TableRow::encode(def)?;
             tx.execute(
                 "INSERT INTO bowman_tables (database_name, name, kind, format, location, columns,
-                     partition_columns, options, comment, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     partition_columns, options, comment, created_at, tracked)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 &[
                     &row.database,
                     &row.name,
@@ -172,6 +179,7 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
                     &row.options,
                     &row.comment,
                     &row.created_at,
+                    &(row.tracked as i32),
                 ],
             )
             .await?;
@@ -180,12 +188,35 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
                 &[&row.database, &row.name, &row.secret_options],
             )
             .await?;
+            for dir in &def.live {
+                tx.execute(
+                    "INSERT INTO bowman_live_dirs (database_name, table_name, dir, partition_path) VALUES ($1, $2, $3, $4)",
+                    &[&def.database, &def.name, &dir.dir, &dir.partition],
+                )
+                .await?;
+            }
         }
         Op::DeleteTable { database, name } => {
+            tx.execute("DELETE FROM bowman_live_dirs WHERE database_name = $1 AND table_name = $2", &[database, name])
+                .await?;
             tx.execute("DELETE FROM bowman_table_secrets WHERE database_name = $1 AND name = $2", &[database, name])
                 .await?;
             tx.execute("DELETE FROM bowman_tables WHERE database_name = $1 AND name = $2", &[database, name])
                 .await?;
+        }
+        Op::InsertLiveDir { database, name, dir } => {
+            tx.execute(
+                "INSERT INTO bowman_live_dirs (database_name, table_name, dir, partition_path) VALUES ($1, $2, $3, $4)",
+                &[database, name, &dir.dir, &dir.partition],
+            )
+            .await?;
+        }
+        Op::DeleteLiveDir { database, name, dir } => {
+            tx.execute(
+                "DELETE FROM bowman_live_dirs WHERE database_name = $1 AND table_name = $2 AND dir = $3",
+                &[database, name, dir],
+            )
+            .await?;
         }
     }
     Ok(())
@@ -216,15 +247,16 @@ impl CatalogStore for PostgresStore {
         let (ops, dropped_tables) = plan_change(&state, &change)?;
         if ops.is_empty() {
             tx.rollback().await?;
-            return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables });
+            return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables, retired: vec![] });
         }
+        let retired = retired_dirs(&state, &ops);
         for op in &ops {
             execute_op(&tx, op).await?;
         }
         let version = state.version + 1;
         tx.execute("UPDATE bowman_catalog_version SET version = $1 WHERE id = 1", &[&version]).await?;
         tx.commit().await?;
-        Ok(ChangeOutcome { version, applied: true, dropped_tables })
+        Ok(ChangeOutcome { version, applied: true, dropped_tables, retired })
     }
 
     fn describe(&self) -> String {

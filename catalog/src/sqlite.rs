@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{CatalogError, Result};
 use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
-use crate::model::{CatalogState, DatabaseDef};
-use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change};
+use crate::model::{CatalogState, DatabaseDef, LiveDir};
+use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs};
 
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a committed DDL
 /// survives `kill -9` and power loss, and an interrupted one leaves nothing behind.
@@ -73,7 +73,7 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare(
         "SELECT t.database_name, t.name, t.kind, t.format, t.location, t.columns, t.partition_columns,
-                t.options, s.options, t.comment, t.created_at
+                t.options, s.options, t.comment, t.created_at, t.tracked
          FROM bowman_tables t
          LEFT JOIN bowman_table_secrets s ON s.database_name = t.database_name AND s.name = t.name",
     )?;
@@ -91,10 +91,15 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
                 secret_options: r.get(8)?,
                 comment: r.get(9)?,
                 created_at: r.get(10)?,
+                tracked: r.get::<_, i64>(11)? != 0,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    assemble(version, databases, tables)
+    let mut stmt = conn.prepare("SELECT database_name, table_name, dir, partition_path FROM bowman_live_dirs")?;
+    let live = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, LiveDir { dir: r.get(2)?, partition: r.get(3)? })))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    assemble(version, databases, tables, live)
 }
 
 fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
@@ -112,8 +117,8 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
             let row = TableRow::encode(def)?;
             tx.execute(
                 "INSERT INTO bowman_tables (database_name, name, kind, format, location, columns,
-                     partition_columns, options, comment, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     partition_columns, options, comment, created_at, tracked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     row.database,
                     row.name,
@@ -124,20 +129,40 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
                     row.partition_columns,
                     row.options,
                     row.comment,
-                    row.created_at
+                    row.created_at,
+                    row.tracked as i64
                 ],
             )?;
             tx.execute(
                 "INSERT INTO bowman_table_secrets (database_name, name, options) VALUES (?1, ?2, ?3)",
                 params![row.database, row.name, row.secret_options],
             )?;
+            for dir in &def.live {
+                execute_op(tx, &Op::InsertLiveDir { database: def.database.clone(), name: def.name.clone(), dir: dir.clone() })?;
+            }
         }
         Op::DeleteTable { database, name } => {
+            tx.execute(
+                "DELETE FROM bowman_live_dirs WHERE database_name = ?1 AND table_name = ?2",
+                params![database, name],
+            )?;
             tx.execute(
                 "DELETE FROM bowman_table_secrets WHERE database_name = ?1 AND name = ?2",
                 params![database, name],
             )?;
             tx.execute("DELETE FROM bowman_tables WHERE database_name = ?1 AND name = ?2", params![database, name])?;
+        }
+        Op::InsertLiveDir { database, name, dir } => {
+            tx.execute(
+                "INSERT INTO bowman_live_dirs (database_name, table_name, dir, partition_path) VALUES (?1, ?2, ?3, ?4)",
+                params![database, name, dir.dir, dir.partition],
+            )?;
+        }
+        Op::DeleteLiveDir { database, name, dir } => {
+            tx.execute(
+                "DELETE FROM bowman_live_dirs WHERE database_name = ?1 AND table_name = ?2 AND dir = ?3",
+                params![database, name, dir],
+            )?;
         }
     }
     Ok(())
@@ -170,15 +195,16 @@ impl CatalogStore for SqliteStore {
             let state = read_state(&tx)?;
             let (ops, dropped_tables) = plan_change(&state, &change)?;
             if ops.is_empty() {
-                return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables });
+                return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables, retired: vec![] });
             }
+            let retired = retired_dirs(&state, &ops);
             for op in &ops {
                 execute_op(&tx, op)?;
             }
             let version = state.version + 1;
             tx.execute("UPDATE bowman_catalog_version SET version = ?1 WHERE id = 1", params![version])?;
             tx.commit()?;
-            Ok(ChangeOutcome { version, applied: true, dropped_tables })
+            Ok(ChangeOutcome { version, applied: true, dropped_tables, retired })
         })
     }
 

@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use crate::error::{CatalogError, Result};
-use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, TableDef, TableKind};
+use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, LiveDir, TableDef, TableKind};
 
 /// The database every session starts in, as in Spark and Hive.
 pub const DEFAULT_DATABASE: &str = "default";
@@ -16,6 +16,20 @@ pub enum CatalogChange {
     DropDatabase { name: String, if_exists: bool, cascade: bool },
     CreateTable { def: TableDef, if_not_exists: bool },
     DropTable { database: String, name: String, if_exists: bool },
+    /// Make a write to a tracked table visible: add its commit directories and, for an
+    /// overwrite, retire the ones it replaces — all in one transaction.
+    CommitWrite { database: String, name: String, replace: Replace, add: Vec<LiveDir> },
+}
+
+/// What an overwrite replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replace {
+    /// An append: nothing.
+    Nothing,
+    /// These partitions (paths such as `dt=2018-03-05`).
+    Partitions(Vec<String>),
+    /// Every partition.
+    All,
 }
 
 /// What a change did.
@@ -27,6 +41,8 @@ pub struct ChangeOutcome {
     pub applied: bool,
     /// Tables removed by the change (so the caller can delete the data of managed ones).
     pub dropped_tables: Vec<TableDef>,
+    /// Commit directories a CommitWrite retired (deleted later, once readers are done).
+    pub retired: Vec<LiveDir>,
 }
 
 /// A primitive write a store performs inside its transaction.
@@ -36,6 +52,8 @@ pub(crate) enum Op {
     DeleteDatabase(String),
     InsertTable(TableDef),
     DeleteTable { database: String, name: String },
+    InsertLiveDir { database: String, name: String, dir: LiveDir },
+    DeleteLiveDir { database: String, name: String, dir: String },
 }
 
 /// A versioned, transactional home for the catalog.
@@ -60,6 +78,28 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
 pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Result<(Vec<Op>, Vec<TableDef>)> {
     let mut ops = Vec::new();
     let mut dropped = Vec::new();
+    if let CatalogChange::CommitWrite { database, name, replace, add } = change {
+        let table = state
+            .table(database, name)
+            .ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
+        if !table.tracked {
+            return Err(CatalogError::Corrupt(format!("{} is not a tracked table", table.qualified_name())));
+        }
+        for live in &table.live {
+            let retire = match replace {
+                Replace::Nothing => false,
+                Replace::All => true,
+                Replace::Partitions(parts) => parts.contains(&live.partition),
+            };
+            if retire {
+                ops.push(Op::DeleteLiveDir { database: database.clone(), name: name.clone(), dir: live.dir.clone() });
+            }
+        }
+        for dir in add {
+            ops.push(Op::InsertLiveDir { database: database.clone(), name: name.clone(), dir: dir.clone() });
+        }
+        return Ok((ops, dropped));
+    }
     match change {
         CatalogChange::CreateDatabase { def, if_not_exists } => {
             if state.databases.contains_key(&def.name) {
@@ -101,6 +141,7 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             }
             ops.push(Op::InsertTable(def.clone()));
         }
+        CatalogChange::CommitWrite { .. } => unreachable!("handled above"),
         CatalogChange::DropTable { database, name, if_exists } => {
             let Some(entry) = state.databases.get(database) else {
                 if *if_exists {
@@ -121,6 +162,18 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
     Ok((ops, dropped))
 }
 
+/// The commit directories `ops` retire, for the outcome.
+pub(crate) fn retired_dirs(state: &CatalogState, ops: &[Op]) -> Vec<LiveDir> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::DeleteLiveDir { database, name, dir } => {
+                state.table(database, name).and_then(|t| t.live.iter().find(|l| &l.dir == dir)).cloned()
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A table row as both stores keep it: JSON text for the structured parts.
 pub(crate) struct TableRow {
     pub database: String,
@@ -134,6 +187,7 @@ pub(crate) struct TableRow {
     pub secret_options: Option<String>,
     pub comment: Option<String>,
     pub created_at: i64,
+    pub tracked: bool,
 }
 
 impl TableRow {
@@ -150,6 +204,7 @@ impl TableRow {
             secret_options: Some(serde_json::to_string(&def.secret_options)?),
             comment: def.comment.clone(),
             created_at: def.created_at,
+            tracked: def.tracked,
         })
     }
 
@@ -175,12 +230,19 @@ impl TableRow {
             secret_options,
             comment: self.comment,
             created_at: self.created_at,
+            tracked: self.tracked,
+            live: Vec::new(),
         })
     }
 }
 
 /// Assemble a state from the rows a store read in one transaction.
-pub(crate) fn assemble(version: i64, databases: Vec<DatabaseDef>, tables: Vec<TableRow>) -> Result<CatalogState> {
+pub(crate) fn assemble(
+    version: i64,
+    databases: Vec<DatabaseDef>,
+    tables: Vec<TableRow>,
+    live: Vec<(String, String, LiveDir)>,
+) -> Result<CatalogState> {
     let mut state = CatalogState { version, databases: BTreeMap::new() };
     for def in databases {
         state.databases.insert(def.name.clone(), DatabaseEntry { def, tables: BTreeMap::new() });
@@ -192,6 +254,14 @@ pub(crate) fn assemble(version: i64, databases: Vec<DatabaseDef>, tables: Vec<Ta
             .get_mut(&def.database)
             .ok_or_else(|| CatalogError::Corrupt(format!("table {} has no database", def.qualified_name())))?;
         entry.tables.insert(def.name.clone(), def);
+    }
+    for (database, table, dir) in live {
+        if let Some(t) = state.databases.get_mut(&database).and_then(|d| d.tables.get_mut(&table)) {
+            t.live.push(dir);
+        }
+    }
+    for t in state.databases.values_mut().flat_map(|d| d.tables.values_mut()) {
+        t.live.sort();
     }
     Ok(state)
 }

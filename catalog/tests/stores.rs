@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bowman_catalog::{
-    Catalog, CatalogChange, CatalogError, CatalogStore, ColumnDef, DatabaseDef, PostgresStore, SqliteStore, TableDef, TableKind,
+    Catalog, CatalogChange, CatalogError, CatalogStore, ColumnDef, DatabaseDef, LiveDir, PostgresStore, Replace, SqliteStore,
+    TableDef, TableKind,
 };
 
 fn db(name: &str) -> DatabaseDef {
@@ -29,6 +30,8 @@ fn table(database: &str, name: &str) -> TableDef {
         secret_options: BTreeMap::from([("secret_access_key".to_string(), "hunter2".to_string())]),
         comment: Some("a table".into()),
         created_at: 2,
+        tracked: false,
+        live: vec![],
     }
 }
 
@@ -79,8 +82,33 @@ async fn exercise(store: Arc<dyn CatalogStore>) {
         catalog.apply(CatalogChange::DropTable { database: "ev".into(), name: "u".into(), if_exists: false }).await,
         Err(CatalogError::TableNotFound(..))
     ));
+    // A tracked table: writes commit directories; an overwrite retires the ones it replaces.
+    let mut tracked = table("ev", "tracked");
+    tracked.tracked = true;
+    catalog.apply(CatalogChange::CreateTable { def: tracked, if_not_exists: false }).await.unwrap();
+    let dir = |p: &str, d: &str| LiveDir { partition: p.into(), dir: d.into() };
+    let commit = |replace: Replace, add: Vec<LiveDir>| CatalogChange::CommitWrite {
+        database: "ev".into(),
+        name: "tracked".into(),
+        replace,
+        add,
+    };
+    catalog.apply(commit(Replace::Nothing, vec![dir("dt=1", "c1-a"), dir("dt=2", "c1-b")])).await.unwrap();
+    catalog.apply(commit(Replace::Nothing, vec![dir("dt=2", "c2-b")])).await.unwrap();
+    let out = catalog.apply(commit(Replace::Partitions(vec!["dt=2".into()]), vec![dir("dt=2", "c3-b")])).await.unwrap();
+    assert_eq!(out.retired, vec![dir("dt=2", "c1-b"), dir("dt=2", "c2-b")]);
+    assert_eq!(catalog.snapshot().table("ev", "tracked").unwrap().live, vec![dir("dt=1", "c1-a"), dir("dt=2", "c3-b")]);
+    let out = catalog.apply(commit(Replace::All, vec![])).await.unwrap();
+    assert_eq!(out.retired.len(), 2);
+    assert!(catalog.snapshot().table("ev", "tracked").unwrap().live.is_empty());
+    assert!(matches!(
+        catalog.apply(CatalogChange::CommitWrite { database: "ev".into(), name: "t".into(), replace: Replace::Nothing, add: vec![] }).await,
+        Err(CatalogError::Corrupt(_))
+    ));
+    catalog.apply(commit(Replace::Nothing, vec![dir("dt=9", "c4")])).await.unwrap();
+
     let cascade = catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: false, cascade: true }).await.unwrap();
-    assert_eq!(cascade.dropped_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t"]);
+    assert_eq!(cascade.dropped_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t", "tracked"]);
     assert!(catalog.snapshot().database("ev").is_none());
     let none = catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: true, cascade: false }).await.unwrap();
     assert!(!none.applied);

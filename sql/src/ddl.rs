@@ -146,6 +146,13 @@ fn local_path(location: &str) -> Option<std::path::PathBuf> {
 
 /// Delete everything under a location (local directory or S3 prefix).
 async fn delete_location(session: &Session, location: &str) -> Result<()> {
+    delete_location_with(&session.engine.runtime, location).await
+}
+
+pub(crate) async fn delete_location_with(
+    runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    location: &str,
+) -> Result<()> {
     if let Some(path) = local_path(location) {
         match std::fs::remove_dir_all(&path) {
             Ok(()) => return Ok(()),
@@ -154,7 +161,7 @@ async fn delete_location(session: &Session, location: &str) -> Result<()> {
         }
     }
     let url = bowman_connector_files::table_url(location)?;
-    let store = session.engine.runtime.object_store(&url)?;
+    let store = runtime.object_store(&url)?;
     use futures::{StreamExt, TryStreamExt};
     let locations = store.list(Some(url.prefix())).map_ok(|m| m.location).boxed();
     store
@@ -333,7 +340,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         }
     }
 
-    let def = TableDef {
+    let mut def = TableDef {
         database: database.clone(),
         name: name.clone(),
         kind,
@@ -345,12 +352,26 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         secret_options,
         comment: ct.comment.clone(),
         created_at: now_millis(),
+        // Bowman owns a managed table's files, so the catalog can say which are live.
+        tracked: kind == TableKind::Managed && connector.stores_files(),
+        live: Vec::new(),
     };
 
     let mut written = None;
     if let Some(df) = query_df {
         let table = TableReference::partial(database.as_str(), name.as_str());
-        let result = session.append(table, provider.clone(), df.into_unoptimized_plan()).await;
+        // Write through the same provider later statements will use (tracked for managed
+        // tables); the new table and its first commit directories land in one transaction.
+        let target = session.engine.table_provider(&def).await?;
+        let result: Result<usize> = async {
+            let rows = session.write(table, target.clone(), df.into_unoptimized_plan()).await?;
+            if let Some(t) = crate::commit::tracked(&target) {
+                let commit = t.pending_commit().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
+                def.live = crate::commit::written_by(session, &def, &commit).await?.0;
+            }
+            Ok(rows)
+        }
+        .await;
         match result {
             Ok(n) => written = Some(n),
             Err(e) => {

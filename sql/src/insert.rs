@@ -12,6 +12,7 @@ use datafusion::sql::sqlparser::ast;
 use crate::error::{BowmanError, Result};
 use crate::output::Output;
 use crate::parser::{ident_value, table_name_from};
+use crate::commit::WriteMode;
 use crate::session::Session;
 use crate::types::parse_type;
 
@@ -57,12 +58,6 @@ pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<O
     let ast::Statement::Insert(mut ins) = stmt else {
         return Err(BowmanError::Internal("not an INSERT".into()));
     };
-    if ins.overwrite {
-        return Err(BowmanError::NotSupported(
-            "INSERT OVERWRITE (Bowman will replace partitions with an atomic catalog commit, without renames; until then use INSERT INTO)"
-                .into(),
-        ));
-    }
     let ast::TableObject::TableName(name) = &ins.table else {
         return Err(BowmanError::NotSupported("INSERT INTO a table function".into()));
     };
@@ -73,7 +68,7 @@ pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<O
         .table(&database, &name.name)
         .cloned()
         .ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.name.clone()))?;
-    if def.partition_columns.is_empty() {
+    if def.partition_columns.is_empty() && ins.partitioned.is_some() {
         return Err(BowmanError::InvalidDefinition(format!(
             "{} is not partitioned, so INSERT ... PARTITION does not apply",
             def.qualified_name()
@@ -89,7 +84,7 @@ pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<O
         }
     }
     let Some(source) = ins.source.as_mut() else {
-        return Err(BowmanError::Syntax("INSERT ... PARTITION needs a query or VALUES".into()));
+        return Err(BowmanError::Syntax("INSERT needs a query or VALUES".into()));
     };
     let plan = session.plan_query(source.clone()).await?;
     let df = session.ctx.execute_logical_plan(plan).await?;
@@ -131,6 +126,80 @@ pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<O
 
     let provider = session.engine.table_provider(&def).await?;
     let table = datafusion::common::TableReference::partial(def.database.as_str(), def.name.as_str());
-    let rows = session.append(table, provider, df.into_unoptimized_plan()).await?;
+    let mode = write_mode(session, &def, ins.overwrite, &spec)?;
+    let rows = session.write(table, provider.clone(), df.into_unoptimized_plan()).await?;
+    crate::commit::commit_write(session, &provider, mode).await?;
     Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) })
+}
+
+/// What an INSERT replaces, with Spark's semantics: `partition_overwrite_mode` `dynamic`
+/// (the default) replaces the partitions the query writes; `static` replaces every partition
+/// the PARTITION spec matches (all of them without a spec). A fully static spec replaces its
+/// partition either way.
+fn write_mode(session: &Session, def: &bowman_catalog::TableDef, overwrite: bool, spec: &[(String, PartitionValue)]) -> Result<WriteMode> {
+    if !overwrite {
+        return Ok(WriteMode::Append);
+    }
+    if def.partition_columns.is_empty() {
+        return Ok(WriteMode::OverwriteAll);
+    }
+    let statics: Vec<(&String, &String)> = spec
+        .iter()
+        .filter_map(|(n, v)| match v {
+            PartitionValue::Static(v) => Some((n, v)),
+            PartitionValue::Dynamic => None,
+        })
+        .collect();
+    let fully_static = statics.len() == def.partition_columns.len();
+    let exact: Vec<String> = if fully_static {
+        let path = def
+            .partition_columns
+            .iter()
+            .map(|p| {
+                let v = statics.iter().find(|(n, _)| *n == p).map(|(_, v)| v.as_str()).unwrap_or_default();
+                format!("{p}={}", hive_escape(v))
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        vec![path]
+    } else {
+        vec![]
+    };
+    let mode = session.setting("partition_overwrite_mode").unwrap_or_else(|| "dynamic".into()).to_ascii_lowercase();
+    match mode.as_str() {
+        "dynamic" => Ok(WriteMode::OverwritePartitions(exact)),
+        "static" if statics.is_empty() => Ok(WriteMode::OverwriteAll),
+        "static" => {
+            // Every live partition whose leading partition values match the static ones.
+            let snapshot = session.engine.catalog.snapshot();
+            let live = snapshot.table(&def.database, &def.name).map(|t| t.live.clone()).unwrap_or_default();
+            let mut matching: Vec<String> = live
+                .iter()
+                .map(|l| l.partition.clone())
+                .filter(|p| {
+                    statics.iter().all(|(n, v)| p.split('/').any(|seg| seg == format!("{n}={}", hive_escape(v))))
+                })
+                .collect();
+            matching.extend(exact);
+            Ok(WriteMode::OverwritePartitions(matching))
+        }
+        other => Err(BowmanError::InvalidValue(format!(
+            "partition_overwrite_mode is '{other}'; use 'dynamic' or 'static'"
+        ))),
+    }
+}
+
+/// A partition value as it appears in a Hive directory name (`dt=2018-03-05`).
+fn hive_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c.is_ascii_alphanumeric() || "-_.~ :".contains(c) {
+            out.push(c);
+        } else {
+            for b in c.to_string().bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
 }

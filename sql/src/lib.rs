@@ -6,6 +6,7 @@
 //! crate never speaks a wire protocol: it returns [`Output`] (a stream of Arrow record batches or
 //! a command tag) and [`BowmanError`] (with its SQLSTATE).
 
+mod commit;
 mod ddl;
 mod engine;
 mod insert;
@@ -16,6 +17,7 @@ mod resolver;
 mod session;
 mod settings;
 mod spark;
+mod tracked;
 pub mod types;
 
 pub use engine::{CATALOG_NAME, Engine, EngineConfig};

@@ -24,11 +24,17 @@ pub(crate) struct ConnectorResolver {
 
 /// The DataFusion command that describes a stored table to its connector.
 pub(crate) fn external_table_command(def: &TableDef) -> Result<CreateExternalTable> {
-    let mut fields = Vec::with_capacity(def.columns.len());
+    let mut fields = Vec::with_capacity(def.columns.len() + 1);
     for c in &def.columns {
         let (t, _) = parse_type(&c.data_type)
             .map_err(|e| DataFusionError::Plan(format!("column {} of {}: {}", c.name, def.qualified_name(), e.message())))?;
         fields.push(Field::new(&c.name, t, c.nullable));
+    }
+    let mut partition_cols = def.partition_columns.clone();
+    if def.tracked {
+        // The commit directory is one more Hive partition level, hidden by TrackedTable.
+        fields.push(Field::new(crate::tracked::COMMIT_COLUMN, datafusion::arrow::datatypes::DataType::Utf8, false));
+        partition_cols.push(crate::tracked::COMMIT_COLUMN.to_string());
     }
     let schema = DFSchema::try_from(Schema::new(fields))?;
     let options: HashMap<String, String> = def.all_options().into_iter().collect();
@@ -38,7 +44,7 @@ pub(crate) fn external_table_command(def: &TableDef) -> Result<CreateExternalTab
         def.format.clone(),
         Arc::new(schema),
     )
-    .with_partition_cols(def.partition_columns.clone())
+    .with_partition_cols(partition_cols)
     .with_options(options)
     .build())
 }
@@ -54,6 +60,10 @@ impl TableResolver for ConnectorResolver {
             ))
         })?;
         let cmd = external_table_command(table)?;
-        connector.create(&self.state, &cmd).await
+        let provider = connector.create(&self.state, &cmd).await?;
+        if table.tracked {
+            return Ok(Arc::new(crate::tracked::TrackedTable::new(provider, table.clone())));
+        }
+        Ok(provider)
     }
 }

@@ -317,8 +317,13 @@ impl Session {
                 return Err(BowmanError::NotSupported(format!("INSERT {op}")));
             }
             let label = format!("INSERT INTO {table_name}");
+            let target = match &plan {
+                LogicalPlan::Dml(d) => datafusion::datasource::source_as_provider(&d.target)?,
+                _ => unreachable!("matched a DML plan above"),
+            };
             let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
             let rows = self.run_write(physical, &label).await?;
+            crate::commit::commit_write(self, &target, crate::commit::WriteMode::Append).await?;
             return Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) });
         }
         if let LogicalPlan::Dml(d) = &plan {
@@ -347,7 +352,7 @@ impl Session {
     /// plan: only the physical optimizer adds the merge that hands the sink all input
     /// partitions (keeping SORT BY order). Driving a sink by hand reads just its first input
     /// partition and silently drops the rest.
-    pub(crate) async fn append(
+    pub(crate) async fn write(
         &self,
         table: datafusion::common::TableReference,
         provider: Arc<dyn datafusion::catalog::TableProvider>,

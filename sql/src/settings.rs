@@ -24,6 +24,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("max_identifier_length", "63"),
     // How often long writes send progress (NOTICE over pgwire).
     ("progress_interval", "2s"),
+    // INSERT OVERWRITE replaces the partitions it writes (dynamic) or all it matches (static).
+    ("partition_overwrite_mode", "dynamic"),
+    // How long files replaced by an overwrite stay for queries still reading them.
+    ("file_retention", "60s"),
     ("server_encoding", "UTF8"),
     ("server_version", bowman_udfs::pg::PG_COMPAT_VERSION),
     ("server_version_num", "160006"),
@@ -110,7 +114,14 @@ pub(crate) fn set(session: &mut Session, name: &str, value: SetValue) -> Result<
                         session.set_current_database(&db);
                     }
                 }
-                "statement_timeout" | "progress_interval" => {
+                "partition_overwrite_mode" => {
+                    if !matches!(v.to_ascii_lowercase().as_str(), "dynamic" | "static") {
+                        return Err(BowmanError::InvalidValue(format!(
+                            "partition_overwrite_mode is '{v}'; use 'dynamic' or 'static'"
+                        )));
+                    }
+                }
+                "statement_timeout" | "progress_interval" | "file_retention" => {
                     parse_duration_ms(&v).ok_or_else(|| {
                         BowmanError::InvalidValue(format!("invalid value for parameter \"{k}\": \"{v}\" (use milliseconds or a unit: 500ms, 2s, 1min)"))
                     })?;

@@ -441,11 +441,11 @@ async fn distribute_by_partition_writes_one_sorted_file_per_partition() {
     c.batch_execute("SET datafusion.execution.target_partitions = 1").await.unwrap();
     // An unpartitioned write of the same rows makes one file too.
     c.batch_execute("CREATE TABLE flat USING parquet AS SELECT * FROM daily").await.unwrap();
-    let flat: Vec<_> = std::fs::read_dir(server.data_dir().join("warehouse").join("flat")).unwrap().flatten().collect();
+    let flat = files_under(&server.data_dir().join("warehouse").join("flat"));
     assert_eq!(flat.len(), 1, "{flat:?}");
     for (i, dir) in partitions.iter().enumerate() {
-        let files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
-        assert_eq!(files.len(), 1, "one file in {}", dir.display());
+        let files = files_under(dir);
+        assert_eq!(files.len(), 1, "one file in {}: {files:?}", dir.display());
         // Read the file back in storage order and check it is sorted by user_id.
         c.batch_execute(&format!("CREATE TABLE part{i} USING parquet LOCATION '{}'", dir.display())).await.unwrap();
         let rows = c.query(&format!("SELECT user_id FROM part{i}"), &[]).await.unwrap();
@@ -492,4 +492,130 @@ async fn statement_timeout_cancels_with_57014_and_the_session_goes_on() {
     let n: i64 = c.query_one("SELECT count(*) FROM generate_series(1, 1000)", &[]).await.unwrap().get(0);
     assert_eq!(n, 1000);
     server.stop().await;
+}
+
+/// Every file below `dir`, recursively, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn snapshot_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    files_under(dir).into_iter().map(|p| { let b = std::fs::read(&p).unwrap(); (p, b) }).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_overwrite_leaves_other_partitions_byte_for_byte() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "SET file_retention = '0ms';
+         CREATE TABLE ow (v BIGINT, dt STRING) USING parquet PARTITIONED BY (dt);
+         INSERT INTO ow SELECT value, concat('d', CAST(value % 3 AS STRING)) FROM generate_series(1, 30000);",
+    )
+    .await
+    .unwrap();
+    let root = server.data_dir().join("warehouse").join("ow");
+    let before0 = snapshot_files(&root.join("dt=d0"));
+    let before1 = snapshot_files(&root.join("dt=d1"));
+    let old2 = files_under(&root.join("dt=d2"));
+    c.batch_execute("INSERT OVERWRITE TABLE ow PARTITION (dt) SELECT value, 'd2' FROM generate_series(1, 5)").await.unwrap();
+    assert_eq!(snapshot_files(&root.join("dt=d0")), before0, "partition d0 changed");
+    assert_eq!(snapshot_files(&root.join("dt=d1")), before1, "partition d1 changed");
+    let rows = c.query("SELECT dt, count(*), sum(v) FROM ow GROUP BY dt ORDER BY dt", &[]).await.unwrap();
+    let got: Vec<(String, i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(got[2], ("d2".to_string(), 5, 15));
+    assert_eq!((got[0].1, got[1].1), (10000, 10000));
+    // The replaced files go once the retention period (0 here) has passed; no file was renamed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while old2.iter().any(|p| p.exists()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(old2.iter().all(|p| !p.exists()), "replaced files still there: {old2:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_the_old_or_the_new_partitions_never_a_mix() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE flip (v BIGINT, dt STRING) USING parquet PARTITIONED BY (dt);
+         INSERT INTO flip SELECT value, concat('p', CAST(value % 4 AS STRING)) FROM generate_series(1, 40000);",
+    )
+    .await
+    .unwrap();
+    let totals = |n: i64| (n, n * (n + 1) / 2);
+    let a = totals(40000);
+    let b = totals(20000);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let addr = server.pg_addr;
+        tokio::spawn(async move {
+            let r = connect(addr).await;
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let row = r.query_one("SELECT count(*), sum(v) FROM flip", &[]).await.unwrap();
+                seen.insert((row.get::<_, i64>(0), row.get::<_, i64>(1)));
+            }
+            seen
+        })
+    };
+    for i in 0..20 {
+        let n = if i % 2 == 0 { 20000 } else { 40000 };
+        c.batch_execute(&format!(
+            "INSERT OVERWRITE TABLE flip PARTITION (dt) SELECT value, concat('p', CAST(value % 4 AS STRING)) FROM generate_series(1, {n})"
+        ))
+        .await
+        .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    assert!(seen.iter().all(|t| *t == a || *t == b), "a reader saw a mix: {seen:?} (allowed {a:?} or {b:?})");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_overwrites_restarts_to_the_old_or_the_new_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let totals = |n: i64| (n, n * (n + 1) / 2);
+    {
+        let server = BinServer::spawn(dir.path(), &[]);
+        let c = connect(server.pg_addr).await;
+        c.batch_execute(
+            "CREATE TABLE k (v BIGINT, dt STRING) USING parquet PARTITIONED BY (dt);
+             INSERT INTO k SELECT value, concat('p', CAST(value % 4 AS STRING)) FROM generate_series(1, 100000);",
+        )
+        .await
+        .unwrap();
+    }
+    let mut expected = vec![totals(100000)];
+    for round in 0..20u64 {
+        let server = BinServer::spawn(dir.path(), &[]);
+        let c = connect(server.pg_addr).await;
+        let row = c.query_one("SELECT count(*), sum(v) FROM k", &[]).await.unwrap();
+        let now = (row.get::<_, i64>(0), row.get::<_, i64>(1));
+        assert!(expected.contains(&now), "round {round}: {now:?} is neither the old nor the new contents {expected:?}");
+        let n = if round % 2 == 0 { 60000 } else { 100000 };
+        expected = vec![now, totals(n)];
+        let writer = tokio::spawn(async move {
+            c.batch_execute(&format!(
+                "INSERT OVERWRITE TABLE k PARTITION (dt) SELECT value, concat('p', CAST(value % 4 AS STRING)) FROM generate_series(1, {n})"
+            ))
+            .await
+        });
+        // Kill at a different point of the write each round.
+        tokio::time::sleep(Duration::from_millis((round * 37) % 400)).await;
+        server.kill9();
+        let _ = writer.await;
+    }
 }

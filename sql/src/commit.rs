@@ -1,0 +1,152 @@
+//! Making a write to a tracked table visible: find the commit directories it wrote, record
+//! them in one catalog transaction (retiring what an overwrite replaces), and delete retired
+//! and abandoned directories once readers can no longer need them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bowman_catalog::{CatalogChange, LiveDir, Replace, TableDef};
+use datafusion::catalog::TableProvider;
+use futures::TryStreamExt;
+
+use crate::error::{BowmanError, Result};
+use crate::session::Session;
+use crate::tracked::{TrackedTable, commit_millis, written_dirs};
+
+/// What a write replaces when it commits.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteMode {
+    Append,
+    /// Replace the partitions the write produced, plus these (a fully static PARTITION spec
+    /// replaces its partition even when the query returns no rows).
+    OverwritePartitions(Vec<String>),
+    /// Replace everything.
+    OverwriteAll,
+}
+
+/// Directories a crashed write left behind are deleted once this old.
+const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+/// How long retired directories stay for queries that planned against the old snapshot,
+/// unless `SET file_retention` says otherwise.
+pub(crate) const DEFAULT_RETENTION_MS: u64 = 60_000;
+
+pub(crate) fn tracked(provider: &Arc<dyn TableProvider>) -> Option<&TrackedTable> {
+    let any: &dyn std::any::Any = provider.as_ref();
+    any.downcast_ref::<TrackedTable>()
+}
+
+/// Every object path under a table's location, relative to it.
+async fn table_paths(session: &Session, def: &TableDef) -> Result<Vec<String>> {
+    let location = def.location.as_deref().ok_or_else(|| BowmanError::Internal("tracked table without location".into()))?;
+    let url = bowman_connector_files::table_url(location)?;
+    let store = session.engine.runtime.object_store(&url)?;
+    let prefix = url.prefix().as_ref().to_string();
+    let metas: Vec<_> = store
+        .list(Some(url.prefix()))
+        .try_collect()
+        .await
+        .map_err(|e| BowmanError::Io(format!("cannot list {location}: {e}")))?;
+    Ok(metas
+        .into_iter()
+        .map(|m| {
+            let p = m.location.as_ref().to_string();
+            p.strip_prefix(&prefix).map(|r| r.trim_start_matches('/').to_string()).unwrap_or(p)
+        })
+        .collect())
+}
+
+/// The commit directories written by `commit`.
+pub(crate) async fn written_by(session: &Session, def: &TableDef, commit: &str) -> Result<(Vec<LiveDir>, Vec<String>)> {
+    let paths = table_paths(session, def).await?;
+    Ok((written_dirs(paths.iter().map(String::as_str), commit), paths))
+}
+
+/// After a successful write through `provider`, make it visible. Untracked tables need nothing.
+pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProvider>, mode: WriteMode) -> Result<()> {
+    let Some(table) = tracked(provider) else {
+        return match mode {
+            WriteMode::Append => Ok(()),
+            _ => Err(BowmanError::NotSupported(format!(
+                "INSERT OVERWRITE into {}: Bowman does not track its files (an external table); overwrite managed tables",
+                table_name(provider)
+            ))),
+        };
+    };
+    let def = &table.def;
+    let commit = table.pending_commit().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
+    let (added, paths) = written_by(session, def, &commit).await?;
+    let replace = match mode {
+        WriteMode::Append => Replace::Nothing,
+        WriteMode::OverwriteAll => Replace::All,
+        WriteMode::OverwritePartitions(extra) => {
+            let mut parts: Vec<String> = added.iter().map(|d| d.partition.clone()).chain(extra).collect();
+            parts.sort();
+            parts.dedup();
+            Replace::Partitions(parts)
+        }
+    };
+    let outcome = session
+        .engine
+        .catalog
+        .apply(CatalogChange::CommitWrite { database: def.database.clone(), name: def.name.clone(), replace, add: added })
+        .await?;
+    schedule_cleanup(session, def, outcome.retired, &paths, &commit);
+    Ok(())
+}
+
+fn table_name(provider: &Arc<dyn TableProvider>) -> String {
+    tracked(provider).map(|t| t.def.qualified_name()).unwrap_or_else(|| "this table".into())
+}
+
+/// Delete retired directories after the retention period, and directories of writes that
+/// died before committing once they are old enough that no running write can own them.
+fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, paths: &[String], commit: &str) {
+    let Some(location) = def.location.clone() else { return };
+    let retention = session
+        .setting("file_retention")
+        .and_then(|v| crate::settings::parse_duration_ms(&v))
+        .unwrap_or(DEFAULT_RETENTION_MS);
+    let snapshot = session.engine.catalog.snapshot();
+    let live: Vec<String> = snapshot
+        .table(&def.database, &def.name)
+        .map(|t| t.live.iter().map(|l| l.dir.clone()).collect())
+        .unwrap_or_default();
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut abandoned: Vec<LiveDir> = Vec::new();
+    for p in paths {
+        let segments: Vec<&str> = p.split('/').collect();
+        let Some(pos) = segments.iter().position(|s| s.starts_with("_commit=")) else { continue };
+        let dir = &segments[pos]["_commit=".len()..];
+        let old = commit_millis(dir).is_some_and(|ms| now - ms > ABANDONED_AFTER.as_millis() as i64);
+        if old && !dir.starts_with(commit) && !live.iter().any(|l| l == dir) {
+            let d = LiveDir { partition: segments[..pos].join("/"), dir: dir.to_string() };
+            if !abandoned.contains(&d) {
+                abandoned.push(d);
+            }
+        }
+    }
+    if retired.is_empty() && abandoned.is_empty() {
+        return;
+    }
+    let runtime = session.engine.runtime.clone();
+    tokio::spawn(async move {
+        let dir_url = |d: &LiveDir| {
+            if d.partition.is_empty() {
+                format!("{location}/_commit={}", d.dir)
+            } else {
+                format!("{location}/{}/_commit={}", d.partition, d.dir)
+            }
+        };
+        for d in &abandoned {
+            if let Err(e) = crate::ddl::delete_location_with(&runtime, &dir_url(d)).await {
+                tracing::warn!(error = %e.message(), "could not delete an abandoned write's files");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(retention)).await;
+        for d in &retired {
+            if let Err(e) = crate::ddl::delete_location_with(&runtime, &dir_url(d)).await {
+                tracing::warn!(error = %e.message(), "could not delete replaced files");
+            }
+        }
+    });
+}

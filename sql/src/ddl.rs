@@ -85,6 +85,7 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
             let def = lookup(session, &name)?;
             Output::text_rows(&["col_name", "data_type", "comment"], describe_rows(&def, extended))
         }
+        Statement::Optimize { name, predicate, sort_by, zorder } => optimize(session, name, predicate, sort_by, zorder).await,
         other => Err(BowmanError::Internal(format!("statement {other:?} reached the DDL executor"))),
     }
 }
@@ -396,6 +397,86 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
     Ok(match written {
         Some(n) => Output::Command { tag: "SELECT".into(), rows: Some(n) },
         None => Output::command("CREATE TABLE"),
+    })
+}
+
+fn quote_sql_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// OPTIMIZE: an INSERT OVERWRITE of the selected partitions with their own rows, distributed
+/// by the partition columns (one writer, so one file, per partition) and sorted as asked. It
+/// commits like any overwrite: atomically, without renames; replaced files go after
+/// `file_retention`.
+async fn optimize(
+    session: &Session,
+    name: TableName,
+    predicate: Option<datafusion::sql::sqlparser::ast::Expr>,
+    sort_by: Vec<datafusion::sql::sqlparser::ast::Expr>,
+    zorder: bool,
+) -> Result<Output> {
+    if zorder {
+        return Err(BowmanError::NotSupported("OPTIMIZE ... ZORDER BY; use SORT BY (columns)".into()));
+    }
+    let def = lookup(session, &name)?;
+    if !def.tracked {
+        return Err(BowmanError::NotSupported(format!(
+            "OPTIMIZE {}: Bowman does not track its files (an external table); optimize managed tables",
+            def.qualified_name()
+        )));
+    }
+    let table = format!("{}.{}", quote_sql_ident(&def.database), quote_sql_ident(&def.name));
+    let columns: Vec<String> = def.columns.iter().map(|c| quote_sql_ident(&c.name)).collect();
+    let parts: Vec<String> = def.partition_columns.iter().map(|p| quote_sql_ident(p)).collect();
+    if let Some(pred) = &predicate {
+        // Only partition predicates: rewriting a partition with a subset of its rows would lose data.
+        let plan = session
+            .plan_query(match crate::parser::parse_sql(&format!("SELECT 1 FROM {table} WHERE {pred}"))?.pop() {
+                Some(Statement::Standard(s)) => match *s {
+                    datafusion::sql::sqlparser::ast::Statement::Query(q) => q,
+                    _ => return Err(BowmanError::Internal("OPTIMIZE predicate did not parse as a query".into())),
+                },
+                _ => return Err(BowmanError::Internal("OPTIMIZE predicate did not parse as a query".into())),
+            })
+            .await?;
+        let mut refs = std::collections::BTreeSet::new();
+        datafusion::common::tree_node::TreeNode::apply(&plan, |node| {
+            if let datafusion::logical_expr::LogicalPlan::Filter(f) = node {
+                for c in f.predicate.column_refs() {
+                    refs.insert(c.name.clone());
+                }
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })?;
+        if let Some(bad) = refs.iter().find(|c| !def.partition_columns.contains(c)) {
+            return Err(BowmanError::InvalidValue(format!(
+                "OPTIMIZE ... WHERE may only use partition columns ({}); {bad} is not one",
+                def.partition_columns.join(", ")
+            )));
+        }
+    }
+    let mut sql = format!("INSERT OVERWRITE TABLE {table}");
+    if !parts.is_empty() {
+        sql.push_str(&format!(" PARTITION ({})", parts.join(", ")));
+    }
+    sql.push_str(&format!(" SELECT {} FROM {table}", columns.join(", ")));
+    if let Some(pred) = &predicate {
+        sql.push_str(&format!(" WHERE {pred}"));
+    }
+    if !parts.is_empty() {
+        sql.push_str(&format!(" DISTRIBUTE BY {}", parts.join(", ")));
+    }
+    if !sort_by.is_empty() {
+        let keys: Vec<String> = sort_by.iter().map(|e| e.to_string()).collect();
+        sql.push_str(&format!(" SORT BY {}", keys.join(", ")));
+    }
+    let Some(Statement::Standard(stmt)) = crate::parser::parse_sql(&sql)?.pop() else {
+        return Err(BowmanError::Internal("OPTIMIZE produced no statement".into()));
+    };
+    let output = crate::insert::execute_with_mode(session, *stmt, Some("dynamic")).await?;
+    Ok(match output {
+        Output::Command { rows, .. } => Output::Command { tag: "OPTIMIZE".into(), rows },
+        other => other,
     })
 }
 

@@ -55,6 +55,12 @@ fn partition_spec(exprs: &[ast::Expr]) -> Result<Vec<(String, PartitionValue)>> 
 }
 
 pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<Output> {
+    execute_with_mode(session, stmt, None).await
+}
+
+/// `overwrite_mode` overrides the session's `partition_overwrite_mode` (OPTIMIZE must only
+/// ever replace the partitions it rewrites).
+pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, overwrite_mode: Option<&str>) -> Result<Output> {
     let ast::Statement::Insert(mut ins) = stmt else {
         return Err(BowmanError::Internal("not an INSERT".into()));
     };
@@ -126,7 +132,7 @@ pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<O
 
     let provider = session.engine.table_provider(&def).await?;
     let table = datafusion::common::TableReference::partial(def.database.as_str(), def.name.as_str());
-    let mode = write_mode(session, &def, ins.overwrite, &spec)?;
+    let mode = write_mode(session, &def, ins.overwrite, &spec, overwrite_mode)?;
     let rows = session.write(table, provider.clone(), df.into_unoptimized_plan()).await?;
     crate::commit::commit_write(session, &provider, mode).await?;
     Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) })
@@ -136,7 +142,13 @@ pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<O
 /// (the default) replaces the partitions the query writes; `static` replaces every partition
 /// the PARTITION spec matches (all of them without a spec). A fully static spec replaces its
 /// partition either way.
-fn write_mode(session: &Session, def: &bowman_catalog::TableDef, overwrite: bool, spec: &[(String, PartitionValue)]) -> Result<WriteMode> {
+fn write_mode(
+    session: &Session,
+    def: &bowman_catalog::TableDef,
+    overwrite: bool,
+    spec: &[(String, PartitionValue)],
+    overwrite_mode: Option<&str>,
+) -> Result<WriteMode> {
     if !overwrite {
         return Ok(WriteMode::Append);
     }
@@ -165,7 +177,10 @@ fn write_mode(session: &Session, def: &bowman_catalog::TableDef, overwrite: bool
     } else {
         vec![]
     };
-    let mode = session.setting("partition_overwrite_mode").unwrap_or_else(|| "dynamic".into()).to_ascii_lowercase();
+    let mode = match overwrite_mode {
+        Some(m) => m.to_string(),
+        None => session.setting("partition_overwrite_mode").unwrap_or_else(|| "dynamic".into()).to_ascii_lowercase(),
+    };
     match mode.as_str() {
         "dynamic" => Ok(WriteMode::OverwritePartitions(exact)),
         "static" if statics.is_empty() => Ok(WriteMode::OverwriteAll),

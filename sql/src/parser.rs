@@ -86,6 +86,9 @@ pub enum Statement {
     Begin,
     Commit,
     Rollback,
+    /// `OPTIMIZE t [WHERE partition predicate] [SORT BY (cols) | ZORDER BY (cols)]`: rewrite
+    /// each selected partition's files into as few files as possible, in one atomic commit.
+    Optimize { name: TableName, predicate: Option<ast::Expr>, sort_by: Vec<ast::Expr>, zorder: bool },
 }
 
 impl Statement {
@@ -227,6 +230,24 @@ impl BowmanParser<'_> {
                 }
             }
             "SET" => return self.parse_set(),
+            "OPTIMIZE" => {
+                self.parser.next_token();
+                self.eat_word("TABLE");
+                let name = table_name_from(&self.parser.parse_object_name(false)?)?;
+                let predicate = if self.parser.parse_keyword(Keyword::WHERE) { Some(self.parser.parse_expr()?) } else { None };
+                let zorder = self.peek_is(0, "ZORDER");
+                let mut sort_by = Vec::new();
+                if (zorder || self.peek_is(0, "SORT")) && self.peek_is(1, "BY") {
+                    self.parser.next_token();
+                    self.parser.next_token();
+                    let parens = self.parser.consume_token(&Token::LParen);
+                    sort_by = self.parser.parse_comma_separated(Parser::parse_expr)?;
+                    if parens {
+                        self.parser.expect_token(&Token::RParen)?;
+                    }
+                }
+                return Ok(Statement::Optimize { name, predicate, sort_by, zorder });
+            }
             "RESET" => {
                 self.parser.next_token();
                 if self.eat_word("ALL") {
@@ -731,6 +752,13 @@ mod tests {
         assert_eq!(one("SHOW transaction isolation level"), Statement::Show { name: "transaction isolation level".into() });
         assert_eq!(one("BEGIN ISOLATION LEVEL READ COMMITTED"), Statement::Begin);
         assert!(matches!(one("select 1"), Statement::Standard(_)));
+        let Statement::Optimize { name, predicate, sort_by, zorder } = one("OPTIMIZE ev.t WHERE dt >= '2018-03-05' SORT BY (user_id, ts)") else {
+            panic!()
+        };
+        assert_eq!(name.to_string(), "ev.t");
+        assert_eq!(predicate.unwrap().to_string(), "dt >= '2018-03-05'");
+        assert_eq!(sort_by.len(), 2);
+        assert!(!zorder);
         assert_eq!(parse_sql("select 1; ; select 2;").unwrap().len(), 2);
     }
 

@@ -619,3 +619,49 @@ async fn kill_9_during_overwrites_restarts_to_the_old_or_the_new_contents() {
         let _ = writer.await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_compacts_each_partition_into_one_file() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute("SET file_retention = '0ms'; CREATE TABLE small (v BIGINT, dt STRING) USING parquet PARTITIONED BY (dt)")
+        .await
+        .unwrap();
+    for i in 0..5 {
+        c.batch_execute(&format!(
+            "INSERT INTO small SELECT value + {}, concat('p', CAST(value % 2 AS STRING)) FROM generate_series(1, 1000)",
+            i * 1000
+        ))
+        .await
+        .unwrap();
+    }
+    let root = server.data_dir().join("warehouse").join("small");
+    let live_files = |part: &str| -> usize {
+        // Files of live commit directories only: retired ones are deleted after file_retention.
+        files_under(&root.join(part)).len()
+    };
+    assert_eq!(live_files("dt=p0"), 5);
+    let before: (i64, i64) = {
+        let r = c.query_one("SELECT count(*), sum(v) FROM small", &[]).await.unwrap();
+        (r.get(0), r.get(1))
+    };
+    let tag = c.execute("OPTIMIZE small WHERE dt = 'p0' SORT BY (v)", &[]).await.unwrap();
+    assert_eq!(tag, 2500);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live_files("dt=p0") != 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(live_files("dt=p0"), 1);
+    assert_eq!(live_files("dt=p1"), 5, "the other partition is untouched");
+    c.batch_execute("OPTIMIZE small").await.unwrap();
+    let after: (i64, i64) = {
+        let r = c.query_one("SELECT count(*), sum(v) FROM small", &[]).await.unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(before, after);
+    let err = c.batch_execute("OPTIMIZE small WHERE v > 10").await.unwrap_err();
+    assert_eq!(code(&err), "22023", "{err:?}");
+    let err = c.batch_execute("OPTIMIZE small ZORDER BY (v)").await.unwrap_err();
+    assert_eq!(code(&err), "0A000", "{err:?}");
+    server.stop().await;
+}

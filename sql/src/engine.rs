@@ -3,7 +3,7 @@ use std::sync::Arc;
 use bowman_catalog::Catalog;
 use bowman_catalog::provider::BowmanCatalogProvider;
 use bowman_connector::ConnectorRegistry;
-use bowman_connector_files::{FilesTableProviderFactory, S3Settings};
+use bowman_connector_files::{CountingStore, FilesTableProviderFactory, S3Settings, StoreCalls};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -36,6 +36,7 @@ pub struct Engine {
     pub(crate) resolver: Arc<ConnectorResolver>,
     pub(crate) runtime: Arc<RuntimeEnv>,
     pub(crate) warehouse: String,
+    store_calls: Arc<StoreCalls>,
 }
 
 impl Engine {
@@ -54,8 +55,16 @@ impl Engine {
                 .build()
                 .map_err(BowmanError::from)?,
         );
+        // Every store Bowman uses is counted (see `Engine::store_calls`): local disk here, S3
+        // buckets as the files connector creates them.
+        let store_calls = Arc::new(StoreCalls::default());
+        let local: Arc<dyn object_store::ObjectStore> = Arc::new(CountingStore::new(
+            Arc::new(object_store::local::LocalFileSystem::new()),
+            store_calls.clone(),
+        ));
+        runtime.register_object_store(&url::Url::parse("file://").expect("valid URL"), local);
         let mut connectors = ConnectorRegistry::new();
-        connectors.register(Arc::new(FilesTableProviderFactory::new(config.s3.clone())));
+        connectors.register(Arc::new(FilesTableProviderFactory::new(config.s3.clone(), store_calls.clone())));
         let state = SessionStateBuilder::new()
             .with_config(session_config())
             .with_runtime_env(runtime.clone())
@@ -63,7 +72,7 @@ impl Engine {
             .build();
         let resolver = Arc::new(ConnectorResolver { connectors, state });
         let warehouse = normalize_location(&config.warehouse)?;
-        Ok(Arc::new(Engine { catalog, resolver, runtime, warehouse }))
+        Ok(Arc::new(Engine { catalog, resolver, runtime, warehouse, store_calls }))
     }
 
     /// Open a catalog table through its connector.
@@ -73,6 +82,11 @@ impl Engine {
     ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
         use bowman_catalog::provider::TableResolver;
         Ok(self.resolver.resolve(def).await?)
+    }
+
+    /// Calls made to object storage since start-up.
+    pub fn store_calls(&self) -> &Arc<StoreCalls> {
+        &self.store_calls
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {

@@ -49,6 +49,11 @@ impl TestServer {
         TestServer { pg_addr: server.pg_addr, http_addr: server.http_addr, server: Some(server), data_dir, _tmp: None }
     }
 
+    /// Calls made to object storage by this server so far.
+    pub fn store_calls(&self) -> [u64; 7] {
+        self.server.as_ref().expect("running").engine.store_calls().snapshot()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

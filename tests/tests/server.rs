@@ -527,6 +527,7 @@ async fn dynamic_overwrite_leaves_other_partitions_byte_for_byte() {
     let before0 = snapshot_files(&root.join("dt=d0"));
     let before1 = snapshot_files(&root.join("dt=d1"));
     let old2 = files_under(&root.join("dt=d2"));
+    let calls_before = server.store_calls();
     c.batch_execute("INSERT OVERWRITE TABLE ow PARTITION (dt) SELECT value, 'd2' FROM generate_series(1, 5)").await.unwrap();
     assert_eq!(snapshot_files(&root.join("dt=d0")), before0, "partition d0 changed");
     assert_eq!(snapshot_files(&root.join("dt=d1")), before1, "partition d1 changed");
@@ -540,6 +541,12 @@ async fn dynamic_overwrite_leaves_other_partitions_byte_for_byte() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(old2.iter().all(|p| !p.exists()), "replaced files still there: {old2:?}");
+    // Neither the overwrite nor a compaction ever copies or renames an object.
+    c.batch_execute("OPTIMIZE ow").await.unwrap();
+    let calls = server.store_calls();
+    // [puts, multipart puts, gets, deletes, lists, copies, renames]
+    assert!(calls[0] + calls[1] > calls_before[0] + calls_before[1], "the writes went through the counted store");
+    assert_eq!((calls[5], calls[6]), (calls_before[5], calls_before[6]), "a commit copied or renamed objects");
     server.stop().await;
 }
 

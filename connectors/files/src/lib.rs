@@ -6,6 +6,7 @@
 //! files, partitioned tables included. S3 buckets get an `object_store` client built from the
 //! table's options, then Bowman's server-wide S3 settings, then the standard `AWS_*` environment.
 
+mod counting;
 mod errors;
 mod format;
 mod s3;
@@ -21,6 +22,7 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::error::Result;
 use datafusion::logical_expr::CreateExternalTable;
 
+pub use counting::{CountingStore, StoreCalls};
 pub use errors::FilesError;
 pub use format::FileFormatKind;
 pub use s3::S3Settings;
@@ -52,8 +54,9 @@ pub struct FilesTableProviderFactory {
 }
 
 impl FilesTableProviderFactory {
-    pub fn new(s3_defaults: S3Settings) -> Self {
-        FilesTableProviderFactory { s3: s3::S3Stores::new(s3_defaults) }
+    /// `calls` counts every call made to the S3 stores this connector creates.
+    pub fn new(s3_defaults: S3Settings, calls: Arc<StoreCalls>) -> Self {
+        FilesTableProviderFactory { s3: s3::S3Stores::new(s3_defaults, calls) }
     }
 
     fn listing_parts(

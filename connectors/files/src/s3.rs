@@ -29,6 +29,7 @@ impl std::fmt::Debug for S3Settings {
 #[derive(Debug)]
 pub(crate) struct S3Stores {
     defaults: S3Settings,
+    calls: Arc<crate::StoreCalls>,
     built: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
 }
 
@@ -51,11 +52,11 @@ fn s3_keys(options: &BTreeMap<String, String>) -> Result<Vec<(AmazonS3ConfigKey,
 }
 
 impl S3Stores {
-    pub(crate) fn new(defaults: S3Settings) -> Self {
+    pub(crate) fn new(defaults: S3Settings, calls: Arc<crate::StoreCalls>) -> Self {
         // reqwest (under object_store) is built with rustls but no crypto provider; without one
         // every HTTPS or HTTP request fails with an opaque "builder error".
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        S3Stores { defaults, built: Mutex::new(HashMap::new()) }
+        S3Stores { defaults, calls, built: Mutex::new(HashMap::new()) }
     }
 
     /// Make sure the runtime has a client for the table's bucket.
@@ -91,11 +92,12 @@ impl S3Stores {
                 for (k, v) in settings {
                     builder = builder.with_config(k, v);
                 }
-                let store: Arc<dyn ObjectStore> = Arc::new(
+                let s3: Arc<dyn ObjectStore> = Arc::new(
                     builder
                         .build()
                         .map_err(|e| FilesError::InvalidOption("s3".into(), url.to_string(), e.to_string()))?,
                 );
+                let store: Arc<dyn ObjectStore> = Arc::new(crate::CountingStore::new(s3, self.calls.clone()));
                 built.insert(cache_key, store.clone());
                 store
             }

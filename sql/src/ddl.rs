@@ -323,10 +323,17 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
     .build();
 
     let state = session.ctx.state();
-    if kind == TableKind::External {
-        connector.validate(&state, &cmd).await?;
-    } else if let Some(loc) = &location {
-        prepare_managed_location(session, loc).await?;
+    if kind == TableKind::Managed {
+        if let Some(path) = location.as_deref().and_then(local_path) {
+            std::fs::create_dir_all(&path).map_err(|e| BowmanError::Io(format!("cannot create {}: {e}", path.display())))?;
+        }
+    }
+    // Reachability and credentials (this also sets up the S3 client for the location).
+    connector.validate(&state, &cmd).await?;
+    if kind == TableKind::Managed {
+        if let Some(loc) = &location {
+            prepare_managed_location(session, loc).await?;
+        }
     }
     let provider = connector.create(&state, &cmd).await?;
     if columns.is_empty() {

@@ -672,3 +672,39 @@ async fn optimize_compacts_each_partition_into_one_file() {
     assert_eq!(code(&err), "0A000", "{err:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_warehouse_managed_tables_overwrite_atomically() {
+    let Some(s3) = S3Env::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = bowman_tests::config_for(dir.path());
+    config.warehouse = s3.unique_prefix("warehouse");
+    config.s3 = [
+        ("endpoint", s3.endpoint.as_str()),
+        ("allow_http", "true"),
+        ("region", "us-east-1"),
+        ("access_key_id", s3.access_key.as_str()),
+        ("secret_access_key", s3.secret_key.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let server = TestServer::start_with(config).await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE m (v BIGINT, dt STRING) PARTITIONED BY (dt);
+         INSERT INTO m SELECT value, concat('p', CAST(value % 3 AS STRING)) FROM generate_series(1, 3000);",
+    )
+    .await
+    .unwrap();
+    let before = server.store_calls();
+    c.batch_execute("INSERT OVERWRITE TABLE m PARTITION (dt) SELECT value, 'p1' FROM generate_series(1, 10); OPTIMIZE m")
+        .await
+        .unwrap();
+    let rows = c.query("SELECT dt, count(*) FROM m GROUP BY dt ORDER BY dt", &[]).await.unwrap();
+    let got: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![("p0".into(), 1000), ("p1".into(), 10), ("p2".into(), 1000)]);
+    let after = server.store_calls();
+    assert_eq!((after[5], after[6]), (before[5], before[6]), "S3 saw a copy or a rename");
+    server.stop().await;
+}

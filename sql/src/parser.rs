@@ -91,13 +91,6 @@ pub enum Statement {
     Optimize { name: TableName, predicate: Option<ast::Expr>, sort_by: Vec<ast::Expr>, zorder: bool },
 }
 
-impl Statement {
-    /// Whether the statement only reads (so it is safe to retry or run in a read-only context).
-    pub fn is_query(&self) -> bool {
-        matches!(self, Statement::Standard(s) if matches!(**s, ast::Statement::Query(_)))
-    }
-}
-
 /// Parse a string of `;`-separated statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
     let dialect = GenericDialect {};

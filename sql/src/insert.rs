@@ -104,12 +104,13 @@ pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, o
             def.partition_columns.iter().filter(|p| !is_static(p) && !listed.contains(p)).cloned().collect();
         targets = listed.into_iter().chain(dynamic_parts).collect();
     }
-    let source_fields: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
-    if source_fields.len() != targets.len() {
+    // Qualified, so `SELECT a.id, b.id FROM a JOIN b` stays unambiguous.
+    let source_columns: Vec<Column> = df.schema().columns();
+    if source_columns.len() != targets.len() {
         return Err(BowmanError::ArityMismatch(format!(
             "cannot write to {}: the query produces {} columns but {} are expected ({})",
             def.qualified_name(),
-            source_fields.len(),
+            source_columns.len(),
             targets.len(),
             targets.join(", ")
         )));
@@ -121,7 +122,7 @@ pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, o
         let value = if let Some((_, PartitionValue::Static(v))) = spec.iter().find(|(n, _)| n == &c.name) {
             cast(lit(ScalarValue::Utf8(Some(v.clone()))), t)
         } else if let Some(pos) = targets.iter().position(|n| n == &c.name) {
-            cast(col(Column::from_name(&source_fields[pos])), t)
+            cast(col(source_columns[pos].clone()), t)
         } else {
             // Not in an explicit column list: NULL, as in Spark.
             cast(lit(ScalarValue::Null), t)

@@ -1,6 +1,6 @@
 //! Making a write to a tracked table visible: find the commit directories it wrote, record
 //! them in one catalog transaction (retiring what an overwrite replaces), and delete retired
-//! and abandoned directories once readers can no longer need them.
+//! directories once readers can no longer need them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 
 use crate::error::{BowmanError, Result};
 use crate::session::Session;
-use crate::tracked::{TrackedTable, commit_millis, written_dirs};
+use crate::tracked::{TrackedTable, written_dirs};
 
 /// What a write replaces when it commits.
 #[derive(Debug, Clone)]
@@ -24,8 +24,6 @@ pub(crate) enum WriteMode {
     OverwriteAll,
 }
 
-/// Directories a crashed write left behind are deleted once this old.
-const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 /// How long retired directories stay for queries that planned against the old snapshot,
 /// unless `SET file_retention` says otherwise.
 pub(crate) const DEFAULT_RETENTION_MS: u64 = 60_000;
@@ -56,9 +54,9 @@ async fn table_paths(session: &Session, def: &TableDef) -> Result<Vec<String>> {
 }
 
 /// The commit directories written by `commit`.
-pub(crate) async fn written_by(session: &Session, def: &TableDef, commit: &str) -> Result<(Vec<LiveDir>, Vec<String>)> {
+pub(crate) async fn written_by(session: &Session, def: &TableDef, commit: &str) -> Result<Vec<LiveDir>> {
     let paths = table_paths(session, def).await?;
-    Ok((written_dirs(paths.iter().map(String::as_str), commit), paths))
+    Ok(written_dirs(paths.iter().map(String::as_str), commit))
 }
 
 /// After a successful write through `provider`, make it visible. Untracked tables need nothing.
@@ -74,7 +72,7 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
     };
     let def = &table.def;
     let commit = table.pending_commit().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
-    let (added, paths) = written_by(session, def, &commit).await?;
+    let added = written_by(session, def, &commit).await?;
     let replace = match mode {
         WriteMode::Append => Replace::Nothing,
         WriteMode::OverwriteAll => Replace::All,
@@ -90,7 +88,7 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
         .catalog
         .apply(CatalogChange::CommitWrite { database: def.database.clone(), name: def.name.clone(), replace, add: added })
         .await?;
-    schedule_cleanup(session, def, outcome.retired, &paths, &commit);
+    schedule_cleanup(session, def, outcome.retired);
     Ok(())
 }
 
@@ -98,34 +96,18 @@ fn table_name(provider: &Arc<dyn TableProvider>) -> String {
     tracked(provider).map(|t| t.def.qualified_name()).unwrap_or_else(|| "this table".into())
 }
 
-/// Delete retired directories after the retention period, and directories of writes that
-/// died before committing once they are old enough that no running write can own them.
-fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, paths: &[String], commit: &str) {
+/// Delete retired directories after the retention period.
+///
+/// Directories of writes that died before committing are left alone for now: telling them
+/// from directories another session retired moments ago (which running queries may still read)
+/// needs the retirement time in the catalog, not just the commit's creation time.
+fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>) {
     let Some(location) = def.location.clone() else { return };
     let retention = session
         .setting("file_retention")
         .and_then(|v| crate::settings::parse_duration_ms(&v))
         .unwrap_or(DEFAULT_RETENTION_MS);
-    let snapshot = session.engine.catalog.snapshot();
-    let live: Vec<String> = snapshot
-        .table(&def.database, &def.name)
-        .map(|t| t.live.iter().map(|l| l.dir.clone()).collect())
-        .unwrap_or_default();
-    let now = chrono::Utc::now().timestamp_millis();
-    let mut abandoned: Vec<LiveDir> = Vec::new();
-    for p in paths {
-        let segments: Vec<&str> = p.split('/').collect();
-        let Some(pos) = segments.iter().position(|s| s.starts_with("_commit=")) else { continue };
-        let dir = &segments[pos]["_commit=".len()..];
-        let old = commit_millis(dir).is_some_and(|ms| now - ms > ABANDONED_AFTER.as_millis() as i64);
-        if old && !dir.starts_with(commit) && !live.iter().any(|l| l == dir) {
-            let d = LiveDir { partition: segments[..pos].join("/"), dir: dir.to_string() };
-            if !abandoned.contains(&d) {
-                abandoned.push(d);
-            }
-        }
-    }
-    if retired.is_empty() && abandoned.is_empty() {
+    if retired.is_empty() {
         return;
     }
     let runtime = session.engine.runtime.clone();
@@ -137,11 +119,6 @@ fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, pa
                 format!("{location}/{}/_commit={}", d.partition, d.dir)
             }
         };
-        for d in &abandoned {
-            if let Err(e) = crate::ddl::delete_location_with(&runtime, &dir_url(d)).await {
-                tracing::warn!(error = %e.message(), "could not delete an abandoned write's files");
-            }
-        }
         tokio::time::sleep(Duration::from_millis(retention)).await;
         for d in &retired {
             if let Err(e) = crate::ddl::delete_location_with(&runtime, &dir_url(d)).await {

@@ -375,7 +375,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
             let rows = session.write(table, target.clone(), df.into_unoptimized_plan()).await?;
             if let Some(t) = crate::commit::tracked(&target) {
                 let commit = t.pending_commit().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
-                def.live = crate::commit::written_by(session, &def, &commit).await?.0;
+                def.live = crate::commit::written_by(session, &def, &commit).await?;
             }
             Ok(rows)
         }

@@ -6,7 +6,7 @@
 //! overwrite, also retires the directories being replaced. Nothing is ever renamed or copied.
 //! Readers plan against one catalog snapshot, so they see a partition's old or new contents,
 //! never a mix and never both; a write that dies before its commit leaves directories no
-//! snapshot names, which are deleted later.
+//! snapshot names (invisible; not yet deleted).
 //!
 //! Underneath, the connector's table simply has one more (hidden) partition column,
 //! `_commit`; [`TrackedTable`] hides it and restricts every scan to the live values.
@@ -44,16 +44,12 @@ impl std::fmt::Debug for TrackedTable {
     }
 }
 
-/// A new commit id: milliseconds first, so ids sort by age (the sweeper relies on it).
+/// A new commit id: milliseconds first, so ids sort by age.
 pub(crate) fn new_commit_id() -> String {
     let millis = chrono::Utc::now().timestamp_millis();
     format!("{millis:013}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// Milliseconds since the epoch at which a commit directory was created, from its name.
-pub(crate) fn commit_millis(dir: &str) -> Option<i64> {
-    dir.get(..13)?.parse().ok()
-}
 
 impl TrackedTable {
     pub(crate) fn new(inner: Arc<dyn TableProvider>, def: TableDef) -> Self {
@@ -169,7 +165,7 @@ mod tests {
     fn commit_ids_sort_by_age() {
         let a = new_commit_id();
         assert_eq!(a.len(), 26);
-        assert!(commit_millis(&a).unwrap() > 1_700_000_000_000);
+        assert!(a[..13].parse::<i64>().unwrap() > 1_700_000_000_000);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum CatalogError {
     TableExists(String, String),
     #[error("table '{0}.{1}' does not exist")]
     TableNotFound(String, String),
+    #[error("{0} changed while this statement ran (another write committed first); run it again")]
+    Conflict(String),
     #[error("catalog store error: {0}")]
     Store(String),
     #[error(

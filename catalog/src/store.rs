@@ -18,7 +18,11 @@ pub enum CatalogChange {
     DropTable { database: String, name: String, if_exists: bool },
     /// Make a write to a tracked table visible: add its commit directories and, for an
     /// overwrite, retire the ones it replaces — all in one transaction.
-    CommitWrite { database: String, name: String, replace: Replace, add: Vec<LiveDir> },
+    ///
+    /// `expect`, when set, is what the writer read of the partitions it replaces: if another
+    /// write changed them since, the commit fails with [`CatalogError::Conflict`] instead of
+    /// losing that write (OPTIMIZE rewrites what it read).
+    CommitWrite { database: String, name: String, replace: Replace, add: Vec<LiveDir>, expect: Option<Vec<LiveDir>> },
 }
 
 /// What an overwrite replaces.
@@ -78,20 +82,27 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
 pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Result<(Vec<Op>, Vec<TableDef>)> {
     let mut ops = Vec::new();
     let mut dropped = Vec::new();
-    if let CatalogChange::CommitWrite { database, name, replace, add } = change {
+    if let CatalogChange::CommitWrite { database, name, replace, add, expect } = change {
         let table = state
             .table(database, name)
             .ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
         if !table.tracked {
             return Err(CatalogError::Corrupt(format!("{} is not a tracked table", table.qualified_name())));
         }
+        let replaced = |live: &LiveDir| match replace {
+            Replace::Nothing => false,
+            Replace::All => true,
+            Replace::Partitions(parts) => parts.contains(&live.partition),
+        };
+        if let Some(expected) = expect {
+            let now: Vec<&LiveDir> = table.live.iter().filter(|l| replaced(l)).collect();
+            let then: Vec<&LiveDir> = expected.iter().filter(|l| replaced(l)).collect();
+            if now != then {
+                return Err(CatalogError::Conflict(table.qualified_name()));
+            }
+        }
         for live in &table.live {
-            let retire = match replace {
-                Replace::Nothing => false,
-                Replace::All => true,
-                Replace::Partitions(parts) => parts.contains(&live.partition),
-            };
-            if retire {
+            if replaced(live) {
                 ops.push(Op::DeleteLiveDir { database: database.clone(), name: name.clone(), dir: live.dir.clone() });
             }
         }

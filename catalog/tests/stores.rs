@@ -92,17 +92,37 @@ async fn exercise(store: Arc<dyn CatalogStore>) {
         name: "tracked".into(),
         replace,
         add,
+        expect: None,
     };
     catalog.apply(commit(Replace::Nothing, vec![dir("dt=1", "c1-a"), dir("dt=2", "c1-b")])).await.unwrap();
     catalog.apply(commit(Replace::Nothing, vec![dir("dt=2", "c2-b")])).await.unwrap();
     let out = catalog.apply(commit(Replace::Partitions(vec!["dt=2".into()]), vec![dir("dt=2", "c3-b")])).await.unwrap();
     assert_eq!(out.retired, vec![dir("dt=2", "c1-b"), dir("dt=2", "c2-b")]);
     assert_eq!(catalog.snapshot().table("ev", "tracked").unwrap().live, vec![dir("dt=1", "c1-a"), dir("dt=2", "c3-b")]);
+    // A rewrite that read an older state of the partition it replaces must not win.
+    let stale = CatalogChange::CommitWrite {
+        database: "ev".into(),
+        name: "tracked".into(),
+        replace: Replace::Partitions(vec!["dt=2".into()]),
+        add: vec![dir("dt=2", "c5-b")],
+        expect: Some(vec![dir("dt=1", "c1-a"), dir("dt=2", "c1-b")]),
+    };
+    assert!(matches!(catalog.apply(stale).await, Err(CatalogError::Conflict(_))));
+    let fresh = CatalogChange::CommitWrite {
+        database: "ev".into(),
+        name: "tracked".into(),
+        replace: Replace::Partitions(vec!["dt=2".into()]),
+        add: vec![dir("dt=2", "c5-b")],
+        expect: Some(vec![dir("dt=1", "c0-a"), dir("dt=2", "c3-b")]),
+    };
+    catalog.apply(fresh).await.unwrap();
     let out = catalog.apply(commit(Replace::All, vec![])).await.unwrap();
     assert_eq!(out.retired.len(), 2);
     assert!(catalog.snapshot().table("ev", "tracked").unwrap().live.is_empty());
     assert!(matches!(
-        catalog.apply(CatalogChange::CommitWrite { database: "ev".into(), name: "t".into(), replace: Replace::Nothing, add: vec![] }).await,
+        catalog
+            .apply(CatalogChange::CommitWrite { database: "ev".into(), name: "t".into(), replace: Replace::Nothing, add: vec![], expect: None })
+            .await,
         Err(CatalogError::Corrupt(_))
     ));
     catalog.apply(commit(Replace::Nothing, vec![dir("dt=9", "c4")])).await.unwrap();

@@ -22,6 +22,9 @@ pub(crate) enum WriteMode {
     OverwritePartitions(Vec<String>),
     /// Replace everything.
     OverwriteAll,
+    /// Rewrite the partitions produced from their own rows (OPTIMIZE): fails rather than
+    /// commit if another write changed them after they were read.
+    Rewrite,
 }
 
 /// How long retired directories stay for queries that planned against the old snapshot,
@@ -73,9 +76,16 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
     let def = &table.def;
     let commit = table.pending_commit().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
     let added = written_by(session, def, &commit).await?;
+    let mut expect = None;
     let replace = match mode {
         WriteMode::Append => Replace::Nothing,
         WriteMode::OverwriteAll => Replace::All,
+        WriteMode::Rewrite => {
+            expect = Some(def.live.clone());
+            let mut parts: Vec<String> = added.iter().map(|d| d.partition.clone()).collect();
+            parts.dedup();
+            Replace::Partitions(parts)
+        }
         WriteMode::OverwritePartitions(extra) => {
             let mut parts: Vec<String> = added.iter().map(|d| d.partition.clone()).chain(extra).collect();
             parts.sort();
@@ -86,7 +96,13 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
     let outcome = session
         .engine
         .catalog
-        .apply(CatalogChange::CommitWrite { database: def.database.clone(), name: def.name.clone(), replace, add: added })
+        .apply(CatalogChange::CommitWrite {
+            database: def.database.clone(),
+            name: def.name.clone(),
+            replace,
+            add: added,
+            expect,
+        })
         .await?;
     schedule_cleanup(session, def, outcome.retired);
     Ok(())

@@ -480,7 +480,7 @@ async fn optimize(
     let Some(Statement::Standard(stmt)) = crate::parser::parse_sql(&sql)?.pop() else {
         return Err(BowmanError::Internal("OPTIMIZE produced no statement".into()));
     };
-    let output = crate::insert::execute_with_mode(session, *stmt, Some("dynamic")).await?;
+    let output = crate::insert::execute_with_mode(session, *stmt, Some("rewrite")).await?;
     Ok(match output {
         Output::Command { rows, .. } => Output::Command { tag: "OPTIMIZE".into(), rows },
         other => other,

@@ -100,6 +100,7 @@ fn catalog_sqlstate(e: &CatalogError) -> &'static str {
         CatalogError::ProtectedDatabase(_) => "42501",
         CatalogError::TableExists(..) => "42P07",
         CatalogError::TableNotFound(..) => "42P01",
+        CatalogError::Conflict(_) => "40001",
         CatalogError::Store(_) => "58030",
         CatalogError::TooNew { .. } => "XX000",
         CatalogError::Corrupt(_) => "XX001",

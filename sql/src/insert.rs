@@ -58,8 +58,8 @@ pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<O
     execute_with_mode(session, stmt, None).await
 }
 
-/// `overwrite_mode` overrides the session's `partition_overwrite_mode` (OPTIMIZE must only
-/// ever replace the partitions it rewrites).
+/// `overwrite_mode` overrides the session's `partition_overwrite_mode`; OPTIMIZE passes
+/// `rewrite`: replace only the partitions it rewrote, and only if nobody wrote them meanwhile.
 pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, overwrite_mode: Option<&str>) -> Result<Output> {
     let ast::Statement::Insert(mut ins) = stmt else {
         return Err(BowmanError::Internal("not an INSERT".into()));
@@ -152,6 +152,9 @@ fn write_mode(
 ) -> Result<WriteMode> {
     if !overwrite {
         return Ok(WriteMode::Append);
+    }
+    if overwrite_mode == Some("rewrite") {
+        return Ok(WriteMode::Rewrite);
     }
     if def.partition_columns.is_empty() {
         return Ok(WriteMode::OverwriteAll);

@@ -606,7 +606,7 @@ async fn kill_9_during_overwrites_restarts_to_the_old_or_the_new_contents() {
         .unwrap();
     }
     let mut expected = vec![totals(100000)];
-    for round in 0..20u64 {
+    for round in 0..50u64 {
         let server = BinServer::spawn(dir.path(), &[]);
         let c = connect(server.pg_addr).await;
         let row = c.query_one("SELECT count(*), sum(v) FROM k", &[]).await.unwrap();

@@ -289,14 +289,7 @@ async fn ten_million_rows_stream_without_buffering() {
     let baseline = server.rss_kib();
     let pid_rss = {
         let pid = server.pid();
-        move || {
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap_or_default()
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-                .unwrap_or(0)
-        }
+        move || bowman_tests::rss_kib_of(pid)
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handle = {

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use bowman_sql::StoreCallCounts;
 pub use config::{Cli, Command, Config, ServeArgs};
 
 /// A running server.

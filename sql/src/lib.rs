@@ -27,4 +27,4 @@ pub use parser::{Statement, parse_sql};
 pub use session::{Prepared, Session};
 pub use settings::{parse_duration_ms, reported_name};
 
-pub use bowman_connector_files::{S3Settings, StoreCalls};
+pub use bowman_connector_files::{S3Settings, StoreCallCounts, StoreCalls};

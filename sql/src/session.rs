@@ -207,6 +207,11 @@ impl Session {
 
     async fn execute_inner(&mut self, stmt: Statement) -> Result<Output> {
         self.engine.catalog.refresh().await?;
+        self.dispatch(stmt).await
+    }
+
+    /// Run one statement against the current catalog snapshot (the caller refreshed it).
+    async fn dispatch(&mut self, stmt: Statement) -> Result<Output> {
         match stmt {
             Statement::Standard(s) if crate::insert::is_spark_insert(&s) => crate::insert::execute(self, *s).await,
             Statement::Standard(s) => {
@@ -271,7 +276,7 @@ impl Session {
                 let plan = plan.replace_params_with_values(params)?;
                 self.run_plan(plan).await
             }
-            (_, Some(stmt)) => self.execute_inner(stmt.clone()).await,
+            (_, Some(stmt)) => self.dispatch(stmt.clone()).await,
             (_, None) => Ok(Output::command("")),
         }
     }

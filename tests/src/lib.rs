@@ -50,7 +50,7 @@ impl TestServer {
     }
 
     /// Calls made to object storage by this server so far.
-    pub fn store_calls(&self) -> [u64; 7] {
+    pub fn store_calls(&self) -> bowman_server::StoreCallCounts {
         self.server.as_ref().expect("running").engine.store_calls().snapshot()
     }
 

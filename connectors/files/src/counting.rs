@@ -30,18 +30,29 @@ pub struct StoreCalls {
     pub renames: AtomicU64,
 }
 
+/// The counts of [`StoreCalls`] at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreCallCounts {
+    pub puts: u64,
+    pub multipart_puts: u64,
+    pub gets: u64,
+    pub deletes: u64,
+    pub lists: u64,
+    pub copies: u64,
+    pub renames: u64,
+}
+
 impl StoreCalls {
-    /// (puts, multipart puts, gets, deletes, lists, copies, renames) right now.
-    pub fn snapshot(&self) -> [u64; 7] {
-        [
-            self.puts.load(Ordering::Relaxed),
-            self.multipart_puts.load(Ordering::Relaxed),
-            self.gets.load(Ordering::Relaxed),
-            self.deletes.load(Ordering::Relaxed),
-            self.lists.load(Ordering::Relaxed),
-            self.copies.load(Ordering::Relaxed),
-            self.renames.load(Ordering::Relaxed),
-        ]
+    pub fn snapshot(&self) -> StoreCallCounts {
+        StoreCallCounts {
+            puts: self.puts.load(Ordering::Relaxed),
+            multipart_puts: self.multipart_puts.load(Ordering::Relaxed),
+            gets: self.gets.load(Ordering::Relaxed),
+            deletes: self.deletes.load(Ordering::Relaxed),
+            lists: self.lists.load(Ordering::Relaxed),
+            copies: self.copies.load(Ordering::Relaxed),
+            renames: self.renames.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::error::Result;
 use datafusion::logical_expr::CreateExternalTable;
 
-pub use counting::{CountingStore, StoreCalls};
+pub use counting::{CountingStore, StoreCallCounts, StoreCalls};
 pub use errors::FilesError;
 pub use format::FileFormatKind;
 pub use s3::S3Settings;

@@ -18,6 +18,15 @@ use crate::store::Catalog;
 #[async_trait]
 pub trait TableResolver: Send + Sync + std::fmt::Debug {
     async fn resolve(&self, table: &TableDef) -> Result<Arc<dyn TableProvider>>;
+
+    /// Open the table as of an earlier state. `as_of` is what follows the `@` in the name the
+    /// SQL layer gave a `VERSION AS OF` / `TIMESTAMP AS OF` reference (`events@v3`).
+    async fn resolve_as_of(&self, table: &TableDef, as_of: &str) -> Result<Arc<dyn TableProvider>>;
+}
+
+/// `events@v3` -> (`events`, `v3`).
+fn split_as_of(name: &str) -> Option<(&str, &str)> {
+    name.rsplit_once('@').filter(|(base, tail)| !base.is_empty() && !tail.is_empty())
 }
 
 /// The `bowman` catalog: one schema per Bowman database.
@@ -69,13 +78,21 @@ impl SchemaProvider for DatabaseSchemaProvider {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         let snapshot = self.catalog.snapshot();
-        let Some(def) = snapshot.table(&self.database, name) else {
-            return Ok(None);
-        };
-        self.resolver.resolve(def).await.map(Some)
+        if let Some(def) = snapshot.table(&self.database, name) {
+            return self.resolver.resolve(def).await.map(Some);
+        }
+        match split_as_of(name) {
+            Some((base, as_of)) => match snapshot.table(&self.database, base) {
+                Some(def) => self.resolver.resolve_as_of(def, as_of).await.map(Some),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.snapshot().table(&self.database, name).is_some()
+        let snapshot = self.catalog.snapshot();
+        snapshot.table(&self.database, name).is_some()
+            || split_as_of(name).is_some_and(|(base, _)| snapshot.table(&self.database, base).is_some())
     }
 }

@@ -36,6 +36,11 @@ pub(crate) fn tracked(provider: &Arc<dyn TableProvider>) -> Option<&TrackedTable
     any.downcast_ref::<TrackedTable>()
 }
 
+pub(crate) fn delta(provider: &Arc<dyn TableProvider>) -> Option<&bowman_connector_delta::DeltaProvider> {
+    let any: &dyn std::any::Any = provider.as_ref();
+    any.downcast_ref::<bowman_connector_delta::DeltaProvider>()
+}
+
 /// Every object path under a table's location, relative to it.
 async fn table_paths(session: &Session, def: &TableDef) -> Result<Vec<String>> {
     let location = def.location.as_deref().ok_or_else(|| BowmanError::Internal("tracked table without location".into()))?;
@@ -65,6 +70,10 @@ pub(crate) async fn written_by(session: &Session, def: &TableDef, commit: &str) 
 /// After a successful write through `provider`, make it visible. Untracked tables need nothing.
 pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProvider>, mode: WriteMode) -> Result<()> {
     let Some(table) = tracked(provider) else {
+        if delta(provider).is_some() {
+            // Committed by the Delta sink itself.
+            return Ok(());
+        }
         return match mode {
             WriteMode::Append => Ok(()),
             _ => Err(BowmanError::NotSupported(format!(

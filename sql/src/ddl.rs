@@ -335,6 +335,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
             prepare_managed_location(session, loc).await?;
         }
     }
+    connector.initialize(&state, &cmd).await?;
     let provider = connector.create(&state, &cmd).await?;
     if columns.is_empty() {
         // Inferred from the data at LOCATION.
@@ -361,7 +362,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         comment: ct.comment.clone(),
         created_at: now_millis(),
         // Bowman owns a managed table's files, so the catalog can say which are live.
-        tracked: kind == TableKind::Managed && connector.stores_files(),
+        tracked: kind == TableKind::Managed && connector.stores_files() && !connector.keeps_own_log(),
         live: Vec::new(),
     };
 
@@ -422,10 +423,15 @@ async fn optimize(
     sort_by: Vec<datafusion::sql::sqlparser::ast::Expr>,
     zorder: bool,
 ) -> Result<Output> {
-    if zorder {
-        return Err(BowmanError::NotSupported("OPTIMIZE ... ZORDER BY; use SORT BY (columns)".into()));
-    }
     let def = lookup(session, &name)?;
+    if def.format == "delta" {
+        return optimize_delta(session, &def, predicate, sort_by, zorder).await;
+    }
+    if zorder {
+        return Err(BowmanError::NotSupported(
+            "OPTIMIZE ... ZORDER BY applies to delta tables; use SORT BY (columns) on this table".into(),
+        ));
+    }
     if !def.tracked {
         return Err(BowmanError::NotSupported(format!(
             "OPTIMIZE {}: Bowman does not track its files (an external table); optimize managed tables",
@@ -485,6 +491,119 @@ async fn optimize(
         Output::Command { rows, .. } => Output::Command { tag: "OPTIMIZE".into(), rows },
         other => other,
     })
+}
+
+/// OPTIMIZE on a Delta table: deltalake's compaction (bin-packing small files per partition)
+/// or Z-ordering, committed as one new table version.
+async fn optimize_delta(
+    session: &Session,
+    def: &TableDef,
+    predicate: Option<datafusion::sql::sqlparser::ast::Expr>,
+    sort_by: Vec<datafusion::sql::sqlparser::ast::Expr>,
+    zorder: bool,
+) -> Result<Output> {
+    if !sort_by.is_empty() && !zorder {
+        return Err(BowmanError::NotSupported(format!(
+            "OPTIMIZE {} SORT BY: delta tables are clustered with ZORDER BY (columns)",
+            def.qualified_name()
+        )));
+    }
+    let mut filters = Vec::new();
+    if let Some(p) = &predicate {
+        partition_filters(def, p, &mut filters)?;
+    }
+    let columns = sort_by
+        .iter()
+        .map(|e| match e {
+            datafusion::sql::sqlparser::ast::Expr::Identifier(i) => Ok(crate::parser::ident_value(i)),
+            other => Err(BowmanError::InvalidValue(format!("ZORDER BY takes column names, not {other}"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(bad) = columns.iter().find(|c| !def.columns.iter().any(|d| &d.name == *c)) {
+        return Err(BowmanError::UndefinedColumn(format!("{bad} (ZORDER BY) is not a column of {}", def.qualified_name())));
+    }
+    if let Some(part) = columns.iter().find(|c| def.partition_columns.contains(c)) {
+        return Err(BowmanError::InvalidValue(format!(
+            "ZORDER BY {part}: it is a partition column, so every file already holds one value of it"
+        )));
+    }
+    let provider = session.engine.table_provider(def).await?;
+    let delta = crate::commit::delta(&provider)
+        .ok_or_else(|| BowmanError::Internal(format!("{} is not open as a delta table", def.qualified_name())))?;
+    let (added, removed) = delta.optimize(&filters, columns).await?;
+    session.notice(format!("OPTIMIZE {}: {removed} files rewritten into {added}", def.qualified_name()));
+    Ok(Output::Command { tag: "OPTIMIZE".into(), rows: Some(removed as usize) })
+}
+
+/// A partition predicate (`dt = '...' AND region IN (...)`) as deltalake partition filters.
+fn partition_filters(
+    def: &TableDef,
+    e: &datafusion::sql::sqlparser::ast::Expr,
+    out: &mut Vec<(String, String, Vec<String>)>,
+) -> Result<()> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator as Op, Expr as E, Value as V};
+    let column = |e: &E| -> Result<String> {
+        let E::Identifier(i) = e else {
+            return Err(BowmanError::NotSupported(format!("OPTIMIZE ... WHERE {e}: compare partition columns with literals")));
+        };
+        let c = crate::parser::ident_value(i);
+        if !def.partition_columns.contains(&c) {
+            return Err(BowmanError::InvalidValue(format!(
+                "OPTIMIZE ... WHERE may only use partition columns ({}); {c} is not one",
+                def.partition_columns.join(", ")
+            )));
+        }
+        Ok(c)
+    };
+    let literal = |e: &E| -> Result<String> {
+        match e {
+            E::Value(v) => match &v.value {
+                V::SingleQuotedString(s) | V::DoubleQuotedString(s) => Ok(s.clone()),
+                V::Number(n, _) => Ok(n.clone()),
+                V::Boolean(b) => Ok(b.to_string()),
+                other => Err(BowmanError::NotSupported(format!("OPTIMIZE ... WHERE: literal {other}"))),
+            },
+            E::TypedString(t) => match &t.value.value {
+                V::SingleQuotedString(s) => Ok(s.clone()),
+                other => Err(BowmanError::NotSupported(format!("OPTIMIZE ... WHERE: literal {other}"))),
+            },
+            other => Err(BowmanError::NotSupported(format!("OPTIMIZE ... WHERE: {other} is not a literal"))),
+        }
+    };
+    match e {
+        E::Nested(inner) => partition_filters(def, inner, out),
+        E::BinaryOp { left, op: Op::And, right } => {
+            partition_filters(def, left, out)?;
+            partition_filters(def, right, out)
+        }
+        E::BinaryOp { left, op, right } => {
+            let op = match op {
+                Op::Eq => "=",
+                Op::NotEq => "!=",
+                Op::Lt => "<",
+                Op::LtEq => "<=",
+                Op::Gt => ">",
+                Op::GtEq => ">=",
+                other => return Err(BowmanError::NotSupported(format!("OPTIMIZE ... WHERE with {other}; use =, <, >, IN and AND"))),
+            };
+            out.push((column(left)?, op.to_string(), vec![literal(right)?]));
+            Ok(())
+        }
+        E::InList { expr, list, negated } => {
+            let values = list.iter().map(&literal).collect::<Result<Vec<_>>>()?;
+            out.push((column(expr)?, if *negated { "not in" } else { "in" }.to_string(), values));
+            Ok(())
+        }
+        E::Between { expr, negated: false, low, high } => {
+            let c = column(expr)?;
+            out.push((c.clone(), ">=".into(), vec![literal(low)?]));
+            out.push((c, "<=".into(), vec![literal(high)?]));
+            Ok(())
+        }
+        other => Err(BowmanError::NotSupported(format!(
+            "OPTIMIZE ... WHERE {other}: delta tables take comparisons of partition columns joined by AND"
+        ))),
+    }
 }
 
 /// A managed table's directory belongs to Bowman: leftovers of a table that was dropped, or of

@@ -64,7 +64,9 @@ impl Engine {
         ));
         runtime.register_object_store(&url::Url::parse("file://").expect("valid URL"), local);
         let mut connectors = ConnectorRegistry::new();
-        connectors.register(Arc::new(FilesTableProviderFactory::new(config.s3.clone(), store_calls.clone())));
+        let files = Arc::new(FilesTableProviderFactory::new(config.s3.clone(), store_calls.clone()));
+        connectors.register(files.clone());
+        connectors.register(Arc::new(bowman_connector_delta::DeltaConnector::new(files)));
         let state = SessionStateBuilder::new()
             .with_config(session_config())
             .with_runtime_env(runtime.clone())

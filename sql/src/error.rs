@@ -116,6 +116,7 @@ fn connector_sqlstate(e: &ConnectorError) -> &'static str {
         ErrorKind::Corrupt => "XX001",
         ErrorKind::Io => "58030",
         ErrorKind::Unsupported => "0A000",
+        ErrorKind::Conflict => "40001",
     }
 }
 

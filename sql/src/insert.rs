@@ -133,6 +133,13 @@ pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, o
 
     let provider = session.engine.table_provider(&def).await?;
     let table = datafusion::common::TableReference::partial(def.database.as_str(), def.name.as_str());
+    if let Some(delta) = crate::commit::delta(&provider) {
+        // The Delta log is the commit: one new version adding the files and removing what
+        // the statement replaces.
+        let target = delta.with_replace(delta_replace(session, &def, ins.overwrite, &spec)?);
+        let rows = session.write(table, target, df.into_unoptimized_plan()).await?;
+        return Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) });
+    }
     let mode = write_mode(session, &def, ins.overwrite, &spec, overwrite_mode)?;
     let rows = session.write(table, provider.clone(), df.into_unoptimized_plan()).await?;
     crate::commit::commit_write(session, &provider, mode).await?;
@@ -202,6 +209,40 @@ fn write_mode(
             matching.extend(exact);
             Ok(WriteMode::OverwritePartitions(matching))
         }
+        other => Err(BowmanError::InvalidValue(format!(
+            "partition_overwrite_mode is '{other}'; use 'dynamic' or 'static'"
+        ))),
+    }
+}
+
+/// What an INSERT into a Delta table replaces: the same Spark semantics as [`write_mode`],
+/// expressed as partition values rather than directories.
+fn delta_replace(
+    session: &Session,
+    def: &bowman_catalog::TableDef,
+    overwrite: bool,
+    spec: &[(String, PartitionValue)],
+) -> Result<bowman_connector_delta::Replace> {
+    use bowman_connector_delta::Replace;
+    if !overwrite {
+        return Ok(Replace::Nothing);
+    }
+    if def.partition_columns.is_empty() {
+        return Ok(Replace::All);
+    }
+    let statics: Vec<(String, String)> = spec
+        .iter()
+        .filter_map(|(n, v)| match v {
+            PartitionValue::Static(v) => Some((n.clone(), v.clone())),
+            PartitionValue::Dynamic => None,
+        })
+        .collect();
+    let fully_static = statics.len() == def.partition_columns.len();
+    let mode = session.setting("partition_overwrite_mode").unwrap_or_else(|| "dynamic".into()).to_ascii_lowercase();
+    match mode.as_str() {
+        "dynamic" => Ok(Replace::Produced { exact: fully_static.then_some(statics) }),
+        "static" if statics.is_empty() => Ok(Replace::All),
+        "static" => Ok(Replace::Matching(statics)),
         other => Err(BowmanError::InvalidValue(format!(
             "partition_overwrite_mode is '{other}'; use 'dynamic' or 'static'"
         ))),

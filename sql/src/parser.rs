@@ -11,7 +11,7 @@ use datafusion::sql::sqlparser::ast::{self, Ident, ObjectName, ObjectNamePart};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace, Word};
 
 use crate::error::{BowmanError, Result, position_from_parser_message};
 
@@ -94,7 +94,9 @@ pub enum Statement {
 /// Parse a string of `;`-separated statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
     let dialect = GenericDialect {};
-    let parser = Parser::new(&dialect).try_with_sql(sql).map_err(|e| syntax(sql, e))?;
+    let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location().map_err(|e| syntax(sql, e.into()))?;
+    let tokens = rewrite_time_travel(tokens)?;
+    let parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut p = BowmanParser { parser };
     let mut out = Vec::new();
     loop {
@@ -113,6 +115,96 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
         }
     }
     Ok(out)
+}
+
+/// `FROM t VERSION AS OF 3` / `FROM t TIMESTAMP AS OF '2024-01-01 00:00:00'` (Delta time
+/// travel, as in Spark). sqlparser only parses these for dialects that would change much else,
+/// so they are rewritten on tokens: the table name gets the state as a suffix (`"t@v3"`,
+/// which the catalog resolves through the table's connector) and keeps its own name as alias.
+fn rewrite_time_travel(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
+    let significant = |tokens: &[TokenWithSpan], from: usize| -> Option<usize> {
+        (from..tokens.len()).find(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
+    };
+    let is_word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i].token;
+        let kind = if is_word(t, "VERSION") { Some(true) } else if is_word(t, "TIMESTAMP") { Some(false) } else { None };
+        let (Some(is_version), Some(as_i)) = (kind, significant(&tokens, i + 1)) else {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        };
+        let of_i = significant(&tokens, as_i + 1);
+        let value_i = of_i.and_then(|o| significant(&tokens, o + 1));
+        let prev = out.iter().rposition(|t| !matches!(t.token, Token::Whitespace(_)));
+        let table_before = prev.is_some_and(|p| {
+            matches!(&out[p].token, Token::Word(w) if w.quote_style.is_some() || !matches!(w.keyword, Keyword::AS | Keyword::CAST | Keyword::SELECT))
+        });
+        let (Some(of_i), Some(value_i), Some(prev), true) = (of_i, value_i, prev, table_before) else {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        };
+        if !is_word(&tokens[as_i].token, "AS") || !is_word(&tokens[of_i].token, "OF") {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        }
+        let as_of = match (&tokens[value_i].token, is_version) {
+            (Token::Number(n, _), true) => n.parse::<i64>().ok().filter(|v| *v >= 0).map(bowman_connector::AsOf::Version).ok_or_else(|| {
+                BowmanError::InvalidValue(format!("VERSION AS OF needs a table version (0, 1, 2, ...), not {n}"))
+            })?,
+            (Token::SingleQuotedString(s), false) => bowman_connector::AsOf::Timestamp(parse_as_of_timestamp(s)?),
+            (other, true) => return Err(BowmanError::InvalidValue(format!("VERSION AS OF needs a version number, not {other}"))),
+            (other, false) => {
+                return Err(BowmanError::InvalidValue(format!(
+                    "TIMESTAMP AS OF needs a timestamp literal such as '2024-01-31 12:00:00', not {other}"
+                )));
+            }
+        };
+        let Token::Word(table) = out[prev].token.clone() else { unreachable!("checked above") };
+        let name = if table.quote_style.is_some() { table.value.clone() } else { table.value.to_lowercase() };
+        out[prev].token = Token::Word(Word { value: format!("{name}{}", as_of.suffix()), quote_style: Some('"'), keyword: Keyword::NoKeyword });
+        // Keep `t` usable as the qualifier unless the query names an alias itself.
+        let next = significant(&tokens, value_i + 1);
+        let has_alias = next.is_some_and(|n| match &tokens[n].token {
+            Token::Word(w) if w.quote_style.is_some() => true,
+            Token::Word(w) => w.keyword == Keyword::AS
+                || !datafusion::sql::sqlparser::keywords::RESERVED_FOR_TABLE_ALIAS.contains(&w.keyword),
+            _ => false,
+        });
+        if !has_alias {
+            let span = tokens[value_i].span;
+            out.push(TokenWithSpan { token: Token::Whitespace(Whitespace::Space), span });
+            out.push(TokenWithSpan { token: Token::make_keyword("AS"), span });
+            out.push(TokenWithSpan { token: Token::Whitespace(Whitespace::Space), span });
+            out.push(TokenWithSpan { token: Token::Word(Word { value: name, quote_style: Some('"'), keyword: Keyword::NoKeyword }), span });
+        }
+        i = value_i + 1;
+    }
+    Ok(out)
+}
+
+/// A `TIMESTAMP AS OF` literal: RFC 3339, or `YYYY-MM-DD[ HH:MM:SS[.fff]]` in UTC.
+fn parse_as_of_timestamp(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(Utc.from_utc_datetime(&t));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")));
+    }
+    Err(BowmanError::InvalidValue(format!(
+        "TIMESTAMP AS OF '{s}' is not a timestamp; write '2024-01-31 12:00:00' (UTC) or RFC 3339"
+    )))
 }
 
 fn syntax(sql: &str, e: ParserError) -> BowmanError {
@@ -694,6 +786,30 @@ mod tests {
         let mut v = parse_sql(sql).unwrap();
         assert_eq!(v.len(), 1, "{sql}");
         v.remove(0)
+    }
+
+    fn standard(sql: &str) -> String {
+        match one(sql) {
+            Statement::Standard(s) => s.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn time_travel_becomes_a_suffixed_table_name_keeping_its_alias() {
+        assert_eq!(standard("SELECT * FROM ev VERSION AS OF 3"), r#"SELECT * FROM "ev@v3" AS "ev""#);
+        assert_eq!(
+            standard("SELECT * FROM db.Ev VERSION AS OF 0 AS old JOIN ev ON old.a = ev.a"),
+            r#"SELECT * FROM db."ev@v0" AS old JOIN ev ON old.a = ev.a"#
+        );
+        assert_eq!(
+            standard("SELECT * FROM ev TIMESTAMP AS OF '2018-03-05 12:00:00' WHERE x = 1"),
+            r#"SELECT * FROM "ev@t2018-03-05T12:00:00Z" AS "ev" WHERE x = 1"#
+        );
+        // Not time travel: casts and column aliases named like the keywords.
+        assert_eq!(standard("SELECT CAST(a AS TIMESTAMP) AS of FROM t"), "SELECT CAST(a AS TIMESTAMP) AS of FROM t");
+        assert!(parse_sql("SELECT * FROM ev TIMESTAMP AS OF 'soon'").is_err());
+        assert!(parse_sql("SELECT * FROM ev VERSION AS OF 'x'").is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bowman_catalog::TableDef;
 use bowman_catalog::provider::TableResolver;
-use bowman_connector::ConnectorRegistry;
+use bowman_connector::{AsOf, ConnectorRegistry};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DFSchema, TableReference};
@@ -49,21 +49,35 @@ pub(crate) fn external_table_command(def: &TableDef) -> Result<CreateExternalTab
     .build())
 }
 
-#[async_trait]
-impl TableResolver for ConnectorResolver {
-    async fn resolve(&self, table: &TableDef) -> Result<Arc<dyn TableProvider>> {
-        let connector = self.connectors.get(&table.format).ok_or_else(|| {
+impl ConnectorResolver {
+    fn connector(&self, table: &TableDef) -> Result<Arc<dyn bowman_connector::Connector>> {
+        self.connectors.get(&table.format).ok_or_else(|| {
             DataFusionError::Plan(format!(
                 "table {} uses format '{}', which this Bowman build does not have",
                 table.qualified_name(),
                 table.format
             ))
-        })?;
+        })
+    }
+}
+
+#[async_trait]
+impl TableResolver for ConnectorResolver {
+    async fn resolve(&self, table: &TableDef) -> Result<Arc<dyn TableProvider>> {
+        let connector = self.connector(table)?;
         let cmd = external_table_command(table)?;
         let provider = connector.create(&self.state, &cmd).await?;
         if table.tracked {
             return Ok(Arc::new(crate::tracked::TrackedTable::new(provider, table.clone())));
         }
         Ok(provider)
+    }
+
+    async fn resolve_as_of(&self, table: &TableDef, as_of: &str) -> Result<Arc<dyn TableProvider>> {
+        let connector = self.connector(table)?;
+        let (_, as_of) = AsOf::split_name(&format!("{}@{as_of}", table.name))
+            .ok_or_else(|| DataFusionError::Plan(format!("'{as_of}' is not a version or timestamp of {}", table.qualified_name())))?;
+        let cmd = external_table_command(table)?;
+        connector.create_as_of(&self.state, &cmd, &as_of).await
     }
 }

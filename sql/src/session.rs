@@ -120,6 +120,13 @@ impl Session {
         Session { engine, ctx, settings: Settings::default(), progress: None }
     }
 
+    /// Send the client a NOTICE (when it listens for them).
+    pub(crate) fn notice(&self, message: impl Into<String>) {
+        if let Some(p) = &self.progress {
+            let _ = p.send(message.into());
+        }
+    }
+
     /// Report the progress of long statements (rows written so far, elapsed time) to `sink`,
     /// every `progress_interval` (a session setting; 2s by default).
     pub fn set_progress_sink(&mut self, sink: tokio::sync::mpsc::UnboundedSender<String>) {

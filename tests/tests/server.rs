@@ -703,3 +703,84 @@ async fn s3_warehouse_managed_tables_overwrite_atomically() {
     assert_eq!((after.copies, after.renames), (before.copies, before.renames), "S3 saw a copy or a rename");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_partition_overwrite_on_s3_is_one_version_without_renames() {
+    let Some(s3) = S3Env::from_env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path()).await;
+    let c = server.client().await;
+    let location = s3.unique_prefix("delta");
+    c.batch_execute(&format!(
+        "CREATE TABLE d (v BIGINT, dt STRING) USING delta PARTITIONED BY (dt) LOCATION '{location}' OPTIONS ({});
+         INSERT INTO d SELECT value, concat('p', CAST(value % 3 AS STRING)) FROM generate_series(1, 3000);",
+        s3.options()
+    ))
+    .await
+    .unwrap();
+    let before = server.store_calls();
+    c.batch_execute("INSERT OVERWRITE TABLE d PARTITION (dt) SELECT value, 'p1' FROM generate_series(1, 10)")
+        .await
+        .unwrap();
+    let after = server.store_calls();
+    assert_eq!((after.copies, after.renames), (before.copies, before.renames), "S3 saw a copy or a rename");
+
+    let rows = c.query("SELECT dt, count(*) FROM d GROUP BY dt ORDER BY dt", &[]).await.unwrap();
+    let got: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![("p0".into(), 1000), ("p1".into(), 10), ("p2".into(), 1000)]);
+    // Version 0 created the table, 1 appended, 2 is the overwrite: nothing after it.
+    let n: i64 = c.query_one("SELECT count(*) FROM d VERSION AS OF 1 WHERE dt = 'p1'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1000);
+    let n: i64 = c.query_one("SELECT count(*) FROM d VERSION AS OF 2", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2010);
+    assert!(c.query("SELECT count(*) FROM d VERSION AS OF 3", &[]).await.is_err());
+
+    // The secret stays out of SHOW CREATE TABLE, and a restart reopens the table from S3.
+    let create: String = text_column(&c.simple_query("SHOW CREATE TABLE d").await.unwrap(), 0).concat();
+    assert!(create.contains("USING delta") && !create.contains(&s3.secret_key), "{create}");
+    drop(c);
+    server.stop().await;
+    let server = TestServer::start_in(dir.path()).await;
+    let c = server.client().await;
+    let n: i64 = c.query_one("SELECT count(*) FROM d", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2010);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_dynamic_overwrite_adds_one_log_entry_and_keeps_other_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path()).await;
+    let c = server.client().await;
+    let location = dir.path().join("lake").join("d");
+    std::fs::create_dir_all(&location).unwrap();
+    c.batch_execute(&format!(
+        "CREATE TABLE d (v BIGINT, dt STRING) USING delta PARTITIONED BY (dt) LOCATION '{}';
+         INSERT INTO d SELECT value, concat('p', CAST(value % 4 AS STRING)) FROM generate_series(1, 4000);",
+        location.display()
+    ))
+    .await
+    .unwrap();
+    let log = location.join("_delta_log");
+    let entries = |dir: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(entries(&log).len(), 2);
+    let untouched: Vec<_> = ["dt=p0", "dt=p3"].iter().flat_map(|p| snapshot_files(&location.join(p))).collect();
+    c.batch_execute("INSERT OVERWRITE TABLE d PARTITION (dt) SELECT value, concat('p', CAST(1 + value % 2 AS STRING)) FROM generate_series(1, 6)")
+        .await
+        .unwrap();
+    assert_eq!(entries(&log).len(), 3, "one commit for the overwrite");
+    let still: Vec<_> = ["dt=p0", "dt=p3"].iter().flat_map(|p| snapshot_files(&location.join(p))).collect();
+    assert_eq!(untouched, still, "partitions the overwrite did not produce are unchanged");
+    let rows = c.query("SELECT dt, count(*) FROM d GROUP BY dt ORDER BY dt", &[]).await.unwrap();
+    let got: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![("p0".into(), 1000), ("p1".into(), 3), ("p2".into(), 3), ("p3".into(), 1000)]);
+    server.stop().await;
+}

@@ -53,10 +53,71 @@ pub trait Connector: TableProviderFactory {
         false
     }
 
+    /// Whether the format keeps its own transaction log of live files (Delta). Bowman then
+    /// leaves commits to the format instead of tracking the table's files in its catalog.
+    fn keeps_own_log(&self) -> bool {
+        false
+    }
+
+    /// Prepare a new table's storage once at `CREATE TABLE`, after [`Connector::validate`]
+    /// and after a managed location was cleared: a Delta connector writes the table's first
+    /// log entry here. Opening the table for each query never creates anything.
+    async fn initialize(&self, _state: &dyn Session, _cmd: &CreateExternalTable) -> Result<()> {
+        Ok(())
+    }
+
+    /// Open the table as it was at an earlier version or time (`VERSION AS OF`,
+    /// `TIMESTAMP AS OF`), for formats that keep history.
+    async fn create_as_of(
+        &self,
+        _state: &dyn Session,
+        cmd: &CreateExternalTable,
+        _as_of: &AsOf,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        Err(ConnectorError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{} tables keep no history, so VERSION AS OF / TIMESTAMP AS OF do not apply to {}; use a delta table",
+                cmd.file_type, cmd.name
+            ),
+        )
+        .into())
+    }
+
     /// Check, once at `CREATE TABLE`, that the table can be reached (location exists, credentials
     /// work). Opening the table for each query skips this.
     async fn validate(&self, _state: &dyn Session, _cmd: &CreateExternalTable) -> Result<()> {
         Ok(())
+    }
+}
+
+/// Which earlier state of a table a query reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AsOf {
+    /// `VERSION AS OF n`
+    Version(i64),
+    /// `TIMESTAMP AS OF '...'`: the latest version committed at or before this instant.
+    Timestamp(chrono::DateTime<chrono::Utc>),
+}
+
+impl AsOf {
+    /// The suffix Bowman's SQL layer appends to a table name to ask for this state
+    /// (`events@v3`, `events@t2024-01-01T00:00:00Z`), and its inverse.
+    pub fn suffix(&self) -> String {
+        match self {
+            AsOf::Version(v) => format!("@v{v}"),
+            AsOf::Timestamp(t) => format!("@t{}", t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        }
+    }
+
+    /// Split `name@v3` into (`name`, `AsOf::Version(3)`); plain names give `None`.
+    pub fn split_name(name: &str) -> Option<(&str, AsOf)> {
+        let (base, tail) = name.rsplit_once('@')?;
+        if let Some(v) = tail.strip_prefix('v') {
+            return v.parse().ok().map(|v| (base, AsOf::Version(v)));
+        }
+        let t = tail.strip_prefix('t')?;
+        chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| (base, AsOf::Timestamp(t.with_timezone(&chrono::Utc))))
     }
 }
 
@@ -125,6 +186,8 @@ pub enum ErrorKind {
     Io,
     /// A feature the connector does not support (0A000).
     Unsupported,
+    /// Another writer committed first; retrying the statement may succeed (40001).
+    Conflict,
 }
 
 /// A failure a user can act on, raised by any connector.

@@ -27,15 +27,8 @@ pub use errors::FilesError;
 pub use format::FileFormatKind;
 pub use s3::S3Settings;
 
-/// The options every file table accepts (format-specific ones are listed in [`format`]).
-pub const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::new("header", "CSV: whether the first line holds column names (default false, as in Spark)"),
-    OptionSpec::new("delimiter", "CSV: field separator, one character (alias: sep)"),
-    OptionSpec::new("sep", "CSV: field separator, one character"),
-    OptionSpec::new("quote", "CSV: quote character"),
-    OptionSpec::new("escape", "CSV: escape character"),
-    OptionSpec::new("compression", "gzip, bzip2, xz, zstd or uncompressed (CSV/JSON); snappy, zstd, ... (Parquet)"),
-    OptionSpec::new("file_extension", "only files ending with this are read (default: .parquet, .json, .csv)"),
+/// Options that configure a table's S3 client (shared by every connector that keeps files).
+pub const S3_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("endpoint", "S3: endpoint URL, e.g. http://127.0.0.1:8333"),
     OptionSpec::new("region", "S3: region"),
     OptionSpec::new("access_key_id", "S3: access key id"),
@@ -46,6 +39,29 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec::secret("aws_session_token", "S3: session token"),
     OptionSpec::new("allow_http", "S3: allow plain-HTTP endpoints (true/false)"),
 ];
+
+/// Options of the file formats themselves (see [`format`]).
+const FORMAT_OPTIONS: &[OptionSpec] = &[
+    OptionSpec::new("header", "CSV: whether the first line holds column names (default false, as in Spark)"),
+    OptionSpec::new("delimiter", "CSV: field separator, one character (alias: sep)"),
+    OptionSpec::new("sep", "CSV: field separator, one character"),
+    OptionSpec::new("quote", "CSV: quote character"),
+    OptionSpec::new("escape", "CSV: escape character"),
+    OptionSpec::new("compression", "gzip, bzip2, xz, zstd or uncompressed (CSV/JSON); snappy, zstd, ... (Parquet)"),
+    OptionSpec::new("file_extension", "only files ending with this are read (default: .parquet, .json, .csv)"),
+];
+
+/// `extra` followed by [`S3_OPTIONS`], built once: the option schema of a connector that keeps
+/// its files on local disk or S3.
+pub fn with_s3_options(extra: &'static [OptionSpec]) -> &'static [OptionSpec] {
+    Box::leak(extra.iter().chain(S3_OPTIONS).copied().collect::<Vec<_>>().into_boxed_slice())
+}
+
+/// The options every file table accepts.
+pub fn options() -> &'static [OptionSpec] {
+    static ALL: std::sync::LazyLock<&'static [OptionSpec]> = std::sync::LazyLock::new(|| with_s3_options(FORMAT_OPTIONS));
+    *ALL
+}
 
 /// The connector for file tables.
 #[derive(Debug)]
@@ -75,6 +91,42 @@ impl FilesTableProviderFactory {
         }
         let listing = format::listing_options(kind, &options)?;
         Ok((url, listing, options))
+    }
+}
+
+impl FilesTableProviderFactory {
+    /// Parse `location` and make sure the session's runtime has a client for it (an S3 bucket's
+    /// client is built from `options`, then the server's S3 settings, then `AWS_*`). Other
+    /// connectors that keep files (Delta) use this so every table reaches S3 the same way.
+    pub fn prepare_location(
+        &self,
+        state: &dyn Session,
+        location: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<ListingTableUrl> {
+        let url = table_url(location)?;
+        if url.scheme() == "s3" {
+            self.s3.register(state, &url, options)?;
+        }
+        Ok(url)
+    }
+
+    /// Check that a prepared location answers: a local directory exists, or the S3 bucket can
+    /// be listed with the table's credentials.
+    pub async fn check_location(&self, state: &dyn Session, url: &ListingTableUrl) -> Result<()> {
+        if url.scheme() == "file" {
+            let path = url::Url::parse(url.as_str())
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| FilesError::InvalidLocation(url.to_string(), "not a local path".into()))?;
+            let meta = std::fs::metadata(&path).map_err(|_| FilesError::LocationNotFound(url.to_string()))?;
+            if !meta.is_dir() {
+                return Err(FilesError::NotADirectory(url.to_string()).into());
+            }
+            return Ok(());
+        }
+        let store = state.runtime_env().object_store(url)?;
+        s3::check_reachable(store.as_ref(), url).await
     }
 }
 
@@ -147,7 +199,7 @@ impl Connector for FilesTableProviderFactory {
     }
 
     fn options(&self) -> &'static [OptionSpec] {
-        OPTIONS
+        options()
     }
 
     fn stores_files(&self) -> bool {
@@ -159,18 +211,6 @@ impl Connector for FilesTableProviderFactory {
     /// `CREATE TABLE` rather than at the first query.
     async fn validate(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<()> {
         let (url, _, _) = self.listing_parts(state, cmd)?;
-        if url.scheme() == "file" {
-            let path = url::Url::parse(url.as_str())
-                .ok()
-                .and_then(|u| u.to_file_path().ok())
-                .ok_or_else(|| FilesError::InvalidLocation(url.to_string(), "not a local path".into()))?;
-            let meta = std::fs::metadata(&path).map_err(|_| FilesError::LocationNotFound(url.to_string()))?;
-            if !meta.is_dir() {
-                return Err(FilesError::NotADirectory(url.to_string()).into());
-            }
-            return Ok(());
-        }
-        let store = state.runtime_env().object_store(&url)?;
-        s3::check_reachable(store.as_ref(), &url).await
+        self.check_location(state, &url).await
     }
 }

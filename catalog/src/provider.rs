@@ -29,25 +29,36 @@ fn split_as_of(name: &str) -> Option<(&str, &str)> {
     name.rsplit_once('@').filter(|(base, tail)| !base.is_empty() && !tail.is_empty())
 }
 
-/// The `bowman` catalog: one schema per Bowman database.
+/// The `bowman` catalog: one schema per Bowman database, plus system schemas the SQL layer
+/// registers (`pg_catalog`), which shadow databases of the same name.
 #[derive(Debug)]
 pub struct BowmanCatalogProvider {
     catalog: Arc<Catalog>,
     resolver: Arc<dyn TableResolver>,
+    system: std::sync::RwLock<std::collections::BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl BowmanCatalogProvider {
     pub fn new(catalog: Arc<Catalog>, resolver: Arc<dyn TableResolver>) -> Self {
-        Self { catalog, resolver }
+        Self { catalog, resolver, system: Default::default() }
     }
 }
 
 impl CatalogProvider for BowmanCatalogProvider {
     fn schema_names(&self) -> Vec<String> {
-        self.catalog.snapshot().databases.keys().cloned().collect()
+        let mut names: Vec<String> = self.catalog.snapshot().databases.keys().cloned().collect();
+        names.extend(self.system.read().expect("system schemas").keys().cloned());
+        names
+    }
+
+    fn register_schema(&self, name: &str, schema: Arc<dyn SchemaProvider>) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        Ok(self.system.write().expect("system schemas").insert(name.to_string(), schema))
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(system) = self.system.read().expect("system schemas").get(name) {
+            return Some(system.clone());
+        }
         let snapshot = self.catalog.snapshot();
         snapshot.database(name)?;
         Some(Arc::new(DatabaseSchemaProvider {

@@ -37,6 +37,7 @@ pub struct Engine {
     pub(crate) runtime: Arc<RuntimeEnv>,
     pub(crate) warehouse: String,
     store_calls: Arc<StoreCalls>,
+    pg_catalog: crate::pg_catalog::PgCatalogState,
 }
 
 impl Engine {
@@ -74,7 +75,8 @@ impl Engine {
             .build();
         let resolver = Arc::new(ConnectorResolver { connectors, state });
         let warehouse = normalize_location(&config.warehouse)?;
-        Ok(Arc::new(Engine { catalog, resolver, runtime, warehouse, store_calls }))
+        let pg_catalog = crate::pg_catalog::build(catalog.clone()).map_err(BowmanError::from)?;
+        Ok(Arc::new(Engine { catalog, resolver, runtime, warehouse, store_calls, pg_catalog }))
     }
 
     /// Open a catalog table through its connector.
@@ -101,12 +103,17 @@ impl Engine {
             .with_config(session_config())
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
+            // PostgreSQL's OID alias types (`::regclass`, `::regtype`) in client queries.
+            .with_type_planner(Arc::new(datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_catalog(
             CATALOG_NAME,
             Arc::new(BowmanCatalogProvider::new(self.catalog.clone(), self.resolver.clone())),
         );
+        if let Err(e) = crate::pg_catalog::install(&ctx, &self.pg_catalog) {
+            tracing::error!(error = %e, "pg_catalog is unavailable in this session");
+        }
         for udf in bowman_udfs::all_scalar_functions() {
             ctx.register_udf((*udf).clone());
         }

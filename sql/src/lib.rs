@@ -13,6 +13,7 @@ mod insert;
 pub mod error;
 mod output;
 pub mod parser;
+mod pg_catalog;
 mod resolver;
 mod session;
 mod settings;

@@ -86,6 +86,10 @@ pub enum Statement {
     Begin,
     Commit,
     Rollback,
+    /// `SAVEPOINT`, `RELEASE [SAVEPOINT]`, `ROLLBACK TO [SAVEPOINT]`: accepted inside a
+    /// transaction block (which is itself accepted, each statement committing on its own), as
+    /// drivers use them to nest transactions.
+    Savepoint { tag: String },
     /// `OPTIMIZE t [WHERE partition predicate] [SORT BY (cols) | ZORDER BY (cols)]`: rewrite
     /// each selected partition's files into as few files as possible, in one atomic commit.
     Optimize { name: TableName, predicate: Option<ast::Expr>, sort_by: Vec<ast::Expr>, zorder: bool },
@@ -93,6 +97,20 @@ pub enum Statement {
 
 /// Parse a string of `;`-separated statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
+    if crate::pg_catalog::is_introspection(sql) {
+        // Clients' catalog queries, in PostgreSQL's dialect, rewritten for DataFusion.
+        static COMPAT: std::sync::LazyLock<datafusion_pg_catalog::sql::PostgresCompatibilityParser> =
+            std::sync::LazyLock::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new);
+        if let Ok(statements) = COMPAT.parse(sql) {
+            return Ok(statements
+                .into_iter()
+                .map(|mut s| {
+                    crate::pg_catalog::rewrite_visibility(&mut s);
+                    Statement::Standard(Box::new(s))
+                })
+                .collect());
+        }
+    }
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location().map_err(|e| syntax(sql, e.into()))?;
     let tokens = rewrite_time_travel(tokens)?;
@@ -356,8 +374,20 @@ impl BowmanParser<'_> {
             }
             "ROLLBACK" | "ABORT" => {
                 self.parser.next_token();
+                self.eat_word("WORK");
+                self.eat_word("TRANSACTION");
+                if self.eat_word("TO") {
+                    // ROLLBACK TO [SAVEPOINT] name: the transaction goes on.
+                    self.skip_to_end();
+                    return Ok(Statement::Savepoint { tag: "ROLLBACK".into() });
+                }
                 self.skip_to_end();
                 return Ok(Statement::Rollback);
+            }
+            "SAVEPOINT" | "RELEASE" => {
+                self.parser.next_token();
+                self.skip_to_end();
+                return Ok(Statement::Savepoint { tag: kw.clone() });
             }
             _ => {}
         }

@@ -231,6 +231,7 @@ impl Session {
             Statement::Begin => Ok(Output::TransactionStart),
             Statement::Commit => Ok(Output::TransactionEnd { tag: "COMMIT".into() }),
             Statement::Rollback => Ok(Output::TransactionEnd { tag: "ROLLBACK".into() }),
+            Statement::Savepoint { tag } => Ok(Output::command(&tag)),
             other => crate::ddl::execute(self, other).await,
         }
     }

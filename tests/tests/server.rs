@@ -821,3 +821,45 @@ async fn concurrent_delta_appends_on_s3_lose_nothing() {
     assert!(c.query("SELECT count(*) FROM r VERSION AS OF 17", &[]).await.is_err());
     server.stop().await;
 }
+
+/// psql's describe commands run their own pg_catalog queries; each must answer with Bowman's
+/// databases (PostgreSQL schemas) and tables.
+#[tokio::test]
+async fn psql_describe_commands_show_bowman_databases_and_tables() {
+    let server = TestServer::start().await;
+    let (out, err, ok) = psql(
+        server.pg_addr,
+        "CREATE TABLE t1 (id BIGINT, name STRING, dt DATE) PARTITIONED BY (dt);
+         CREATE DATABASE lake;
+         CREATE TABLE lake.ev (a INT, b DOUBLE) USING json;
+         \\pset format unaligned
+         \\echo ==dt
+         \\dt
+         \\echo ==dt-lake
+         \\dt lake.*
+         \\echo ==d-t1
+         \\d t1
+         \\echo ==dn
+         \\dn
+         \\echo ==l
+         \\l
+         \\echo ==df
+         \\df pg_catalog.abs",
+        &["-v", "ON_ERROR_STOP=1"],
+    )
+    .await;
+    assert!(ok, "psql failed: {err}\n{out}");
+    let section = |name: &str| -> String {
+        out.split(&format!("=={name}\n")).nth(1).map(|s| s.split("\n==").next().unwrap_or_default().to_string()).unwrap_or_default()
+    };
+    // Without a pattern, \dt lists the current database only, as PostgreSQL lists the search path.
+    assert!(section("dt").contains("default|t1|table|"), "{out}");
+    assert!(!section("dt").contains("ev"), "{out}");
+    assert!(section("dt-lake").contains("lake|ev|table|"), "{out}");
+    let d = section("d-t1");
+    assert!(d.contains("id|bigint") && d.contains("name|text") && d.contains("dt|date"), "{d}");
+    assert!(section("dn").contains("default|") && section("dn").contains("lake|"), "{out}");
+    assert!(section("l").contains("bowman|"), "{out}");
+    assert!(section("df").contains("pg_catalog|abs|int8|int8|func"), "{out}");
+    server.stop().await;
+}

@@ -1,0 +1,337 @@
+//! `pg_catalog` for the clients that introspect on connect (psql's `\d`, SQLAlchemy, JDBC's
+//! `DatabaseMetaData`, DBeaver, Metabase, dbt), from the `datafusion-pg-catalog` crate.
+//!
+//! Bowman databases are PostgreSQL schemas of the one database a client connects to. The
+//! crate's tables read Bowman's catalog through [`BowmanCatalogInfo`], which answers from the
+//! catalog snapshot (column types from the stored definitions) instead of opening every table
+//! through its connector: listing columns must not reach S3, a Delta log or a remote database.
+//! One provider serves every session so that OIDs, assigned as objects are first seen, stay
+//! the same for the life of the server.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bowman_catalog::Catalog;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::datasource::TableType;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::{self as pg, PgCatalogSchemaProvider, PgCatalogStaticTables};
+
+use crate::types::parse_type;
+
+/// The pg_catalog schema every session shares.
+pub(crate) type PgCatalog = PgCatalogSchemaProvider<BowmanCatalogInfo, EmptyContextProvider>;
+
+/// System schemas listed next to Bowman's databases (they hold no Bowman tables).
+const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
+
+#[derive(Debug, Clone)]
+pub(crate) struct BowmanCatalogInfo {
+    catalog: Arc<Catalog>,
+}
+
+#[async_trait]
+impl CatalogInfo for BowmanCatalogInfo {
+    async fn catalog_names(&self) -> Result<Vec<String>, DataFusionError> {
+        Ok(vec![crate::engine::CATALOG_NAME.to_string()])
+    }
+
+    async fn schema_names(&self, catalog_name: &str) -> Result<Option<Vec<String>>, DataFusionError> {
+        if catalog_name != crate::engine::CATALOG_NAME {
+            return Ok(None);
+        }
+        let mut names: Vec<String> = self.catalog.snapshot().databases.keys().cloned().collect();
+        names.extend(SYSTEM_SCHEMAS.iter().map(|s| s.to_string()));
+        Ok(Some(names))
+    }
+
+    async fn table_names(&self, catalog_name: &str, schema_name: &str) -> Result<Option<Vec<String>>, DataFusionError> {
+        if catalog_name != crate::engine::CATALOG_NAME {
+            return Ok(None);
+        }
+        if SYSTEM_SCHEMAS.contains(&schema_name) {
+            return Ok(Some(vec![]));
+        }
+        Ok(self.catalog.snapshot().database(schema_name).map(|d| d.tables.keys().cloned().collect()))
+    }
+
+    async fn table_schema(
+        &self,
+        catalog_name: &str,
+        schema_name: &str,
+        table_name: &str,
+    ) -> Result<Option<SchemaRef>, DataFusionError> {
+        if catalog_name != crate::engine::CATALOG_NAME {
+            return Ok(None);
+        }
+        let snapshot = self.catalog.snapshot();
+        let Some(def) = snapshot.table(schema_name, table_name) else { return Ok(None) };
+        let mut fields = Vec::with_capacity(def.columns.len());
+        for c in &def.columns {
+            let (t, _) = parse_type(&c.data_type).map_err(|e| DataFusionError::Plan(e.message()))?;
+            fields.push(Field::new(&c.name, t, c.nullable));
+        }
+        Ok(Some(Arc::new(Schema::new(fields))))
+    }
+
+    async fn table_type(
+        &self,
+        catalog_name: &str,
+        schema_name: &str,
+        table_name: &str,
+    ) -> Result<Option<TableType>, DataFusionError> {
+        if catalog_name != crate::engine::CATALOG_NAME {
+            return Ok(None);
+        }
+        Ok(self.catalog.snapshot().table(schema_name, table_name).map(|_| TableType::Base))
+    }
+}
+
+/// What a session needs from pg_catalog, built once per engine: the schema (static tables such
+/// as pg_type, and the OID cache) and the type names `to_regtype` resolves.
+#[derive(Debug)]
+pub(crate) struct PgCatalogState {
+    schema: Arc<PgCatalog>,
+    type_oids: Arc<std::collections::HashMap<String, i32>>,
+    /// Function OID -> (result type, argument types), names as `format_type` prints them.
+    functions: Arc<std::collections::HashMap<i32, (String, String)>>,
+}
+
+pub(crate) fn build(catalog: Arc<Catalog>) -> datafusion::error::Result<PgCatalogState> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, Int32Type, UInt32Type};
+    let statics = Arc::new(PgCatalogStaticTables::try_new()?);
+    let mut type_oids = std::collections::HashMap::new();
+    for batch in statics.pg_type.data() {
+        let (Some(names), Some(oids)) = (batch.column_by_name("typname"), batch.column_by_name("oid")) else { continue };
+        let names = datafusion::arrow::compute::cast(names, &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            if names.is_null(i) || oids.is_null(i) {
+                continue;
+            }
+            let oid = match oids.data_type() {
+                DataType::Int32 => oids.as_primitive::<Int32Type>().value(i),
+                DataType::UInt32 => oids.as_primitive::<UInt32Type>().value(i) as i32,
+                _ => continue,
+            };
+            type_oids.insert(names.value(i).to_string(), oid);
+        }
+    }
+    let type_names: std::collections::HashMap<i32, String> = type_oids.iter().map(|(n, o)| (*o, n.clone())).collect();
+    let type_name = |oid: &str| oid.trim().parse::<i32>().ok().and_then(|o| type_names.get(&o).cloned()).unwrap_or_else(|| oid.to_string());
+    let mut functions = std::collections::HashMap::new();
+    for batch in statics.pg_proc.data() {
+        let (Some(oids), Some(ret), Some(args)) =
+            (batch.column_by_name("oid"), batch.column_by_name("prorettype"), batch.column_by_name("proargtypes"))
+        else {
+            continue;
+        };
+        let oids = datafusion::arrow::compute::cast(oids, &DataType::Int32)?;
+        let ret = datafusion::arrow::compute::cast(ret, &DataType::Utf8)?;
+        let args = datafusion::arrow::compute::cast(args, &DataType::Utf8)?;
+        let (oids, ret, args) = (oids.as_primitive::<Int32Type>(), ret.as_string::<i32>(), args.as_string::<i32>());
+        for i in 0..batch.num_rows() {
+            if oids.is_null(i) {
+                continue;
+            }
+            let result = if ret.is_null(i) { String::new() } else { type_name(ret.value(i)) };
+            let arguments = if args.is_null(i) {
+                String::new()
+            } else {
+                args.value(i).split_whitespace().map(&type_name).collect::<Vec<_>>().join(", ")
+            };
+            functions.insert(oids.value(i), (result, arguments));
+        }
+    }
+    let schema = Arc::new(PgCatalogSchemaProvider::try_new(BowmanCatalogInfo { catalog }, statics, EmptyContextProvider)?);
+    Ok(PgCatalogState { schema, type_oids: Arc::new(type_oids), functions: Arc::new(functions) })
+}
+
+/// `pg_get_function_result(oid)` / `pg_get_function_arguments(oid)` (psql's `\df`) from pg_proc.
+fn function_signature(
+    name: &str,
+    functions: Arc<std::collections::HashMap<i32, (String, String)>>,
+    result: bool,
+) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Int32Type};
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    let lookup = move |oid: i32| functions.get(&oid).map(|(r, a)| if result { r.clone() } else { a.clone() });
+    create_udf(
+        name,
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            Ok(match &args[0] {
+                ColumnarValue::Scalar(ScalarValue::Int32(v)) => ColumnarValue::Scalar(ScalarValue::Utf8(v.and_then(&lookup))),
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::Utf8(None)),
+                ColumnarValue::Array(a) => {
+                    let a = datafusion::arrow::compute::cast(a, &DataType::Int32)?;
+                    let a = a.as_primitive::<Int32Type>();
+                    let out: StringArray = (0..a.len()).map(|i| if a.is_null(i) { None } else { lookup(a.value(i)) }).collect();
+                    ColumnarValue::Array(Arc::new(out))
+                }
+            })
+        }),
+    )
+}
+
+/// `to_regtype(name)`: the type's OID, or NULL when there is no such type (psycopg and
+/// SQLAlchemy probe for optional types such as hstore this way on connect).
+fn to_regtype(type_oids: Arc<std::collections::HashMap<String, i32>>) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::{Array, AsArray, Int32Array};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    let lookup = move |name: &str| -> Option<i32> {
+        let name = name.trim().trim_matches('"');
+        let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+        let canonical = match name.to_ascii_lowercase().as_str() {
+            "integer" | "int" => "int4".to_string(),
+            "bigint" => "int8".to_string(),
+            "smallint" => "int2".to_string(),
+            "boolean" => "bool".to_string(),
+            "real" => "float4".to_string(),
+            "double precision" => "float8".to_string(),
+            "character varying" => "varchar".to_string(),
+            other if other.ends_with("[]") => format!("_{}", other.trim_end_matches("[]")),
+            other => other.to_string(),
+        };
+        type_oids.get(&canonical).copied()
+    };
+    create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            Ok(match &args[0] {
+                ColumnarValue::Scalar(ScalarValue::Utf8(v)) => {
+                    ColumnarValue::Scalar(ScalarValue::Int32(v.as_deref().and_then(&lookup)))
+                }
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::Int32(None)),
+                ColumnarValue::Array(a) => {
+                    let a = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
+                    let s = a.as_string::<i32>();
+                    let out: Int32Array = (0..s.len()).map(|i| if s.is_null(i) { None } else { lookup(s.value(i)) }).collect();
+                    ColumnarValue::Array(Arc::new(out))
+                }
+            })
+        }),
+    )
+}
+
+/// Give a session pg_catalog and the functions clients call with it. The list mirrors
+/// `datafusion_pg_catalog::setup_pg_catalog`, which builds its own provider over DataFusion's
+/// catalog list (opening every table to read its schema) and so cannot be used as is.
+pub(crate) fn install(ctx: &SessionContext, state: &PgCatalogState) -> datafusion::error::Result<()> {
+    use datafusion_pg_catalog::pg_catalog::{
+        array_bounds_udf, format_type, generate_series_arg_coercion, has_privilege_udf, pg_get_expr_udf, quote_ident_udf,
+    };
+    ctx.catalog(crate::engine::CATALOG_NAME)
+        .ok_or_else(|| DataFusionError::Internal("the bowman catalog is not registered".into()))?
+        .register_schema("pg_catalog", state.schema.clone())?;
+    ctx.register_udf(to_regtype(state.type_oids.clone()));
+    ctx.register_udf(function_signature("pg_get_function_result", state.functions.clone(), true));
+    ctx.register_udf(function_signature("pg_get_function_arguments", state.functions.clone(), false));
+    ctx.register_udf(pg::create_current_schemas_udf());
+    ctx.register_udf(pg::create_pg_get_userbyid_udf());
+    for name in ["has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_any_column_privilege"] {
+        ctx.register_udf(has_privilege_udf::create_has_privilege_udf(name));
+    }
+    ctx.register_udf(pg::create_pg_table_is_visible());
+    ctx.register_udf(format_type::create_format_type_udf());
+    ctx.register_udf(pg::create_session_user_udf());
+    ctx.register_udf(pg_get_expr_udf::create_pg_get_expr_udf());
+    ctx.register_udf(pg::create_pg_get_partkeydef_udf());
+    ctx.register_udf(pg::create_pg_relation_is_publishable_udf());
+    ctx.register_udf(pg::create_pg_get_statisticsobjdef_columns_udf());
+    ctx.register_udf(pg::create_pg_encoding_to_char_udf());
+    ctx.register_udf(pg::create_pg_backend_pid_udf());
+    ctx.register_udf(pg::create_pg_relation_size_udf());
+    ctx.register_udf(pg::create_pg_total_relation_size_udf());
+    ctx.register_udf(pg::create_pg_stat_get_numscans());
+    ctx.register_udf(pg::create_pg_get_constraintdef());
+    ctx.register_udf(pg::create_pg_get_partition_ancestors_udf());
+    ctx.register_udf(quote_ident_udf::create_quote_ident_udf());
+    ctx.register_udf(quote_ident_udf::create_parse_ident_udf());
+    ctx.register_udf(array_bounds_udf::create_array_upper_udf());
+    ctx.register_udf(array_bounds_udf::create_array_lower_udf());
+    ctx.register_udf(always_visible("pg_function_is_visible"));
+    ctx.register_udf(always_visible("pg_type_is_visible"));
+    generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
+    Ok(())
+}
+
+/// `pg_*_is_visible(oid)`: every object a Bowman session can name is on its search path.
+fn always_visible(name: &str) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::BooleanArray;
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    create_udf(
+        name,
+        vec![DataType::Int32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            Ok(match &args[0] {
+                ColumnarValue::Array(a) => ColumnarValue::Array(Arc::new(BooleanArray::from(vec![true; a.len()]))),
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(datafusion::common::ScalarValue::Boolean(Some(true))),
+            })
+        }),
+    )
+}
+
+/// Whether a statement is a client's catalog introspection, which PostgreSQL clients write in
+/// PostgreSQL's dialect (`OPERATOR(pg_catalog.~)`, `::regclass`, `COLLATE pg_catalog.default`,
+/// `ANY(array)`) and the compatibility parser rewrites into what DataFusion plans.
+pub(crate) fn is_introspection(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let first = lower.trim_start().split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
+    // Only queries: Bowman's own statements (CREATE TABLE ... USING, INSERT ... PARTITION) need
+    // Bowman's parser whatever they name.
+    if first != "select" && first != "with" {
+        return false;
+    }
+    lower.contains("pg_catalog") || lower.contains("pg_namespace") || lower.contains("pg_class")
+        || lower.contains("pg_type") || lower.contains("pg_attribute") || lower.contains("::reg")
+        || lower.contains("pg_database") || lower.contains("pg_settings") || lower.contains("pg_proc")
+}
+
+/// `pg_table_is_visible(oid)` as PostgreSQL means it: the relation is in a schema on the search
+/// path, which for a Bowman session is its current database (and pg_catalog). The crate's
+/// function answers true for every table, so clients listing "the tables" without a schema
+/// (SQLAlchemy's `get_table_names()`) would get every database's tables.
+pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut};
+    use std::ops::ControlFlow;
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::Function(f) = e {
+            let name = f.name.to_string().to_ascii_lowercase();
+            if name == "pg_table_is_visible" || name == "pg_catalog.pg_table_is_visible" {
+                if let FunctionArguments::List(list) = &f.args {
+                    if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() {
+                        let sql = format!(
+                            "({arg}) IN (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+                             ON c.relnamespace = n.oid WHERE n.nspname = current_schema() OR n.nspname = 'pg_catalog')"
+                        );
+                        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+                        if let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+                            .try_with_sql(&sql)
+                            .and_then(|mut p| p.parse_expr())
+                        {
+                            *e = Expr::Nested(Box::new(parsed));
+                        }
+                    }
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}

@@ -93,6 +93,7 @@ impl Server {
 
 async fn serve_pgwire(listener: TcpListener, engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>, grace: std::time::Duration) {
     let manager = Arc::new(ConnectionManager::new());
+    let cancels = Arc::new(pgwire::CancelRegistry::default());
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -106,7 +107,7 @@ async fn serve_pgwire(listener: TcpListener, engine: Arc<Engine>, mut shutdown: 
                 };
                 let _ = socket.set_nodelay(true);
                 let conn = pgwire::Connection::new(engine.new_session());
-                let handlers = Arc::new(pgwire::PgHandlers::new(conn.clone(), manager.clone()));
+                let handlers = Arc::new(pgwire::PgHandlers::new(conn.clone(), manager.clone(), cancels.clone()));
                 let mut conn_shutdown = shutdown.clone();
                 connections.spawn(async move {
                     tokio::select! {

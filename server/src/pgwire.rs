@@ -18,7 +18,7 @@ use datafusion::common::ParamValues;
 use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag};
@@ -34,6 +34,11 @@ use tokio::sync::Mutex;
 /// Per-connection state shared by the handlers of one connection.
 pub struct Connection {
     session: Mutex<Session>,
+    /// Bumped by each CancelRequest for this connection; running statements and streaming
+    /// results watch it. (pgwire's own cancel only interrupts a statement until it returns its
+    /// row stream, which for a long query is before most of the work.)
+    cancels: tokio::sync::watch::Sender<u64>,
+    registered: std::sync::atomic::AtomicBool,
     /// Progress reports of the running statement, sent to the client as NOTICE messages.
     progress: Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
     /// Statements running or streaming rows; shutdown waits for this to reach zero.
@@ -46,6 +51,8 @@ impl Connection {
         session.set_progress_sink(tx);
         Arc::new(Connection {
             session: Mutex::new(session),
+            cancels: tokio::sync::watch::Sender::new(0),
+            registered: std::sync::atomic::AtomicBool::new(false),
             progress: Mutex::new(rx),
             active: Arc::new(AtomicUsize::new(0)),
         })
@@ -71,9 +78,88 @@ impl Connection {
         }
     }
 
+    /// Stop what this connection is running (a CancelRequest arrived for it).
+    pub fn cancel(&self) {
+        self.cancels.send_modify(|n| *n += 1);
+    }
+
+    /// Resolves at the next cancel of this connection.
+    fn canceled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.cancels.subscribe();
+        rx.mark_unchanged();
+        async move {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+    }
+
+    /// Make this connection findable by the CancelRequests for its (pid, secret key).
+    fn register<C: ClientInfo>(self: &Arc<Self>, client: &C, registry: &CancelRegistry) {
+        if !self.registered.swap(true, Ordering::SeqCst) {
+            let (pid, key) = client.pid_and_secret_key();
+            registry.insert(pid, key.to_bytes().to_vec(), self);
+        }
+    }
+
+    /// Run a statement until it finishes or the connection is canceled (57014).
+    fn cancelable<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, BowmanError>>,
+    ) -> impl std::future::Future<Output = Result<T, BowmanError>> {
+        let canceled = self.canceled();
+        async move {
+            tokio::select! {
+                done = work => done,
+                _ = canceled => Err(BowmanError::Canceled("canceling statement due to user request".into())),
+            }
+        }
+    }
+
     pub fn is_idle(&self) -> bool {
         self.active.load(Ordering::SeqCst) == 0
     }
+}
+
+/// Running connections by the (pid, secret key) their clients were given at start-up.
+#[derive(Default)]
+pub struct CancelRegistry {
+    conns: std::sync::Mutex<std::collections::HashMap<(i32, Vec<u8>), std::sync::Weak<Connection>>>,
+}
+
+impl CancelRegistry {
+    fn insert(&self, pid: i32, key: Vec<u8>, conn: &Arc<Connection>) {
+        let mut conns = self.conns.lock().expect("cancel registry");
+        conns.retain(|_, c| c.strong_count() > 0);
+        conns.insert((pid, key), Arc::downgrade(conn));
+    }
+
+    fn get(&self, pid: i32, key: &[u8]) -> Option<Arc<Connection>> {
+        self.conns.lock().expect("cancel registry").get(&(pid, key.to_vec())).and_then(|c| c.upgrade())
+    }
+}
+
+/// Handles CancelRequest: interrupts the statement through pgwire (while it plans) and
+/// through the connection (while it runs or streams rows).
+pub struct Cancel {
+    manager: Arc<ConnectionManager>,
+    registry: Arc<CancelRegistry>,
+}
+
+#[async_trait]
+impl CancelHandler for Cancel {
+    async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {
+        let key = request.secret_key.to_bytes();
+        if let Some(conn) = self.registry.get(request.pid, &key) {
+            tracing::info!(pid = request.pid, "cancel request");
+            conn.cancel();
+        }
+        self.manager.cancel(request.pid, &request.secret_key).await;
+    }
+}
+
+fn canceled_error() -> PgWireError {
+    pg_error(BowmanError::Canceled("canceling statement due to user request".into()))
 }
 
 /// Counts a statement as active until dropped (the guard travels inside row streams).
@@ -96,15 +182,19 @@ impl Drop for ActiveGuard {
 pub struct PgHandlers {
     query: Arc<QueryHandler>,
     startup: Arc<Startup>,
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<Cancel>,
 }
 
 impl PgHandlers {
-    pub fn new(conn: Arc<Connection>, manager: Arc<ConnectionManager>) -> Self {
+    pub fn new(conn: Arc<Connection>, manager: Arc<ConnectionManager>, registry: Arc<CancelRegistry>) -> Self {
         PgHandlers {
-            query: Arc::new(QueryHandler { parser: Arc::new(BowmanQueryParser { conn: conn.clone() }), conn }),
+            query: Arc::new(QueryHandler {
+                parser: Arc::new(BowmanQueryParser { conn: conn.clone() }),
+                conn,
+                registry: registry.clone(),
+            }),
             startup: Arc::new(Startup { manager: manager.clone() }),
-            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+            cancel: Arc::new(Cancel { manager, registry }),
         }
     }
 }
@@ -168,6 +258,7 @@ fn pg_error(e: BowmanError) -> PgWireError {
 pub struct QueryHandler {
     conn: Arc<Connection>,
     parser: Arc<BowmanQueryParser>,
+    registry: Arc<CancelRegistry>,
 }
 
 async fn report_setting<C>(client: &mut C, name: &str, value: &str) -> PgWireResult<()>
@@ -185,18 +276,31 @@ where
 }
 
 /// Turn a statement's output into a pgwire response; rows stay a stream.
-fn to_response(output: Output, format: &Format, options: Arc<FormatOptions>, active: &Arc<AtomicUsize>) -> PgWireResult<Response> {
+fn to_response(output: Output, format: &Format, options: Arc<FormatOptions>, conn: &Arc<Connection>) -> PgWireResult<Response> {
     Ok(match output {
         Output::Rows { schema, stream: batches } => {
             let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
             let row_fields = fields.clone();
-            let guard = ActiveGuard::new(active);
+            let guard = ActiveGuard::new(&conn.active);
+            // A cancel ends the stream with 57014; dropping the batch stream stops the query.
+            let canceled = Box::pin(conn.canceled());
+            let batches = stream::unfold((batches, canceled, false), |(mut batches, mut canceled, done)| async move {
+                if done {
+                    return None;
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut canceled => Some((Err(None), (batches, canceled, true))),
+                    next = batches.next() => next.map(|b| (b.map_err(Some), (batches, canceled, false))),
+                }
+            });
             let rows = batches
                 .map(move |batch| {
                     let _still_streaming = &guard;
                     let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
                         Ok(batch) => Box::new(encode_recordbatch(row_fields.clone(), batch)),
-                        Err(e) => Box::new(std::iter::once(Err(pg_error(BowmanError::from(e))))),
+                        Err(Some(e)) => Box::new(std::iter::once(Err(pg_error(BowmanError::from(e))))),
+                        Err(None) => Box::new(std::iter::once(Err(canceled_error()))),
                     };
                     stream::iter(rows)
                 })
@@ -229,18 +333,19 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let _running = ActiveGuard::new(&self.conn.active);
+        self.conn.register(client, &self.registry);
         let statements = parse_sql(query).map_err(pg_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let mut session = self.conn.session.lock().await;
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
-            let result = self.conn.with_progress(client, session.execute(stmt)).await?;
+            let result = self.conn.with_progress(client, self.conn.cancelable(session.execute(stmt))).await?;
             match result {
                 Ok(output) => {
                     if let Output::Set { name, value } = &output {
                         report_setting(client, name, value).await?;
                     }
-                    responses.push(to_response(output, &Format::UnifiedText, options.clone(), &self.conn.active)?);
+                    responses.push(to_response(output, &Format::UnifiedText, options.clone(), &self.conn)?);
                 }
                 Err(e) => {
                     responses.push(Response::Error(Box::new(error_info(&e))));
@@ -384,16 +489,17 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let _running = ActiveGuard::new(&self.conn.active);
+        self.conn.register(client, &self.registry);
         let params = portal_params(portal)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let output = {
             let mut session = self.conn.session.lock().await;
-            let run = session.execute_prepared(&portal.statement.statement, &params);
+            let run = self.conn.cancelable(session.execute_prepared(&portal.statement.statement, &params));
             self.conn.with_progress(client, run).await?.map_err(pg_error)?
         };
         if let Output::Set { name, value } = &output {
             report_setting(client, name, value).await?;
         }
-        to_response(output, &portal.result_column_format, options, &self.conn.active)
+        to_response(output, &portal.result_column_format, options, &self.conn)
     }
 }

@@ -863,3 +863,35 @@ async fn psql_describe_commands_show_bowman_databases_and_tables() {
     assert!(section("df").contains("pg_catalog|abs|int8|int8|func"), "{out}");
     server.stop().await;
 }
+
+/// A CancelRequest stops a long query within a second, whether it is still running before its
+/// first row or already streaming, and the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_long_query_within_a_second() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    for query in [
+        // Aggregates: all the work happens before the first row.
+        "SELECT count(*) FROM generate_series(1, 100000000000)",
+        // Streaming: rows flow while the query runs.
+        "SELECT value FROM generate_series(1, 100000000000)",
+    ] {
+        let token = c.cancel_token();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            let sent = std::time::Instant::now();
+            token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+            sent
+        });
+        let started = std::time::Instant::now();
+        let err = c.simple_query(query).await.expect_err("the query should be canceled");
+        let ended = std::time::Instant::now();
+        let sent = canceller.await.unwrap();
+        assert_eq!(code(&err), "57014", "{err:?}");
+        assert!(ended.duration_since(sent) < std::time::Duration::from_secs(1), "took {:?} after the cancel", ended.duration_since(sent));
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        let one: i64 = c.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get(0);
+        assert_eq!(one, 1);
+    }
+    server.stop().await;
+}

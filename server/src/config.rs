@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
+    /// Read a password on standard input and print the hash to put in `[[users]]` of bowman.toml.
+    HashPassword,
 }
 
 #[derive(Debug, Args, Default, Clone)]
@@ -53,6 +55,21 @@ pub struct ServeArgs {
     /// [default: half of the machine's memory].
     #[arg(long, env = "BOWMAN_MEMORY_LIMIT")]
     pub memory_limit: Option<String>,
+    /// PEM certificate chain for TLS on pgwire (with --tls-key); clients may then use sslmode=require.
+    #[arg(long, env = "BOWMAN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "BOWMAN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// A `[[users]]` entry of bowman.toml: a name and either a password or its hash.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: String,
+    pub password: Option<String>,
+    pub password_hash: Option<String>,
 }
 
 /// The `bowman.toml` file.
@@ -71,6 +88,12 @@ pub struct FileConfig {
     /// `allow_http`, ...), overridden per table by OPTIONS.
     #[serde(default)]
     pub s3: BTreeMap<String, String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Who may connect (SCRAM-SHA-256 on pgwire, basic auth on Flight SQL). None: anyone, on
+    /// loopback only.
+    #[serde(default)]
+    pub users: Vec<UserEntry>,
 }
 
 /// The merged configuration the server runs with.
@@ -86,6 +109,9 @@ pub struct Config {
     /// Bytes of memory for query execution.
     pub memory_limit: usize,
     pub s3: BTreeMap<String, String>,
+    /// TLS certificate and key files for pgwire.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub users: crate::auth::Users,
 }
 
 impl std::fmt::Debug for Config {
@@ -97,6 +123,8 @@ impl std::fmt::Debug for Config {
             .field("http_addr", &self.http_addr)
             .field("warehouse", &self.warehouse)
             .field("s3_keys", &self.s3.keys().collect::<Vec<_>>())
+            .field("tls", &self.tls)
+            .field("users", &!self.users.is_empty())
             .finish()
     }
 }
@@ -153,6 +181,29 @@ impl Config {
                 None => default_memory_limit(),
             },
             s3,
+            tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err(anyhow_like::err("TLS needs both --tls-cert and --tls-key".into())),
+            },
+            users: {
+                let mut users = crate::auth::Users::default();
+                for u in file.users {
+                    let secret = match (u.password, u.password_hash) {
+                        (Some(p), None) => crate::auth::ScramSecret::from_password(&p),
+                        (None, Some(h)) => crate::auth::ScramSecret::parse(&h)
+                            .map_err(|e| anyhow_like::err(format!("user {}: {e}", u.name)))?,
+                        _ => {
+                            return Err(anyhow_like::err(format!(
+                                "user {}: give exactly one of password and password_hash",
+                                u.name
+                            )));
+                        }
+                    };
+                    users.insert(&u.name, secret);
+                }
+                users
+            },
         })
     }
 }

@@ -4,6 +4,7 @@
 //! returns the bound addresses; [`Server::shutdown`] stops accepting, lets running statements
 //! finish (up to the configured timeout), closes idle connections and returns.
 
+pub mod auth;
 pub mod config;
 mod http;
 pub mod pgwire;
@@ -67,9 +68,23 @@ impl Server {
         })
             .map_err(|e| StartError::Engine(e.message()))?;
 
-        let pg_listener = TcpListener::bind(config.pg_addr)
+        let mut pg_bind = config.pg_addr;
+        if config.users.is_empty() {
+            if !pg_bind.ip().is_loopback() {
+                tracing::warn!(requested = %pg_bind, "no users are configured, so Bowman accepts any client without a password and listens on loopback only; add [[users]] to bowman.toml to serve the network");
+                pg_bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            } else {
+                tracing::info!("no users configured: any local client may connect without a password");
+            }
+        }
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(auth::tls_acceptor(cert, key).map_err(StartError::Engine)?),
+            None => None,
+        };
+        let auth = Arc::new(pgwire::Auth { users: Arc::new(auth::UserSource::new(config.users.clone())), enabled: !config.users.is_empty() });
+        let pg_listener = TcpListener::bind(pg_bind)
             .await
-            .map_err(|source| StartError::Bind { addr: config.pg_addr, flag: "pg-addr", source })?;
+            .map_err(|source| StartError::Bind { addr: pg_bind, flag: "pg-addr", source })?;
         let http_listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| StartError::Bind { addr: config.http_addr, flag: "http-addr", source })?;
@@ -79,7 +94,7 @@ impl Server {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve_pgwire(pg_listener, engine.clone(), shutdown_rx.clone(), config.shutdown_timeout));
+        tasks.spawn(serve_pgwire(pg_listener, engine.clone(), shutdown_rx.clone(), config.shutdown_timeout, tls, auth));
         tasks.spawn(http::serve(http_listener, catalog, shutdown_rx));
         Ok(Server { pg_addr, http_addr, engine, shutdown_tx, tasks })
     }
@@ -91,7 +106,14 @@ impl Server {
     }
 }
 
-async fn serve_pgwire(listener: TcpListener, engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>, grace: std::time::Duration) {
+async fn serve_pgwire(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: std::time::Duration,
+    tls: Option<::pgwire::tokio::TlsAcceptor>,
+    auth: Arc<pgwire::Auth>,
+) {
     let manager = Arc::new(ConnectionManager::new());
     let cancels = Arc::new(pgwire::CancelRegistry::default());
     let mut connections = JoinSet::new();
@@ -107,11 +129,12 @@ async fn serve_pgwire(listener: TcpListener, engine: Arc<Engine>, mut shutdown: 
                 };
                 let _ = socket.set_nodelay(true);
                 let conn = pgwire::Connection::new(engine.new_session());
-                let handlers = Arc::new(pgwire::PgHandlers::new(conn.clone(), manager.clone(), cancels.clone()));
+                let handlers = Arc::new(pgwire::PgHandlers::new(conn.clone(), manager.clone(), cancels.clone(), &auth));
                 let mut conn_shutdown = shutdown.clone();
+                let tls = tls.clone();
                 connections.spawn(async move {
                     tokio::select! {
-                        result = ::pgwire::tokio::process_socket(socket, None, handlers) => {
+                        result = ::pgwire::tokio::process_socket(socket, tls, handlers) => {
                             if let Err(e) = result {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
                             }

@@ -23,6 +23,16 @@ async fn main() {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::HashPassword) => {
+            let mut password = String::new();
+            if std::io::stdin().read_line(&mut password).is_err() || password.trim_end_matches(['\r', '\n']).is_empty() {
+                eprintln!("bowman: give the password on standard input");
+                std::process::exit(2);
+            }
+            let secret = bowman_server::auth::ScramSecret::from_password(password.trim_end_matches(['\r', '\n']));
+            println!("{}", secret.to_hash_string());
+            return;
+        }
         None => cli.serve,
     };
     let config = match Config::load(&args) {

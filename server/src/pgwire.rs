@@ -16,7 +16,9 @@ use bowman_sql::{BowmanError, Output, Prepared, Session, parse_sql};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use futures::{Sink, SinkExt, StreamExt, stream};
-use pgwire::api::auth::StartupHandler;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -185,15 +187,33 @@ pub struct PgHandlers {
     cancel: Arc<Cancel>,
 }
 
+/// How pgwire clients prove who they are.
+pub struct Auth {
+    pub users: Arc<crate::auth::UserSource>,
+    /// With no users configured, anyone on loopback connects without a password.
+    pub enabled: bool,
+}
+
 impl PgHandlers {
-    pub fn new(conn: Arc<Connection>, manager: Arc<ConnectionManager>, registry: Arc<CancelRegistry>) -> Self {
+    pub fn new(conn: Arc<Connection>, manager: Arc<ConnectionManager>, registry: Arc<CancelRegistry>, auth: &Auth) -> Self {
+        let startup = if auth.enabled {
+            // SCRAM state lives in the handler: one per connection.
+            let scram = ScramAuth::new(auth.users.clone());
+            Startup::Scram(
+                SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+                    .with_scram(scram)
+                    .with_connection_manager(manager.clone()),
+            )
+        } else {
+            Startup::Trust(Trust { manager: manager.clone() })
+        };
         PgHandlers {
             query: Arc::new(QueryHandler {
                 parser: Arc::new(BowmanQueryParser { conn: conn.clone() }),
                 conn,
                 registry: registry.clone(),
             }),
-            startup: Arc::new(Startup { manager: manager.clone() }),
+            startup: Arc::new(startup),
             cancel: Arc::new(Cancel { manager, registry }),
         }
     }
@@ -221,14 +241,35 @@ impl PgWireServerHandlers for PgHandlers {
     }
 }
 
-pub struct Startup {
+/// No users configured: accept the connection as is (Bowman then listens on loopback only).
+pub struct Trust {
     manager: Arc<ConnectionManager>,
 }
 
 #[async_trait]
-impl NoopStartupHandler for Startup {
+impl NoopStartupHandler for Trust {
     fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
         Some(self.manager.clone())
+    }
+}
+
+pub enum Startup {
+    Trust(Trust),
+    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: pgwire::messages::PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Trust(h) => h.on_startup(client, message).await,
+            Startup::Scram(h) => h.on_startup(client, message).await,
+        }
     }
 }
 

@@ -895,3 +895,57 @@ async fn cancel_request_stops_a_long_query_within_a_second() {
     }
     server.stop().await;
 }
+
+/// With users configured, pgwire asks for SCRAM-SHA-256: the right password gets in (also over
+/// TLS, as psql's sslmode=require and verify-full do), a wrong one or an unknown user gets 28P01.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_passwords_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let mut config = bowman_tests::config_for(&dir.path().join("data"));
+    config.users.insert("analyst", bowman_server::auth::ScramSecret::from_password("correct horse"));
+    config.tls = Some((cert.clone(), key));
+    let server = TestServer::start_with(config).await;
+    let url = |user: &str, password: &str| {
+        format!("host=127.0.0.1 port={} user={user} password='{password}' dbname=bowman", server.pg_addr.port())
+    };
+
+    let (client, conn) = tokio_postgres::connect(&url("analyst", "correct horse"), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let n: i64 = client.query_one("SELECT 41::BIGINT + 1", &[]).await.unwrap().get(0);
+    assert_eq!(n, 42);
+    for (user, password) in [("analyst", "wrong"), ("nobody", "correct horse")] {
+        let err = tokio_postgres::connect(&url(user, password), tokio_postgres::NoTls).await.err().expect("refused");
+        assert_eq!(code(&err), "28P01", "{err:?}");
+    }
+
+    for mode in ["sslmode=require".to_string(), format!("sslmode=verify-full sslrootcert={}", cert.display())] {
+        let out = std::process::Command::new("psql")
+            .arg(format!("host=localhost port={} user=analyst dbname=bowman {mode}", server.pg_addr.port()))
+            .args(["-X", "-A", "-t", "-c", "SELECT ssl FROM (SELECT 'tls' AS ssl)"])
+            .env("PGPASSWORD", "correct horse")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tls");
+    }
+    // psql reports the connection as encrypted.
+    let out = std::process::Command::new("psql")
+        .arg(format!("host=localhost port={} user=analyst dbname=bowman sslmode=require", server.pg_addr.port()))
+        .args(["-X", "-c", "\\conninfo"])
+        .env("PGPASSWORD", "correct horse")
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(info.contains("SSL connection"), "{info}");
+    server.stop().await;
+}

@@ -45,7 +45,7 @@ def run_bowman(bin_dir: pathlib.Path, work: pathlib.Path, input_dir: pathlib.Pat
     data = work / "bowman"
     shutil.rmtree(data, ignore_errors=True)
     proc = subprocess.Popen(
-        [str(bin_dir / "bowman"), "serve", "--data-dir", str(data), "--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
+        [str(bin_dir / "bowman"), "serve", "--data-dir", str(data), "--pg-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// PostgreSQL wire protocol address [default: 127.0.0.1:5433]. Port 0 picks a free port.
     #[arg(long, env = "BOWMAN_PG_ADDR")]
     pub pg_addr: Option<SocketAddr>,
+    /// Arrow Flight SQL address [default: 127.0.0.1:32010]. Port 0 picks a free port.
+    #[arg(long, env = "BOWMAN_FLIGHT_ADDR")]
+    pub flight_addr: Option<SocketAddr>,
     /// HTTP address for /health [default: 127.0.0.1:9433].
     #[arg(long, env = "BOWMAN_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
@@ -78,6 +81,7 @@ pub struct UserEntry {
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub pg_addr: Option<SocketAddr>,
+    pub flight_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub catalog: Option<String>,
     pub warehouse: Option<String>,
@@ -101,6 +105,7 @@ pub struct FileConfig {
 pub struct Config {
     pub data_dir: PathBuf,
     pub pg_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub catalog: String,
     pub warehouse: String,
@@ -120,6 +125,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("pg_addr", &self.pg_addr)
+            .field("flight_addr", &self.flight_addr)
             .field("http_addr", &self.http_addr)
             .field("warehouse", &self.warehouse)
             .field("s3_keys", &self.s3.keys().collect::<Vec<_>>())
@@ -170,6 +176,7 @@ impl Config {
         Ok(Config {
             data_dir,
             pg_addr: args.pg_addr.or(file.pg_addr).unwrap_or_else(|| "127.0.0.1:5433".parse().expect("valid")),
+            flight_addr: args.flight_addr.or(file.flight_addr).unwrap_or_else(|| "127.0.0.1:32010".parse().expect("valid")),
             http_addr: args.http_addr.or(file.http_addr).unwrap_or_else(|| "127.0.0.1:9433".parse().expect("valid")),
             catalog,
             warehouse,

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod flight;
 mod http;
 pub mod pgwire;
 
@@ -25,6 +26,7 @@ pub use config::{Cli, Command, Config, ServeArgs};
 /// A running server.
 pub struct Server {
     pub pg_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub engine: Arc<Engine>,
     shutdown_tx: watch::Sender<bool>,
@@ -69,10 +71,12 @@ impl Server {
             .map_err(|e| StartError::Engine(e.message()))?;
 
         let mut pg_bind = config.pg_addr;
+        let mut flight_bind = config.flight_addr;
         if config.users.is_empty() {
-            if !pg_bind.ip().is_loopback() {
+            if !pg_bind.ip().is_loopback() || !flight_bind.ip().is_loopback() {
                 tracing::warn!(requested = %pg_bind, "no users are configured, so Bowman accepts any client without a password and listens on loopback only; add [[users]] to bowman.toml to serve the network");
                 pg_bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                flight_bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             } else {
                 tracing::info!("no users configured: any local client may connect without a password");
             }
@@ -85,18 +89,23 @@ impl Server {
         let pg_listener = TcpListener::bind(pg_bind)
             .await
             .map_err(|source| StartError::Bind { addr: pg_bind, flag: "pg-addr", source })?;
+        let flight_listener = TcpListener::bind(flight_bind)
+            .await
+            .map_err(|source| StartError::Bind { addr: flight_bind, flag: "flight-addr", source })?;
         let http_listener = TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| StartError::Bind { addr: config.http_addr, flag: "http-addr", source })?;
         let pg_addr = pg_listener.local_addr().expect("bound");
         let http_addr = http_listener.local_addr().expect("bound");
+        let flight_addr = flight_listener.local_addr().expect("bound");
         tracing::info!(catalog = %catalog.store().describe(), warehouse = %config.warehouse, "bowman started");
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(serve_pgwire(pg_listener, engine.clone(), shutdown_rx.clone(), config.shutdown_timeout, tls, auth));
+        tasks.spawn(flight::serve(flight_listener, engine.clone(), config.users.clone(), shutdown_rx.clone()));
         tasks.spawn(http::serve(http_listener, catalog, shutdown_rx));
-        Ok(Server { pg_addr, http_addr, engine, shutdown_tx, tasks })
+        Ok(Server { pg_addr, flight_addr, http_addr, engine, shutdown_tx, tasks })
     }
 
     /// Stop accepting, drain connections, and wait for every front end to finish.

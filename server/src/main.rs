@@ -51,6 +51,7 @@ async fn main() {
         }
     };
     println!("pgwire listening on {}", server.pg_addr);
+    println!("flight listening on {}", server.flight_addr);
     println!("http listening on {}", server.http_addr);
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

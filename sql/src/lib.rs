@@ -9,6 +9,7 @@
 mod commit;
 mod ddl;
 mod engine;
+mod ingest;
 mod insert;
 pub mod error;
 mod output;
@@ -23,6 +24,7 @@ pub mod types;
 
 pub use engine::{CATALOG_NAME, Engine, EngineConfig};
 pub use error::{BowmanError, Result};
+pub use ingest::IngestMode;
 pub use output::Output;
 pub use parser::{Statement, parse_sql};
 pub use session::{Prepared, Session};

@@ -14,12 +14,21 @@ def bowman_bin() -> str:
     return str(pathlib.Path(target) / "debug" / "bowman")
 
 
+flight_addr = {}
+
+
+@pytest.fixture
+def flight_uri(bowman):
+    """The Flight SQL URI of the session's bowman server."""
+    return flight_addr["uri"]
+
+
 @pytest.fixture(scope="session")
 def bowman():
     """A bowman server on a fresh data directory; yields its pgwire (host, port)."""
     data = tempfile.mkdtemp(prefix="bowman-pytest-")
     proc = subprocess.Popen(
-        [bowman_bin(), "serve", "--data-dir", data, "--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
+        [bowman_bin(), "serve", "--data-dir", data, "--pg-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -27,6 +36,8 @@ def bowman():
     for line in proc.stdout:
         if line.startswith("pgwire listening on "):
             host, port = line.split()[-1].rsplit(":", 1)
+        if line.startswith("flight listening on "):
+            flight_addr["uri"] = "grpc://" + line.split()[-1]
             break
     assert port, "bowman did not start"
     try:

@@ -13,6 +13,7 @@ use bowman_server::{Config, Server, ServeArgs};
 pub struct TestServer {
     server: Option<Server>,
     pub pg_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
     pub http_addr: SocketAddr,
     data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -22,6 +23,7 @@ pub fn config_for(data_dir: &Path) -> Config {
     let args = ServeArgs {
         data_dir: Some(data_dir.to_path_buf()),
         pg_addr: Some("127.0.0.1:0".parse().unwrap()),
+        flight_addr: Some("127.0.0.1:0".parse().unwrap()),
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
     };
@@ -46,7 +48,14 @@ impl TestServer {
     pub async fn start_with(config: Config) -> TestServer {
         let data_dir = config.data_dir.clone();
         let server = Server::start(config).await.expect("server starts");
-        TestServer { pg_addr: server.pg_addr, http_addr: server.http_addr, server: Some(server), data_dir, _tmp: None }
+        TestServer {
+            pg_addr: server.pg_addr,
+            flight_addr: server.flight_addr,
+            http_addr: server.http_addr,
+            server: Some(server),
+            data_dir,
+            _tmp: None,
+        }
     }
 
     /// Calls made to object storage by this server so far.
@@ -100,7 +109,7 @@ pub struct BinServer {
 impl BinServer {
     pub fn spawn(data_dir: &Path, extra_env: &[(&str, &str)]) -> BinServer {
         let mut cmd = Command::new(bowman_bin());
-        cmd.args(["serve", "--pg-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--pg-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -949,3 +949,34 @@ async fn scram_passwords_and_tls() {
     assert!(info.contains("SSL connection"), "{info}");
     server.stop().await;
 }
+
+/// Flight SQL with users configured: basic auth in the handshake returns a bearer token; calls
+/// without one, or a wrong password, are refused with UNAUTHENTICATED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_basic_auth_returns_a_bearer_token() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use futures::TryStreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = bowman_tests::config_for(dir.path());
+    config.users.insert("scientist", bowman_server::auth::ScramSecret::from_password("pa55"));
+    let server = TestServer::start_with(config).await;
+    let flight_addr = server.flight_addr;
+    let channel = || async move {
+        tonic::transport::Endpoint::from_shared(format!("http://{flight_addr}")).unwrap().connect().await.unwrap()
+    };
+
+    let mut anonymous = FlightSqlServiceClient::new(channel().await);
+    let err = anonymous.execute("SELECT 1".into(), None).await.expect_err("no token");
+    assert!(err.to_string().contains("Unauthenticated") || err.to_string().contains("log in"), "{err}");
+    let mut wrong = FlightSqlServiceClient::new(channel().await);
+    assert!(wrong.handshake("scientist", "nope").await.is_err());
+
+    let mut client = FlightSqlServiceClient::new(channel().await);
+    client.handshake("scientist", "pa55").await.unwrap();
+    let info = client.execute("SELECT 40 + 2 AS answer".into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let batches: Vec<_> = client.do_get(ticket).await.unwrap().try_collect().await.unwrap();
+    let value = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
+    assert_eq!(value, 42);
+    server.stop().await;
+}

@@ -22,8 +22,54 @@ use datafusion_pg_catalog::pg_catalog::{self as pg, PgCatalogSchemaProvider, PgC
 
 use crate::types::parse_type;
 
-/// The pg_catalog schema every session shares.
-pub(crate) type PgCatalog = PgCatalogSchemaProvider<BowmanCatalogInfo, EmptyContextProvider>;
+/// The crate's pg_catalog schema.
+type CratePgCatalog = PgCatalogSchemaProvider<BowmanCatalogInfo, EmptyContextProvider>;
+
+/// The pg_catalog schema every session shares: the crate's, with the tables it types in ways
+/// client queries cannot use replaced.
+#[derive(Debug)]
+pub(crate) struct PgCatalog {
+    inner: Arc<CratePgCatalog>,
+    /// `pg_index` with `indkey` (int2vector) and the oidvector columns as arrays: the crate
+    /// stores them as text, so SQLAlchemy's `unnest(indkey)` cannot plan. Bowman tables have no
+    /// indexes, so the table is empty.
+    pg_index: Arc<dyn datafusion::catalog::TableProvider>,
+}
+
+#[async_trait]
+impl datafusion::catalog::SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+        if name.eq_ignore_ascii_case("pg_index") {
+            return Ok(Some(self.pg_index.clone()));
+        }
+        self.inner.table(name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+fn typed_pg_index(statics: &PgCatalogStaticTables) -> datafusion::error::Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    use datafusion::arrow::datatypes::DataType;
+    let fields: Vec<Field> = statics
+        .pg_index
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "indkey" | "indoption" => Field::new(f.name(), DataType::new_list(DataType::Int16, true), true),
+            "indcollation" | "indclass" => Field::new(f.name(), DataType::new_list(DataType::Int32, true), true),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    Ok(Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?))
+}
 
 /// System schemas listed next to Bowman's databases (they hold no Bowman tables).
 const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
@@ -147,7 +193,9 @@ pub(crate) fn build(catalog: Arc<Catalog>) -> datafusion::error::Result<PgCatalo
             functions.insert(oids.value(i), (result, arguments));
         }
     }
-    let schema = Arc::new(PgCatalogSchemaProvider::try_new(BowmanCatalogInfo { catalog }, statics, EmptyContextProvider)?);
+    let pg_index = typed_pg_index(&statics)?;
+    let inner = Arc::new(PgCatalogSchemaProvider::try_new(BowmanCatalogInfo { catalog }, statics, EmptyContextProvider)?);
+    let schema = Arc::new(PgCatalog { inner, pg_index });
     Ok(PgCatalogState { schema, type_oids: Arc::new(type_oids), functions: Arc::new(functions) })
 }
 
@@ -263,10 +311,42 @@ pub(crate) fn install(ctx: &SessionContext, state: &PgCatalogState) -> datafusio
     ctx.register_udf(quote_ident_udf::create_parse_ident_udf());
     ctx.register_udf(array_bounds_udf::create_array_upper_udf());
     ctx.register_udf(array_bounds_udf::create_array_lower_udf());
+    ctx.register_udf(no_index_definition());
     ctx.register_udf(always_visible("pg_function_is_visible"));
     ctx.register_udf(always_visible("pg_type_is_visible"));
     generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
     Ok(())
+}
+
+/// `pg_get_indexdef(oid[, column, pretty])`: Bowman tables have no indexes, and PostgreSQL
+/// answers NULL for an OID that is not an index.
+fn no_index_definition() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::array::new_null_array;
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility};
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    struct IndexDef(Signature);
+    impl ScalarUDFImpl for IndexDef {
+        fn name(&self) -> &str {
+            "pg_get_indexdef"
+        }
+        fn signature(&self) -> &Signature {
+            &self.0
+        }
+        fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+            Ok(DataType::Utf8)
+        }
+        fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+            Ok(match args.args.first() {
+                Some(ColumnarValue::Array(a)) => ColumnarValue::Array(new_null_array(&DataType::Utf8, a.len())),
+                _ => ColumnarValue::Scalar(datafusion::common::ScalarValue::Utf8(None)),
+            })
+        }
+    }
+    datafusion::logical_expr::ScalarUDF::new_from_impl(IndexDef(Signature::one_of(
+        vec![TypeSignature::Any(1), TypeSignature::Any(3)],
+        Volatility::Stable,
+    )))
 }
 
 /// `pg_*_is_visible(oid)`: every object a Bowman session can name is on its search path.
@@ -314,6 +394,23 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
     let _ = visit_expressions_mut(stmt, |e| {
         if let Expr::Function(f) = e {
             let name = f.name.to_string().to_ascii_lowercase();
+            if name == "generate_subscripts" || name == "pg_catalog.generate_subscripts" {
+                // generate_subscripts(a, 1): the subscripts of a one-dimensional array, as a set
+                // (zipped with other set-returning calls in the select list, as unnest is).
+                if let FunctionArguments::List(list) = &f.args {
+                    if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))) = list.args.first() {
+                        let sql = format!("unnest(range(CAST(1 AS BIGINT), CAST(coalesce(array_length({arg}), 0) + 1 AS BIGINT)))");
+                        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+                        if let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+                            .try_with_sql(&sql)
+                            .and_then(|mut p| p.parse_expr())
+                        {
+                            *e = parsed;
+                            return ControlFlow::<()>::Continue(());
+                        }
+                    }
+                }
+            }
             if name == "pg_table_is_visible" || name == "pg_catalog.pg_table_is_visible" {
                 if let FunctionArguments::List(list) = &f.args {
                     if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() {

@@ -6,7 +6,7 @@ flightsql = pytest.importorskip("adbc_driver_flightsql.dbapi")
 
 
 def test_query_parameters_and_metadata(flight_uri):
-    with flightsql.connect(flight_uri) as conn:
+    with flightsql.connect(flight_uri, autocommit=True) as conn:
         with conn.cursor() as cur:
             cur.execute("CREATE DATABASE IF NOT EXISTS adbc_lake")
             cur.execute("CREATE TABLE IF NOT EXISTS adbc_lake.trips (id BIGINT, city STRING, fare DOUBLE, dt DATE) PARTITIONED BY (dt)")
@@ -30,7 +30,7 @@ def test_query_parameters_and_metadata(flight_uri):
 
 def test_bulk_ingest_and_errors(flight_uri):
     data = pa.table({"user_id": pa.array(range(10_000), pa.int64()), "kind": pa.array([f"k{i % 7}" for i in range(10_000)])})
-    with flightsql.connect(flight_uri) as conn:
+    with flightsql.connect(flight_uri, autocommit=True) as conn:
         with conn.cursor() as cur:
             assert cur.adbc_ingest("ingested", data, mode="create") == 10_000
             assert cur.adbc_ingest("ingested", data.slice(0, 5), mode="append") == 5

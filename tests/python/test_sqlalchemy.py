@@ -27,6 +27,9 @@ def test_inspect_lists_schemas_tables_and_typed_columns(bowman):
     assert isinstance(cols["ts"]["type"], sa.TIMESTAMP)
     assert isinstance(cols["ok"]["type"], sa.BOOLEAN)
     assert isinstance(cols["dt"]["type"], sa.DATE)
+    # No primary keys or foreign keys: Bowman tables declare none.
+    assert insp.get_pk_constraint("clicks", schema="sa_lake")["constrained_columns"] == []
+    assert insp.get_foreign_keys("clicks", schema="sa_lake") == []
     with engine.connect() as c:
         rows = c.execute(sa.text("SELECT user_id, url FROM sa_lake.clicks WHERE dt = :d"), {"d": "2018-03-05"}).all()
     assert rows == [(1, "https://x")]

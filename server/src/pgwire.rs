@@ -511,6 +511,11 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // A cursor DECLAREd over the extended protocol is a portal of its own (psycopg's
+        // server-side cursors describe it by name).
+        if let Some(schema) = self.conn.session.lock().await.cursor_schema(&portal.name) {
+            return Ok(DescribePortalResponse::new(arrow_schema_to_pg_fields(&schema, &portal.result_column_format, None)?));
+        }
         // With parameters bound, `SELECT $1` has a type: describe what execution will send.
         let params = portal_params(portal)?;
         let session = self.conn.session.lock().await;
@@ -540,6 +545,13 @@ impl ExtendedQueryHandler for QueryHandler {
         };
         if let Output::Set { name, value } = &output {
             report_setting(client, name, value).await?;
+        }
+        if let Some(bowman_sql::Statement::DeclareCursor { name, .. }) = &portal.statement.statement.statement {
+            let mut cursor = Portal::default();
+            cursor.name = name.clone();
+            cursor.statement = portal.statement.clone();
+            cursor.result_column_format = portal.result_column_format.clone();
+            client.portal_store().put_portal(Arc::new(cursor));
         }
         to_response(output, &portal.result_column_format, options, &self.conn)
     }

@@ -43,6 +43,10 @@ pub enum BowmanError {
     Io(String),
     #[error("canceling statement due to {0}")]
     Canceled(String),
+    #[error("cursor \"{0}\" does not exist")]
+    InvalidCursor(String),
+    #[error("cursor \"{0}\" already exists")]
+    DuplicateCursor(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +73,8 @@ impl BowmanError {
             BowmanError::UnknownSetting(_) => "42704",
             BowmanError::Io(_) => "58030",
             BowmanError::Canceled(_) => "57014",
+            BowmanError::InvalidCursor(_) => "34000",
+            BowmanError::DuplicateCursor(_) => "42P03",
             BowmanError::Internal(_) => "XX000",
         }
     }

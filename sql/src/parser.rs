@@ -90,6 +90,12 @@ pub enum Statement {
     /// transaction block (which is itself accepted, each statement committing on its own), as
     /// drivers use them to nest transactions.
     Savepoint { tag: String },
+    /// `DECLARE name [BINARY] [INSENSITIVE] [[NO] SCROLL] CURSOR [WITH[OUT] HOLD] FOR query`.
+    DeclareCursor { name: String, query: Box<ast::Query>, hold: bool, scroll: bool },
+    /// `FETCH [NEXT | FORWARD [n | ALL] | n | ALL] [FROM | IN] name`; `count` None is ALL.
+    Fetch { name: String, count: Option<u64> },
+    /// `CLOSE name | ALL`.
+    CloseCursor { name: Option<String> },
     /// `OPTIMIZE t [WHERE partition predicate] [SORT BY (cols) | ZORDER BY (cols)]`: rewrite
     /// each selected partition's files into as few files as possible, in one atomic commit.
     Optimize { name: TableName, predicate: Option<ast::Expr>, sort_by: Vec<ast::Expr>, zorder: bool },
@@ -383,6 +389,69 @@ impl BowmanParser<'_> {
                 }
                 self.skip_to_end();
                 return Ok(Statement::Rollback);
+            }
+            "DECLARE" => {
+                self.parser.next_token();
+                let name = ident_value(&self.parser.parse_identifier()?);
+                for w in ["BINARY", "ASENSITIVE", "INSENSITIVE"] {
+                    self.eat_word(w);
+                }
+                let mut scroll = false;
+                if self.eat_word("NO") {
+                    if !self.eat_word("SCROLL") {
+                        return self.expected("SCROLL");
+                    }
+                } else if self.eat_word("SCROLL") {
+                    scroll = true;
+                }
+                if !self.eat_word("CURSOR") {
+                    return self.expected("CURSOR");
+                }
+                let mut hold = false;
+                if self.parser.parse_keyword(Keyword::WITH) {
+                    if !self.eat_word("HOLD") {
+                        return self.expected("HOLD");
+                    }
+                    hold = true;
+                } else if self.eat_word("WITHOUT") && !self.eat_word("HOLD") {
+                    return self.expected("HOLD");
+                }
+                self.parser.expect_keyword(Keyword::FOR)?;
+                let query = self.parser.parse_query()?;
+                return Ok(Statement::DeclareCursor { name, query, hold, scroll });
+            }
+            "FETCH" => {
+                self.parser.next_token();
+                let mut count = Some(1);
+                if self.eat_word("NEXT") {
+                } else if self.eat_word("FORWARD") {
+                    if self.eat_word("ALL") {
+                        count = None;
+                    } else if let Token::Number(n, _) = self.parser.peek_token().token {
+                        self.parser.next_token();
+                        count = Some(n.parse().map_err(|_| ParserError::ParserError(format!("invalid FETCH count {n}")))?);
+                    }
+                } else if self.eat_word("ALL") {
+                    count = None;
+                } else if let Token::Number(n, _) = self.parser.peek_token().token {
+                    self.parser.next_token();
+                    count = Some(n.parse().map_err(|_| ParserError::ParserError(format!("invalid FETCH count {n}")))?);
+                } else if ["PRIOR", "FIRST", "LAST", "ABSOLUTE", "RELATIVE", "BACKWARD"].iter().any(|w| self.peek_is(0, w)) {
+                    return Err(ParserError::ParserError("cursors move forward only: use FETCH [FORWARD] n".into()));
+                }
+                if !self.eat_word("FROM") {
+                    self.eat_word("IN");
+                }
+                let name = ident_value(&self.parser.parse_identifier()?);
+                return Ok(Statement::Fetch { name, count });
+            }
+            "CLOSE" => {
+                self.parser.next_token();
+                if self.eat_word("ALL") {
+                    return Ok(Statement::CloseCursor { name: None });
+                }
+                let name = ident_value(&self.parser.parse_identifier()?);
+                return Ok(Statement::CloseCursor { name: Some(name) });
             }
             "SAVEPOINT" | "RELEASE" => {
                 self.parser.next_token();

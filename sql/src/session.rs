@@ -27,6 +27,19 @@ pub struct Session {
     pub(crate) settings: Settings,
     /// Where long statements report progress (pgwire turns these into NOTICE messages).
     progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Open cursors (DECLARE ... CURSOR), by name: each holds its query's running stream.
+    cursors: std::collections::HashMap<String, Cursor>,
+}
+
+/// A declared cursor: the query runs as rows are fetched, never buffered beyond one batch.
+pub(crate) struct Cursor {
+    schema: SchemaRef,
+    /// In a mutex only so that sessions stay `Sync`; fetching has `&mut` access (`get_mut`).
+    stream: std::sync::Mutex<datafusion::execution::SendableRecordBatchStream>,
+    /// Rows of the last batch not fetched yet.
+    pending: Option<datafusion::arrow::array::RecordBatch>,
+    /// WITH HOLD: survives the end of the transaction that declared it.
+    hold: bool,
 }
 
 /// How often long writes report progress unless `SET progress_interval` says otherwise.
@@ -43,6 +56,8 @@ pub struct Prepared {
     /// Parameter types, inferred once at prepare time.
     params: Vec<Option<DataType>>,
     catalog_version: i64,
+    /// The result columns when they come from session state rather than a plan (FETCH).
+    rows: Option<SchemaRef>,
 }
 
 impl Prepared {
@@ -79,6 +94,12 @@ impl Prepared {
 
     /// The result columns, before parameters are bound; `None` for statements without rows.
     pub fn output_schema(&self) -> Option<SchemaRef> {
+        if let Some(rows) = &self.rows {
+            return Some(rows.clone());
+        }
+        if matches!(self.statement, Some(Statement::DeclareCursor { .. })) {
+            return None;
+        }
         match (&self.plan, &self.statement) {
             (Some(plan), _) => plan_output_schema(plan),
             (None, Some(stmt)) => crate::ddl::statement_schema(stmt),
@@ -117,7 +138,7 @@ fn plan_output_schema(plan: &LogicalPlan) -> Option<SchemaRef> {
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext) -> Self {
-        Session { engine, ctx, settings: Settings::default(), progress: None }
+        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default() }
     }
 
     /// Send the client a NOTICE (when it listens for them).
@@ -229,11 +250,76 @@ impl Session {
             Statement::Reset { name } => crate::settings::reset(self, name.as_deref()),
             Statement::Show { name } => crate::settings::show(self, &name),
             Statement::Begin => Ok(Output::TransactionStart),
-            Statement::Commit => Ok(Output::TransactionEnd { tag: "COMMIT".into() }),
-            Statement::Rollback => Ok(Output::TransactionEnd { tag: "ROLLBACK".into() }),
+            Statement::Commit => {
+                self.cursors.retain(|_, c| c.hold);
+                Ok(Output::TransactionEnd { tag: "COMMIT".into() })
+            }
+            Statement::Rollback => {
+                self.cursors.retain(|_, c| c.hold);
+                Ok(Output::TransactionEnd { tag: "ROLLBACK".into() })
+            }
             Statement::Savepoint { tag } => Ok(Output::command(&tag)),
+            Statement::DeclareCursor { scroll: true, .. } => Err(scroll_unsupported()),
+            Statement::DeclareCursor { name, query, hold, .. } => {
+                let plan = self.plan_query(query).await?;
+                self.declare_cursor(name, plan, hold).await
+            }
+            Statement::Fetch { name, count } => self.fetch(&name, count).await,
+            Statement::CloseCursor { name: Some(name) } => match self.cursors.remove(&name) {
+                Some(_) => Ok(Output::command("CLOSE CURSOR")),
+                None => Err(BowmanError::InvalidCursor(name)),
+            },
+            Statement::CloseCursor { name: None } => {
+                self.cursors.clear();
+                Ok(Output::command("CLOSE CURSOR ALL"))
+            }
             other => crate::ddl::execute(self, other).await,
         }
+    }
+
+    async fn declare_cursor(&mut self, name: String, plan: LogicalPlan, hold: bool) -> Result<Output> {
+        if self.cursors.contains_key(&name) {
+            return Err(BowmanError::DuplicateCursor(name));
+        }
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        self.cursors.insert(name, Cursor { schema, stream: std::sync::Mutex::new(stream), pending: None, hold });
+        Ok(Output::command("DECLARE CURSOR"))
+    }
+
+    /// The next `count` rows of a cursor (all that remain for `None`).
+    async fn fetch(&mut self, name: &str, count: Option<u64>) -> Result<Output> {
+        use futures::StreamExt;
+        let cursor = self.cursors.get_mut(name).ok_or_else(|| BowmanError::InvalidCursor(name.to_string()))?;
+        let mut wanted = count.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        while wanted > 0 {
+            let batch = match cursor.pending.take() {
+                Some(b) => b,
+                None => match cursor.stream.get_mut().map_err(|_| BowmanError::Internal("cursor poisoned".into()))?.next().await {
+                    Some(b) => b?,
+                    None => break,
+                },
+            };
+            let n = batch.num_rows() as u64;
+            if n > wanted {
+                out.push(batch.slice(0, wanted as usize));
+                cursor.pending = Some(batch.slice(wanted as usize, (n - wanted) as usize));
+                wanted = 0;
+            } else {
+                wanted -= n;
+                out.push(batch);
+            }
+        }
+        let schema = cursor.schema.clone();
+        let stream = datafusion::physical_plan::memory::MemoryStream::try_new(out, schema.clone(), None)?;
+        Ok(Output::Rows { schema, stream: Box::pin(stream) })
+    }
+
+    /// The columns of an open cursor (a front end describing it as a portal).
+    pub fn cursor_schema(&self, name: &str) -> Option<SchemaRef> {
+        self.cursors.get(name).map(|c| c.schema.clone())
     }
 
     /// Parse (and plan) one statement for later execution with parameters.
@@ -246,16 +332,25 @@ impl Session {
         let catalog = self.engine.catalog.refresh().await?;
         let plan = match &statement {
             Some(Statement::Standard(s)) if !crate::insert::is_spark_insert(s) => Some(self.plan_standard((**s).clone()).await?),
+            Some(Statement::DeclareCursor { scroll: true, .. }) => return Err(scroll_unsupported()),
+            Some(Statement::DeclareCursor { query, .. }) => Some(self.plan_query(query.clone()).await?),
             _ => None,
         };
         let params = Prepared::infer_param_types(plan.as_ref())?;
-        Ok(Prepared { sql: sql.to_string(), statement, plan, params, catalog_version: catalog.version })
+        let rows = match &statement {
+            Some(Statement::Fetch { name, .. }) => {
+                Some(self.cursor_schema(name).ok_or_else(|| BowmanError::InvalidCursor(name.clone()))?)
+            }
+            _ => None,
+        };
+        Ok(Prepared { sql: sql.to_string(), statement, plan, params, catalog_version: catalog.version, rows })
     }
 
     /// The result columns of `prepared` once `params` are bound (a bare `SELECT $1` only has a
     /// type after binding).
     pub fn bound_schema(&self, prepared: &Prepared, params: &ParamValues) -> Result<Option<SchemaRef>> {
         match &prepared.plan {
+            Some(_) if matches!(prepared.statement, Some(Statement::DeclareCursor { .. })) => Ok(None),
             Some(plan) => {
                 let bound = plan.clone().replace_params_with_values(params)?;
                 Ok(plan_output_schema(&bound))
@@ -274,6 +369,11 @@ impl Session {
     async fn execute_prepared_inner(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
         let catalog = self.engine.catalog.refresh().await?;
         match (&prepared.plan, &prepared.statement) {
+            (Some(plan), Some(Statement::DeclareCursor { name, query, hold, .. })) => {
+                let plan = if catalog.version == prepared.catalog_version { plan.clone() } else { self.plan_query(query.clone()).await? };
+                let plan = plan.replace_params_with_values(params)?;
+                self.declare_cursor(name.clone(), plan, *hold).await
+            }
             (Some(plan), Some(Statement::Standard(stmt))) => {
                 // Tables may have changed since Parse: plan again against the current catalog.
                 let plan = if catalog.version == prepared.catalog_version {
@@ -377,6 +477,10 @@ impl Session {
         let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
         self.run_write(physical, &label).await
     }
+}
+
+fn scroll_unsupported() -> BowmanError {
+    BowmanError::NotSupported("SCROLL cursors; cursors move forward only (use NO SCROLL or omit it)".into())
 }
 
 fn timed_out() -> BowmanError {

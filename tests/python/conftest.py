@@ -40,6 +40,7 @@ def bowman():
             flight_addr["uri"] = "grpc://" + line.split()[-1]
             break
     assert port, "bowman did not start"
+    os.environ["BOWMAN_TEST_SERVER_PID"] = str(proc.pid)
     try:
         yield host, int(port)
     finally:

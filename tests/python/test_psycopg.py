@@ -68,3 +68,43 @@ def test_server_version_and_functions(dsn):
         version, db, schema = conn.execute("SELECT version(), current_database(), current_schema()").fetchone()
         assert version.startswith("PostgreSQL 16")
         assert (db, schema) == ("bowman", "default")
+
+
+def test_server_side_cursor_streams_a_million_rows(dsn, bowman):
+    """psycopg's named cursors (DECLARE / FETCH FORWARD n) stream without the server holding
+    the result: the server's memory stays flat while a million rows go by."""
+    import os
+
+    def rss_kib(pid):
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    server_pid = int(os.environ.get("BOWMAN_TEST_SERVER_PID", "0")) or None
+    with psycopg.connect(dsn) as conn:  # a transaction: cursors WITHOUT HOLD live in one
+        with conn.cursor(name="big") as cur:
+            cur.itersize = 10_000
+            cur.execute("SELECT value AS id, value * 2 AS twice, concat('row-', CAST(value AS STRING)) AS label "
+                        "FROM generate_series(1, 1000000) WHERE value > %s", (0,))
+            assert [d.name for d in cur.description] == ["id", "twice", "label"]
+            total = count = 0
+            first_rss = None
+            for row in cur:
+                count += 1
+                total += row[0]
+                if count == 100_000 and server_pid:
+                    first_rss = rss_kib(server_pid)
+            assert count == 1_000_000
+            assert total == 1_000_000 * 1_000_001 // 2
+            if server_pid and first_rss:
+                assert rss_kib(server_pid) - first_rss < 200 * 1024, "server memory grew with the rows fetched"
+        # Fetching in steps, and a closed cursor is an error with SQLSTATE 34000.
+        with conn.cursor(name="steps") as cur:
+            cur.execute("SELECT value FROM generate_series(1, 25)")
+            assert [r[0] for r in cur.fetchmany(10)] == list(range(1, 11))
+            assert [r[0] for r in cur.fetchmany(10)] == list(range(11, 21))
+            assert [r[0] for r in cur.fetchall()] == list(range(21, 26))
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("FETCH 1 FROM steps")

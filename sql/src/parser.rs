@@ -107,7 +107,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
         // Clients' catalog queries, in PostgreSQL's dialect, rewritten for DataFusion.
         static COMPAT: std::sync::LazyLock<datafusion_pg_catalog::sql::PostgresCompatibilityParser> =
             std::sync::LazyLock::new(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new);
-        if let Ok(statements) = COMPAT.parse(sql) {
+        if let Ok(statements) = COMPAT.parse(&crate::pg_catalog::regproc_literals_as_names(sql)) {
             return Ok(statements
                 .into_iter()
                 .map(|mut s| {

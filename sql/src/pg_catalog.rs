@@ -384,6 +384,44 @@ pub(crate) fn is_introspection(sql: &str) -> bool {
         || lower.contains("pg_database") || lower.contains("pg_settings") || lower.contains("pg_proc")
 }
 
+/// `(SELECT c.relkind = 'c' FROM pg_class c WHERE c.oid = t.typrelid)`: PostgreSQL runs a
+/// correlated scalar subquery and fails if it returns two rows; DataFusion only plans one that
+/// is aggregated. Catalog queries look rows up by OID (unique), so wrapping the single selected
+/// expression in `max` keeps the answer and makes it plannable.
+fn aggregate_scalar_subquery(query: &mut datafusion::sql::sqlparser::ast::Query) {
+    use datafusion::sql::sqlparser::ast::{Expr, GroupByExpr, SelectItem, SetExpr};
+    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    let grouped = match &select.group_by {
+        GroupByExpr::All(_) => true,
+        GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
+    };
+    if grouped || select.projection.len() != 1 || select.from.is_empty() {
+        return;
+    }
+    let aggregates = ["count", "max", "min", "sum", "avg", "array_agg", "bool_and", "bool_or", "string_agg", "every"];
+    let (expr, alias) = match &select.projection[0] {
+        SelectItem::UnnamedExpr(e) => (e.clone(), None),
+        SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
+        _ => return,
+    };
+    if let Expr::Function(f) = &expr {
+        let name = f.name.to_string().to_ascii_lowercase();
+        if aggregates.iter().any(|a| name == *a || name.ends_with(&format!(".{a}"))) {
+            return;
+        }
+    }
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let Ok(wrapped) =
+        datafusion::sql::sqlparser::parser::Parser::new(&dialect).try_with_sql(&format!("max({expr})")).and_then(|mut p| p.parse_expr())
+    else {
+        return;
+    };
+    select.projection[0] = match alias {
+        Some(alias) => SelectItem::ExprWithAlias { expr: wrapped, alias },
+        None => SelectItem::UnnamedExpr(wrapped),
+    };
+}
+
 /// `pg_table_is_visible(oid)` as PostgreSQL means it: the relation is in a schema on the search
 /// path, which for a Bowman session is its current database (and pg_catalog). The crate's
 /// function answers true for every table, so clients listing "the tables" without a schema
@@ -392,6 +430,22 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
     use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut};
     use std::ops::ControlFlow;
     let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::Subquery(q) = e {
+            aggregate_scalar_subquery(q);
+        }
+        // `'pg_catalog.array_in'::regproc`: the crate's pg_type keeps procedures by name
+        // (typinput = 'array_in'), so compare names.
+        if let Expr::Cast { expr, data_type, .. } = e {
+            if data_type.to_string().eq_ignore_ascii_case("regproc") {
+                if let Expr::Value(v) = expr.as_ref() {
+                    if let datafusion::sql::sqlparser::ast::Value::SingleQuotedString(name) = &v.value {
+                        let bare = name.strip_prefix("pg_catalog.").unwrap_or(name).to_string();
+                        *e = Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(bare).into());
+                        return ControlFlow::<()>::Continue(());
+                    }
+                }
+            }
+        }
         if let Expr::Function(f) = e {
             let name = f.name.to_string().to_ascii_lowercase();
             if name == "generate_subscripts" || name == "pg_catalog.generate_subscripts" {
@@ -431,4 +485,51 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `'pg_catalog.array_in'::regproc` -> `'array_in'`, in the SQL text before the compatibility
+/// parser (whose own rule would turn it into an OID lookup, while the crate's pg_type keeps
+/// procedures by name, e.g. `typinput = 'array_in'`, as pgjdbc's type cache compares them).
+pub(crate) fn regproc_literals_as_names(sql: &str) -> std::borrow::Cow<'_, str> {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("::regproc") {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(pos) = rest.to_ascii_lowercase().find("::regproc") {
+        let (before, after) = rest.split_at(pos);
+        let after = &after["::regproc".len()..];
+        // Only a quoted literal right before the cast, and not `::regprocedure`.
+        let literal_start = before.strip_suffix('\'').and_then(|b| b.rfind('\''));
+        let next_is_word = after.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        match literal_start {
+            Some(start) if !next_is_word => {
+                let name = &before[start + 1..before.len() - 1];
+                out.push_str(&before[..start]);
+                out.push('\'');
+                out.push_str(name.strip_prefix("pg_catalog.").unwrap_or(name));
+                out.push('\'');
+            }
+            _ => {
+                out.push_str(before);
+                out.push_str(&rest[pos..pos + "::regproc".len()]);
+            }
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn regproc_literals_become_names() {
+        assert_eq!(
+            super::regproc_literals_as_names("SELECT typinput='pg_catalog.array_in'::regproc as is_array FROM pg_type"),
+            "SELECT typinput='array_in' as is_array FROM pg_type"
+        );
+        assert_eq!(super::regproc_literals_as_names("SELECT x::regprocedure"), "SELECT x::regprocedure");
+    }
 }

@@ -980,3 +980,32 @@ async fn flight_sql_basic_auth_returns_a_bearer_token() {
     assert_eq!(value, 42);
     server.stop().await;
 }
+
+/// The PostgreSQL JDBC driver's DatabaseMetaData (as DBeaver, Metabase and Tableau call it):
+/// getSchemas, getTables, getColumns, getTypeInfo, and a parameterised query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_database_metadata() {
+    let jar = std::env::var("BOWMAN_TEST_JDBC_JAR").unwrap_or_else(|_| "/usr/share/java/postgresql.jar".into());
+    let have_java = std::process::Command::new("java").arg("-version").output().is_ok_and(|o| o.status.success());
+    if !have_java || !std::path::Path::new(&jar).exists() {
+        assert!(
+            std::env::var("BOWMAN_TEST_REQUIRE_SERVICES").is_err(),
+            "java and the PostgreSQL JDBC driver ({jar}) are required: scripts/test installs them"
+        );
+        eprintln!("skipping: no java or no JDBC driver at {jar}");
+        return;
+    }
+    let server = TestServer::start().await;
+    let program = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jdbc").join("MetaDataCheck.java");
+    let out = tokio::process::Command::new("java")
+        .arg("-cp")
+        .arg(&jar)
+        .arg(&program)
+        .arg(format!("jdbc:postgresql://127.0.0.1:{}/bowman", server.pg_addr.port()))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("ok"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    server.stop().await;
+}

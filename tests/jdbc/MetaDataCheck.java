@@ -1,0 +1,70 @@
+// What DBeaver, Metabase and Tableau ask Bowman through the PostgreSQL JDBC driver on connect
+// and sync: DatabaseMetaData's schemas, tables, columns and types, then a parameterised query.
+// Run by tests/tests/server.rs with `java -cp <driver.jar> MetaDataCheck.java <jdbc url>`; any
+// failure exits non-zero with the reason.
+import java.sql.*;
+import java.util.*;
+
+public class MetaDataCheck {
+    static void check(boolean ok, String what) {
+        if (!ok) {
+            throw new AssertionError(what);
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        try (Connection c = DriverManager.getConnection(args[0], "bowman", "")) {
+            try (Statement s = c.createStatement()) {
+                s.execute("CREATE DATABASE IF NOT EXISTS jdbc_lake");
+                s.execute("CREATE TABLE IF NOT EXISTS jdbc_lake.orders (id BIGINT, customer STRING, total DECIMAL(12,2), placed TIMESTAMP, dt DATE) PARTITIONED BY (dt)");
+                s.execute("INSERT INTO jdbc_lake.orders VALUES (1, 'acme', 10.50, TIMESTAMP '2018-03-05 10:00:00', DATE '2018-03-05')");
+            }
+            DatabaseMetaData md = c.getMetaData();
+            System.out.println("product " + md.getDatabaseProductName() + " " + md.getDatabaseProductVersion());
+
+            Set<String> schemas = new HashSet<>();
+            try (ResultSet rs = md.getSchemas()) {
+                while (rs.next()) schemas.add(rs.getString("TABLE_SCHEM"));
+            }
+            check(schemas.contains("jdbc_lake") && schemas.contains("default"), "getSchemas: " + schemas);
+
+            List<String> tables = new ArrayList<>();
+            try (ResultSet rs = md.getTables(null, "jdbc_lake", "%", new String[] {"TABLE"})) {
+                while (rs.next()) tables.add(rs.getString("TABLE_SCHEM") + "." + rs.getString("TABLE_NAME") + ":" + rs.getString("TABLE_TYPE"));
+            }
+            check(tables.equals(List.of("jdbc_lake.orders:TABLE")), "getTables: " + tables);
+
+            List<String> columns = new ArrayList<>();
+            try (ResultSet rs = md.getColumns(null, "jdbc_lake", "orders", "%")) {
+                while (rs.next()) {
+                    columns.add(rs.getString("COLUMN_NAME") + ":" + rs.getInt("DATA_TYPE") + ":" + rs.getString("TYPE_NAME") + ":" + rs.getInt("ORDINAL_POSITION"));
+                }
+            }
+            List<String> expected = List.of(
+                "id:" + Types.BIGINT + ":int8:1",
+                "customer:" + Types.VARCHAR + ":text:2",
+                "total:" + Types.NUMERIC + ":numeric:3",
+                "placed:" + Types.TIMESTAMP + ":timestamp:4",
+                "dt:" + Types.DATE + ":date:5");
+            check(columns.equals(expected), "getColumns: " + columns);
+
+            int types = 0;
+            try (ResultSet rs = md.getTypeInfo()) {
+                while (rs.next()) types++;
+            }
+            check(types > 10, "getTypeInfo returned " + types + " types");
+
+            try (PreparedStatement ps = c.prepareStatement("SELECT customer, total FROM jdbc_lake.orders WHERE id = ? AND dt = ?")) {
+                ps.setLong(1, 1);
+                ps.setDate(2, java.sql.Date.valueOf("2018-03-05"));
+                try (ResultSet rs = ps.executeQuery()) {
+                    check(rs.next(), "one row");
+                    check(rs.getString(1).equals("acme"), "customer " + rs.getString(1));
+                    check(rs.getBigDecimal(2).compareTo(new java.math.BigDecimal("10.50")) == 0, "total " + rs.getBigDecimal(2));
+                    check(!rs.next(), "only one row");
+                }
+            }
+            System.out.println("ok");
+        }
+    }
+}

@@ -23,7 +23,8 @@ use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::messages::copy::CopyData;
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type};
@@ -361,6 +362,28 @@ fn to_response(output: Output, format: &Format, options: Arc<FormatOptions>, con
         Output::Set { .. } => Response::Execution(Tag::new("SET")),
         Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         Output::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
+        Output::CopyOut { format, schema, stream: batches } => {
+            let columns = schema.fields().len();
+            let guard = ActiveGuard::new(&conn.active);
+            let header = format.header_line(&schema).map(|h| Ok(CopyData::new(h.into())));
+            let canceled = Box::pin(conn.canceled());
+            let batches = stream::unfold((batches, canceled, false), |(mut batches, mut canceled, done)| async move {
+                if done {
+                    return None;
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut canceled => Some((Err(canceled_error()), (batches, canceled, true))),
+                    next = batches.next() => next.map(|b| (b.map_err(|e| pg_error(BowmanError::from(e))), (batches, canceled, false))),
+                }
+            });
+            let data = stream::iter(header).chain(batches.map(move |batch| {
+                let _still_streaming = &guard;
+                let batch = batch?;
+                format.encode(&batch).map(|bytes| CopyData::new(bytes.into())).map_err(pg_error)
+            }));
+            Response::CopyOut(CopyResponse::new(0, columns, data))
+        }
     })
 }
 

@@ -7,6 +7,7 @@
 //! a command tag) and [`BowmanError`] (with its SQLSTATE).
 
 mod commit;
+mod copy;
 mod ddl;
 mod engine;
 mod ingest;
@@ -24,6 +25,7 @@ pub mod types;
 
 pub use engine::{CATALOG_NAME, Engine, EngineConfig};
 pub use error::{BowmanError, Result};
+pub use copy::CopyFormat;
 pub use ingest::IngestMode;
 pub use output::Output;
 pub use parser::{Statement, parse_sql};

@@ -17,6 +17,8 @@ pub enum Output {
     Set { name: String, value: String },
     TransactionStart,
     TransactionEnd { tag: String },
+    /// `COPY ... TO STDOUT`: rows to encode in `format` as they stream.
+    CopyOut { format: crate::copy::CopyFormat, schema: SchemaRef, stream: SendableRecordBatchStream },
 }
 
 impl std::fmt::Debug for Output {
@@ -27,6 +29,7 @@ impl std::fmt::Debug for Output {
             Output::Set { name, value } => write!(f, "Set({name}={value})"),
             Output::TransactionStart => write!(f, "TransactionStart"),
             Output::TransactionEnd { tag } => write!(f, "TransactionEnd({tag})"),
+            Output::CopyOut { format, .. } => write!(f, "CopyOut({format:?})"),
         }
     }
 }

@@ -242,6 +242,7 @@ impl Session {
     async fn dispatch(&mut self, stmt: Statement) -> Result<Output> {
         match stmt {
             Statement::Standard(s) if crate::insert::is_spark_insert(&s) => crate::insert::execute(self, *s).await,
+            Statement::Standard(s) if matches!(*s, ast::Statement::Copy { .. }) => crate::copy::copy_to(self, *s).await,
             Statement::Standard(s) => {
                 let plan = self.plan_standard(*s).await?;
                 self.run_plan(plan).await
@@ -331,6 +332,7 @@ impl Session {
         let statement = stmts.pop();
         let catalog = self.engine.catalog.refresh().await?;
         let plan = match &statement {
+            Some(Statement::Standard(s)) if matches!(**s, ast::Statement::Copy { .. }) => None,
             Some(Statement::Standard(s)) if !crate::insert::is_spark_insert(s) => Some(self.plan_standard((**s).clone()).await?),
             Some(Statement::DeclareCursor { scroll: true, .. }) => return Err(scroll_unsupported()),
             Some(Statement::DeclareCursor { query, .. }) => Some(self.plan_query(query.clone()).await?),

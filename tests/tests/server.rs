@@ -1009,3 +1009,42 @@ async fn jdbc_database_metadata() {
     assert!(out.status.success() && stdout.contains("ok"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     server.stop().await;
 }
+
+/// COPY ... TO STDOUT in text and CSV, as psql's \copy and drivers' copy_expert use it; COPY
+/// FROM STDIN is refused with 0A000 and the session goes on.
+#[tokio::test]
+async fn copy_to_stdout_in_text_and_csv() {
+    let server = TestServer::start().await;
+    let (out, err, ok) = psql(
+        server.pg_addr,
+        "CREATE TABLE ct (id INT, s STRING, ok BOOLEAN, ts TIMESTAMP, d DATE);
+         INSERT INTO ct VALUES (1, 'a,b \"q\"', true, TIMESTAMP '2018-03-05 10:11:12', DATE '2018-03-05'),
+                               (2, NULL, false, NULL, NULL),
+                               (3, E'tab\\there', NULL, TIMESTAMP '2018-03-05 10:11:12.5', DATE '2018-03-06');
+         COPY (SELECT * FROM ct ORDER BY id) TO STDOUT;
+         \\echo ==csv
+         COPY (SELECT id, s FROM ct ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER);
+         \\echo ==copy-table
+         \\copy ct (id) to stdout",
+        &["-v", "ON_ERROR_STOP=1"],
+    )
+    .await;
+    assert!(ok, "{err}\n{out}");
+    let (text, rest) = out.split_once("==csv\n").unwrap();
+    assert_eq!(
+        text,
+        "1\ta,b \"q\"\tt\t2018-03-05 10:11:12\t2018-03-05\n2\t\\N\tf\t\\N\t\\N\n3\ttab\\there\t\\N\t2018-03-05 10:11:12.5\t2018-03-06\n"
+    );
+    let (csv, table) = rest.split_once("==copy-table\n").unwrap();
+    assert_eq!(csv, "id,s\n1,\"a,b \"\"q\"\"\"\n2,\n3,tab\there\n");
+    let mut ids: Vec<&str> = table.lines().collect();
+    ids.sort();
+    assert_eq!(ids, vec!["1", "2", "3"]);
+
+    let c = server.client().await;
+    let e = c.simple_query("COPY ct FROM STDIN").await.unwrap_err();
+    assert_eq!(code(&e), "0A000");
+    let n: i64 = c.query_one("SELECT count(*) FROM ct", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+    server.stop().await;
+}

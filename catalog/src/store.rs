@@ -16,6 +16,9 @@ pub enum CatalogChange {
     DropDatabase { name: String, if_exists: bool, cascade: bool },
     CreateTable { def: TableDef, if_not_exists: bool },
     DropTable { database: String, name: String, if_exists: bool },
+    /// `ALTER TABLE ... RENAME TO`: the same table (data, live directories, secrets) under a new
+    /// name, possibly in another database.
+    RenameTable { database: String, name: String, new_database: String, new_name: String },
     /// Make a write to a tracked table visible: add its commit directories and, for an
     /// overwrite, retire the ones it replaces — all in one transaction.
     ///
@@ -153,6 +156,20 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             ops.push(Op::InsertTable(def.clone()));
         }
         CatalogChange::CommitWrite { .. } => unreachable!("handled above"),
+        CatalogChange::RenameTable { database, name, new_database, new_name } => {
+            let t = state.table(database, name).ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
+            let Some(target) = state.databases.get(new_database) else {
+                return Err(CatalogError::DatabaseNotFound(new_database.clone()));
+            };
+            if target.tables.contains_key(new_name) {
+                return Err(CatalogError::TableExists(new_database.clone(), new_name.clone()));
+            }
+            let mut renamed = t.clone();
+            renamed.database = new_database.clone();
+            renamed.name = new_name.clone();
+            ops.push(Op::DeleteTable { database: database.clone(), name: name.clone() });
+            ops.push(Op::InsertTable(renamed));
+        }
         CatalogChange::DropTable { database, name, if_exists } => {
             let Some(entry) = state.databases.get(database) else {
                 if *if_exists {

@@ -43,6 +43,19 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
             Ok(Output::command("USE"))
         }
         Statement::CreateTable(ct) => create_table(session, *ct).await,
+        Statement::RenameTable { name, to, if_exists } => {
+            let database = name.database.clone().unwrap_or_else(|| session.current_database());
+            if if_exists && session.engine.catalog.snapshot().table(&database, &name.name).is_none() {
+                return Ok(Output::command("ALTER TABLE"));
+            }
+            let new_database = to.database.clone().unwrap_or_else(|| database.clone());
+            session
+                .engine
+                .catalog
+                .apply(CatalogChange::RenameTable { database, name: name.name, new_database, new_name: to.name })
+                .await?;
+            Ok(Output::command("ALTER TABLE"))
+        }
         Statement::DropTable { name, if_exists } => {
             let database = name.database.clone().unwrap_or_else(|| session.current_database());
             let outcome = session
@@ -134,11 +147,22 @@ fn spark_like(pattern: &str, name: &str) -> bool {
 fn managed_location(session: &Session, database: &str, table: &str) -> String {
     let snapshot = session.engine.catalog.snapshot();
     let db_location = snapshot.database(database).and_then(|d| d.def.location.clone());
-    match db_location {
+    let location = match db_location {
         Some(loc) => format!("{loc}/{table}"),
         None if database == bowman_catalog::DEFAULT_DATABASE => format!("{}/{table}", session.engine.warehouse),
         None => format!("{}/{database}.db/{table}", session.engine.warehouse),
+    };
+    // A renamed table keeps its directory, so the usual one for this name may belong to another
+    // table; a new table must never take over (and clear) it.
+    let taken = |loc: &str| {
+        snapshot.databases.values().flat_map(|d| d.tables.values()).any(|t| {
+            t.location.as_deref().is_some_and(|l| l.trim_end_matches('/') == loc.trim_end_matches('/'))
+        })
+    };
+    if !taken(&location) {
+        return location;
     }
+    (1..).map(|n| format!("{location}-{n}")).find(|l| !taken(l)).expect("an unused location")
 }
 
 fn local_path(location: &str) -> Option<std::path::PathBuf> {

@@ -76,6 +76,8 @@ pub enum Statement {
     Use { database: String },
     CreateTable(Box<CreateTable>),
     DropTable { name: TableName, if_exists: bool },
+    /// `ALTER TABLE [IF EXISTS] t RENAME TO u` (u in t's database unless qualified).
+    RenameTable { name: TableName, to: TableName, if_exists: bool },
     ShowDatabases { like: Option<String> },
     ShowTables { database: Option<String>, like: Option<String> },
     ShowCreateTable { name: TableName },
@@ -389,6 +391,19 @@ impl BowmanParser<'_> {
                 }
                 self.skip_to_end();
                 return Ok(Statement::Rollback);
+            }
+            "ALTER" if self.peek_is(1, "TABLE") => {
+                self.parser.next_token();
+                self.parser.next_token();
+                let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+                let name = table_name_from(&self.parser.parse_object_name(false)?)?;
+                if self.eat_word("RENAME") && self.eat_word("TO") {
+                    let to = table_name_from(&self.parser.parse_object_name(false)?)?;
+                    return Ok(Statement::RenameTable { name, to, if_exists });
+                }
+                return Err(ParserError::ParserError(
+                    "ALTER TABLE supports RENAME TO only; recreate the table to change its columns".into(),
+                ));
             }
             "DECLARE" => {
                 self.parser.next_token();
@@ -870,7 +885,10 @@ impl BowmanParser<'_> {
             self.parser.next_token();
             let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
             let name = table_name_from(&self.parser.parse_object_name(false)?)?;
-            self.eat_word("PURGE");
+            // CASCADE / RESTRICT: nothing depends on a Bowman table (no views, no keys).
+            if !self.eat_word("PURGE") && !self.eat_word("CASCADE") {
+                self.eat_word("RESTRICT");
+            }
             return Ok(Some(Statement::DropTable { name, if_exists }));
         }
         Ok(None)

@@ -373,7 +373,18 @@ fn always_visible(name: &str) -> datafusion::logical_expr::ScalarUDF {
 /// `ANY(array)`) and the compatibility parser rewrites into what DataFusion plans.
 pub(crate) fn is_introspection(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
-    let first = lower.trim_start().split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
+    // Skip leading comments (dbt prefixes every query with a /* {"app": "dbt", ...} */ one).
+    let mut text = lower.trim_start();
+    loop {
+        if let Some(rest) = text.strip_prefix("/*") {
+            text = rest.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
+        } else if let Some(rest) = text.strip_prefix("--") {
+            text = rest.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
+        } else {
+            break;
+        }
+    }
+    let first = text.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
     // Only queries: Bowman's own statements (CREATE TABLE ... USING, INSERT ... PARTITION) need
     // Bowman's parser whatever they name.
     if first != "select" && first != "with" {
@@ -382,6 +393,8 @@ pub(crate) fn is_introspection(sql: &str) -> bool {
     lower.contains("pg_catalog") || lower.contains("pg_namespace") || lower.contains("pg_class")
         || lower.contains("pg_type") || lower.contains("pg_attribute") || lower.contains("::reg")
         || lower.contains("pg_database") || lower.contains("pg_settings") || lower.contains("pg_proc")
+        || lower.contains("pg_tables") || lower.contains("pg_views") || lower.contains("pg_matviews")
+        || lower.contains("pg_depend") || lower.contains("pg_rewrite")
 }
 
 /// `(SELECT c.relkind = 'c' FROM pg_class c WHERE c.oid = t.typrelid)`: PostgreSQL runs a

@@ -393,10 +393,47 @@ impl Session {
 
     async fn plan_standard(&self, mut stmt: ast::Statement) -> Result<LogicalPlan> {
         check_supported(&stmt)?;
+        self.inline_current_setting(&mut stmt)?;
         crate::spark::rewrite_statement(&mut stmt)?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
         self.distribute_by_hash(plan)
+    }
+
+    /// `current_setting('name')` reads this session's settings: it becomes the value as a literal
+    /// (a UDF cannot see the session). Unknown names fail as in PostgreSQL (42704).
+    fn inline_current_setting(&self, stmt: &mut ast::Statement) -> Result<()> {
+        use std::ops::ControlFlow;
+        let mut failed = None;
+        let _ = ast::visit_expressions_mut(stmt, |e| {
+            if let ast::Expr::Function(f) = e {
+                let name = f.name.to_string().to_ascii_lowercase();
+                if name == "current_setting" || name == "pg_catalog.current_setting" {
+                    if let ast::FunctionArguments::List(list) = &f.args {
+                        let missing_ok = matches!(list.args.get(1),
+                            Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v))))
+                                if matches!(v.value, ast::Value::Boolean(true)));
+                        if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v)))) = list.args.first() {
+                            if let ast::Value::SingleQuotedString(setting) = &v.value {
+                                match crate::settings::show_value(self, setting) {
+                                    Some(value) => *e = ast::Expr::Value(ast::Value::SingleQuotedString(value).into()),
+                                    None if missing_ok => *e = ast::Expr::Value(ast::Value::Null.into()),
+                                    None => {
+                                        failed = Some(BowmanError::UnknownSetting(setting.clone()));
+                                        return ControlFlow::Break(());
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Plan a query (the source of CREATE TABLE AS SELECT or INSERT ... PARTITION).

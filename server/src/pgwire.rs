@@ -42,6 +42,8 @@ pub struct Connection {
     /// row stream, which for a long query is before most of the work.)
     cancels: tokio::sync::watch::Sender<u64>,
     registered: std::sync::atomic::AtomicBool,
+    /// A COPY ... FROM STDIN in progress: where its data goes, and the load consuming it.
+    copy_in: Mutex<Option<CopyIn>>,
     /// Progress reports of the running statement, sent to the client as NOTICE messages.
     progress: Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
     /// Statements running or streaming rows; shutdown waits for this to reach zero.
@@ -56,6 +58,7 @@ impl Connection {
             session: Mutex::new(session),
             cancels: tokio::sync::watch::Sender::new(0),
             registered: std::sync::atomic::AtomicBool::new(false),
+            copy_in: Mutex::new(None),
             progress: Mutex::new(rx),
             active: Arc::new(AtomicUsize::new(0)),
         })
@@ -124,6 +127,63 @@ impl Connection {
     }
 }
 
+struct CopyIn {
+    data: tokio::sync::mpsc::Sender<Vec<u8>>,
+    load: tokio::task::JoinHandle<Result<usize, BowmanError>>,
+}
+
+/// COPY ... FROM STDIN: the data messages feed a load that runs while they arrive.
+pub struct CopyFromClient {
+    conn: Arc<Connection>,
+}
+
+#[async_trait]
+impl pgwire::api::copy::CopyHandler for CopyFromClient {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let sender = self.conn.copy_in.lock().await.as_ref().map(|c| c.data.clone());
+        if let Some(sender) = sender {
+            // A closed channel means the load already failed; on_copy_done reports why.
+            let _ = sender.send(copy_data.data.to_vec()).await;
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: pgwire::messages::copy::CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(CopyIn { data, load }) = self.conn.copy_in.lock().await.take() else {
+            return Err(pg_error(BowmanError::Internal("COPY data without a COPY statement".into())));
+        };
+        drop(data);
+        let rows = load.await.map_err(|e| pg_error(BowmanError::Internal(e.to_string())))?.map_err(pg_error)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(rows).into()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: pgwire::messages::copy::CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(c) = self.conn.copy_in.lock().await.take() {
+            // Nothing was committed: the load commits only after the last row.
+            c.load.abort();
+        }
+        pg_error(BowmanError::Canceled(format!("COPY from the client failed: {}", fail.message)))
+    }
+}
+
 /// Running connections by the (pid, secret key) their clients were given at start-up.
 #[derive(Default)]
 pub struct CancelRegistry {
@@ -161,6 +221,11 @@ impl CancelHandler for Cancel {
     }
 }
 
+/// The receiving end of a channel as a stream.
+fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> impl futures::Stream<Item = Vec<u8>> + Send + 'static {
+    stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
 fn canceled_error() -> PgWireError {
     pg_error(BowmanError::Canceled("canceling statement due to user request".into()))
 }
@@ -186,6 +251,7 @@ pub struct PgHandlers {
     query: Arc<QueryHandler>,
     startup: Arc<Startup>,
     cancel: Arc<Cancel>,
+    copy: Arc<CopyFromClient>,
 }
 
 /// How pgwire clients prove who they are.
@@ -208,6 +274,7 @@ impl PgHandlers {
         } else {
             Startup::Trust(Trust { manager: manager.clone() })
         };
+        let copy = Arc::new(CopyFromClient { conn: conn.clone() });
         PgHandlers {
             query: Arc::new(QueryHandler {
                 parser: Arc::new(BowmanQueryParser { conn: conn.clone() }),
@@ -215,6 +282,7 @@ impl PgHandlers {
                 registry: registry.clone(),
             }),
             startup: Arc::new(startup),
+            copy,
             cancel: Arc::new(Cancel { manager, registry }),
         }
     }
@@ -235,6 +303,10 @@ impl PgWireServerHandlers for PgHandlers {
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancel.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.copy.clone()
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
@@ -362,6 +434,11 @@ fn to_response(output: Output, format: &Format, options: Arc<FormatOptions>, con
         Output::Set { .. } => Response::Execution(Tag::new("SET")),
         Output::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         Output::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
+        Output::CopyIn(_) => {
+            return Err(pg_error(BowmanError::NotSupported(
+                "COPY FROM STDIN over the extended protocol; send it as a simple query (psql's \\copy does)".into(),
+            )));
+        }
         Output::CopyOut { format, schema, stream: batches } => {
             let columns = schema.fields().len();
             let guard = ActiveGuard::new(&conn.active);
@@ -405,6 +482,19 @@ impl SimpleQueryHandler for QueryHandler {
         for stmt in statements {
             let result = self.conn.with_progress(client, self.conn.cancelable(session.execute(stmt))).await?;
             match result {
+                Ok(Output::CopyIn(target)) => {
+                    let columns = target.columns.len();
+                    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+                    let conn = self.conn.clone();
+                    // The load takes the session once this statement returns its response.
+                    let load = tokio::spawn(async move {
+                        let mut session = conn.session.lock().await;
+                        session.copy_in(target, tokio_stream_from(rx)).await
+                    });
+                    *self.conn.copy_in.lock().await = Some(CopyIn { data: tx, load });
+                    responses.push(Response::CopyIn(CopyResponse::new(0, columns, stream::empty())));
+                    break;
+                }
                 Ok(output) => {
                     if let Output::Set { name, value } = &output {
                         report_setting(client, name, value).await?;

@@ -165,9 +165,7 @@ pub(crate) async fn copy_to(session: &Session, stmt: ast::Statement) -> Result<O
         return Err(BowmanError::Internal("not a COPY".into()));
     };
     if !to {
-        return Err(BowmanError::NotSupported(
-            "COPY ... FROM STDIN; load rows with INSERT, or with Flight SQL bulk ingest (adbc_ingest)".into(),
-        ));
+        return copy_from(session, ast::Statement::Copy { source, to, target, options, legacy_options, values: vec![] });
     }
     if !matches!(target, ast::CopyTarget::Stdout) {
         return Err(BowmanError::NotSupported("COPY TO a server file or program; copy TO STDOUT".into()));
@@ -192,4 +190,211 @@ pub(crate) async fn copy_to(session: &Session, stmt: ast::Statement) -> Result<O
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let stream = df.execute_stream().await?;
     Ok(Output::CopyOut { format, schema, stream })
+}
+
+/// Where `COPY ... FROM STDIN` puts rows, decided when the statement runs; the rows arrive
+/// afterwards as COPY data messages.
+#[derive(Debug, Clone)]
+pub struct CopyInTarget {
+    pub database: String,
+    pub table: String,
+    /// The columns in the data, in order (all of the table's unless the statement lists some).
+    pub columns: Vec<(String, DataType)>,
+    pub format: CopyFormat,
+}
+
+/// Check `COPY t [(cols)] FROM STDIN` and describe what the client must send.
+pub(crate) fn copy_from(session: &Session, stmt: ast::Statement) -> Result<Output> {
+    let ast::Statement::Copy { source, target, options, legacy_options, .. } = stmt else {
+        return Err(BowmanError::Internal("not a COPY".into()));
+    };
+    if !matches!(target, ast::CopyTarget::Stdin) {
+        return Err(BowmanError::NotSupported("COPY FROM a server file or program; copy FROM STDIN".into()));
+    }
+    let ast::CopySource::Table { table_name, columns } = source else {
+        return Err(BowmanError::Syntax("COPY FROM needs a table".into()));
+    };
+    let name = crate::parser::table_name_from(&table_name).map_err(|e| BowmanError::Syntax(e.to_string()))?;
+    let database = name.database.clone().unwrap_or_else(|| session.current_database());
+    let snapshot = session.engine.catalog.snapshot();
+    let def = snapshot
+        .table(&database, &name.name)
+        .ok_or_else(|| bowman_catalog::CatalogError::TableNotFound(database.clone(), name.name.clone()))?;
+    let wanted: Vec<String> = if columns.is_empty() {
+        def.columns.iter().map(|c| c.name.clone()).collect()
+    } else {
+        columns.iter().map(crate::parser::ident_value).collect()
+    };
+    let mut typed = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let c = def
+            .columns
+            .iter()
+            .find(|c| c.name == w)
+            .ok_or_else(|| BowmanError::UndefinedColumn(format!("{w} is not a column of {}", def.qualified_name())))?;
+        typed.push((c.name.clone(), crate::types::parse_type(&c.data_type)?.0));
+    }
+    let format = CopyFormat::from_options(&options, &legacy_options)?;
+    Ok(Output::CopyIn(CopyInTarget { database, table: def.name.clone(), columns: typed, format }))
+}
+
+/// Turns PostgreSQL text-format COPY lines into CSV for Arrow's decoder: `\N` becomes an empty
+/// (NULL) field, backslash escapes are decoded, every other field is quoted.
+#[derive(Default)]
+struct TextToCsv {
+    partial: Vec<u8>,
+}
+
+impl TextToCsv {
+    fn convert_line(line: &[u8], delimiter: u8, out: &mut Vec<u8>) {
+        let mut fields: Vec<Option<Vec<u8>>> = Vec::new();
+        let mut field = Vec::new();
+        let mut raw = Vec::new();
+        let mut i = 0;
+        let finish = |field: &mut Vec<u8>, raw: &mut Vec<u8>, fields: &mut Vec<Option<Vec<u8>>>| {
+            if raw.as_slice() == b"\\N" {
+                fields.push(None);
+            } else {
+                fields.push(Some(std::mem::take(field)));
+            }
+            field.clear();
+            raw.clear();
+        };
+        while i < line.len() {
+            let b = line[i];
+            if b == b'\\' && i + 1 < line.len() {
+                raw.extend_from_slice(&line[i..i + 2]);
+                field.push(match line[i + 1] {
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'b' => 8,
+                    b'f' => 12,
+                    b'v' => 11,
+                    other => other,
+                });
+                i += 2;
+                continue;
+            }
+            if b == delimiter {
+                finish(&mut field, &mut raw, &mut fields);
+            } else {
+                field.push(b);
+                raw.push(b);
+            }
+            i += 1;
+        }
+        finish(&mut field, &mut raw, &mut fields);
+        for (n, f) in fields.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            if let Some(f) = f {
+                out.push(b'"');
+                for &b in f {
+                    if b == b'"' {
+                        out.push(b'"');
+                    }
+                    out.push(b);
+                }
+                out.push(b'"');
+            }
+        }
+        out.push(b'\n');
+    }
+
+    fn push(&mut self, data: &[u8], delimiter: u8) -> Vec<u8> {
+        self.partial.extend_from_slice(data);
+        let mut out = Vec::with_capacity(self.partial.len() + 16);
+        let mut start = 0;
+        while let Some(pos) = self.partial[start..].iter().position(|&b| b == b'\n') {
+            let line = &self.partial[start..start + pos];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            // `\.` ends the data in old clients' text format.
+            if line != b"\\." {
+                Self::convert_line(line, delimiter, &mut out);
+            }
+            start += pos + 1;
+        }
+        self.partial.drain(..start);
+        out
+    }
+
+    fn finish(&mut self, delimiter: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.partial.is_empty() && self.partial.as_slice() != b"\\." {
+            let line = std::mem::take(&mut self.partial);
+            Self::convert_line(&line, delimiter, &mut out);
+        }
+        out
+    }
+}
+
+impl Session {
+    /// Load the rows of a `COPY ... FROM STDIN` as they arrive, with the commit INSERT makes.
+    pub async fn copy_in(
+        &mut self,
+        target: CopyInTarget,
+        data: impl futures::Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> Result<usize> {
+        use futures::StreamExt;
+        // Every field is read as text and cast to the column's type by the load, with the same
+        // casts as INSERT (which read PostgreSQL's `t`/`f`, timestamps with a space, ...).
+        let schema: SchemaRef = Arc::new(datafusion::arrow::datatypes::Schema::new(
+            target.columns.iter().map(|(n, _)| datafusion::arrow::datatypes::Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>(),
+        ));
+        let format = target.format.clone();
+        let delimiter = u8::try_from(format.delimiter).map_err(|_| BowmanError::InvalidValue("COPY DELIMITER must be one byte".into()))?;
+        let builder = datafusion::arrow::csv::ReaderBuilder::new(schema.clone()).with_batch_size(8192);
+        let builder = if format.csv {
+            builder.with_delimiter(delimiter).with_header(format.header).with_quote(u8::try_from(format.quote).unwrap_or(b'"'))
+        } else {
+            builder.with_delimiter(b',').with_header(false)
+        };
+        let decoder = builder.build_decoder();
+        let state = (data.boxed(), decoder, TextToCsv::default(), Vec::<u8>::new(), false);
+        let batches = futures::stream::unfold(state, move |(mut data, mut decoder, mut text, mut buf, mut ended)| {
+            let format = format.clone();
+            async move {
+                loop {
+                    // Decode what is buffered; a full batch is ready when the decoder stops early.
+                    if !buf.is_empty() {
+                        match decoder.decode(&buf) {
+                            Ok(used) => {
+                                buf.drain(..used);
+                            }
+                            Err(e) => return Some((Err(e.into()), (data, decoder, text, buf, true))),
+                        }
+                    }
+                    if !buf.is_empty() || (ended && decoder.capacity() == 0) {
+                        match decoder.flush() {
+                            Ok(Some(b)) => return Some((Ok(b), (data, decoder, text, buf, ended))),
+                            Ok(None) if ended && buf.is_empty() => return None,
+                            Ok(None) => {}
+                            Err(e) => return Some((Err(e.into()), (data, decoder, text, buf, true))),
+                        }
+                    }
+                    if ended {
+                        return match decoder.flush() {
+                            Ok(Some(b)) => Some((Ok(b), (data, decoder, text, buf, true))),
+                            Ok(None) => None,
+                            Err(e) => Some((Err(e.into()), (data, decoder, text, buf, true))),
+                        };
+                    }
+                    match data.next().await {
+                        Some(chunk) if format.csv => buf.extend_from_slice(&chunk),
+                        Some(chunk) => buf.extend_from_slice(&text.push(&chunk, delimiter)),
+                        None => {
+                            if !format.csv {
+                                buf.extend_from_slice(&text.finish(delimiter));
+                            }
+                            ended = true;
+                        }
+                    }
+                }
+            }
+        });
+        let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, batches));
+        self.ingest(Some(&target.database), &target.table, crate::ingest::IngestMode::Append, stream).await
+    }
 }

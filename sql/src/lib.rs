@@ -25,7 +25,7 @@ pub mod types;
 
 pub use engine::{CATALOG_NAME, Engine, EngineConfig};
 pub use error::{BowmanError, Result};
-pub use copy::CopyFormat;
+pub use copy::{CopyFormat, CopyInTarget};
 pub use ingest::IngestMode;
 pub use output::Output;
 pub use parser::{Statement, parse_sql};

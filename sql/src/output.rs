@@ -19,6 +19,9 @@ pub enum Output {
     TransactionEnd { tag: String },
     /// `COPY ... TO STDOUT`: rows to encode in `format` as they stream.
     CopyOut { format: crate::copy::CopyFormat, schema: SchemaRef, stream: SendableRecordBatchStream },
+    /// `COPY ... FROM STDIN`: the front end collects the client's data and hands it to
+    /// [`crate::Session::copy_in`].
+    CopyIn(crate::copy::CopyInTarget),
 }
 
 impl std::fmt::Debug for Output {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for Output {
             Output::TransactionStart => write!(f, "TransactionStart"),
             Output::TransactionEnd { tag } => write!(f, "TransactionEnd({tag})"),
             Output::CopyOut { format, .. } => write!(f, "CopyOut({format:?})"),
+            Output::CopyIn(t) => write!(f, "CopyIn({}.{})", t.database, t.table),
         }
     }
 }

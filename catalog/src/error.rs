@@ -18,6 +18,10 @@ pub enum CatalogError {
     TableExists(String, String),
     #[error("table '{0}.{1}' does not exist")]
     TableNotFound(String, String),
+    #[error("role \"{0}\" already exists")]
+    UserExists(String),
+    #[error("role \"{0}\" does not exist")]
+    UserNotFound(String),
     #[error("{0} changed while this statement ran (another write committed first); run it again")]
     Conflict(String),
     #[error("catalog store error: {0}")]

@@ -54,6 +54,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             FOREIGN KEY (database_name, table_name) REFERENCES bowman_tables(database_name, name)
         )",
     ],
+}, Migration {
+    version: 3,
+    description: "users created with CREATE USER (password hashes, never passwords)",
+    statements: &[
+        "CREATE TABLE bowman_users (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+    ],
 }];
 
 pub(crate) fn latest_version() -> i64 {

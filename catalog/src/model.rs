@@ -113,6 +113,8 @@ pub struct DatabaseEntry {
 pub struct CatalogState {
     pub version: i64,
     pub databases: BTreeMap<String, DatabaseEntry>,
+    /// Users created with CREATE USER: name -> password hash (`SCRAM-SHA-256$...`).
+    pub users: BTreeMap<String, String>,
 }
 
 impl CatalogState {

@@ -147,7 +147,13 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
         .into_iter()
         .map(|r| (r.get(0), r.get(1), LiveDir { dir: r.get(2), partition: r.get(3) }))
         .collect();
-    assemble(version, databases, tables, live)
+    let users = tx
+        .query("SELECT name, password_hash FROM bowman_users", &[])
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assemble(version, databases, tables, live, users)
 }
 
 async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
@@ -210,6 +216,16 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
                 &[database, name, &dir.dir, &dir.partition],
             )
             .await?;
+        }
+        Op::InsertUser { name, password_hash } => {
+            tx.execute(
+                "INSERT INTO bowman_users (name, password_hash, created_at) VALUES ($1, $2, $3)",
+                &[name, password_hash, &crate::store::now_millis()],
+            )
+            .await?;
+        }
+        Op::DeleteUser(name) => {
+            tx.execute("DELETE FROM bowman_users WHERE name = $1", &[name]).await?;
         }
         Op::DeleteLiveDir { database, name, dir } => {
             tx.execute(

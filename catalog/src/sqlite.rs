@@ -99,7 +99,9 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
     let live = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, LiveDir { dir: r.get(2)?, partition: r.get(3)? })))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    assemble(version, databases, tables, live)
+    let mut stmt = conn.prepare("SELECT name, password_hash FROM bowman_users")?;
+    let users = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    assemble(version, databases, tables, live, users)
 }
 
 fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
@@ -151,6 +153,15 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
                 params![database, name],
             )?;
             tx.execute("DELETE FROM bowman_tables WHERE database_name = ?1 AND name = ?2", params![database, name])?;
+        }
+        Op::InsertUser { name, password_hash } => {
+            tx.execute(
+                "INSERT INTO bowman_users (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
+                params![name, password_hash, crate::store::now_millis()],
+            )?;
+        }
+        Op::DeleteUser(name) => {
+            tx.execute("DELETE FROM bowman_users WHERE name = ?1", params![name])?;
         }
         Op::InsertLiveDir { database, name, dir } => {
             tx.execute(

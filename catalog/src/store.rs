@@ -19,6 +19,11 @@ pub enum CatalogChange {
     /// `ALTER TABLE ... RENAME TO`: the same table (data, live directories, secrets) under a new
     /// name, possibly in another database.
     RenameTable { database: String, name: String, new_database: String, new_name: String },
+    /// `CREATE USER name PASSWORD '...'` (the caller hashes the password).
+    CreateUser { name: String, password_hash: String, if_not_exists: bool },
+    /// `ALTER USER name PASSWORD '...'`.
+    SetUserPassword { name: String, password_hash: String },
+    DropUser { name: String, if_exists: bool },
     /// Make a write to a tracked table visible: add its commit directories and, for an
     /// overwrite, retire the ones it replaces — all in one transaction.
     ///
@@ -61,6 +66,8 @@ pub(crate) enum Op {
     DeleteTable { database: String, name: String },
     InsertLiveDir { database: String, name: String, dir: LiveDir },
     DeleteLiveDir { database: String, name: String, dir: String },
+    InsertUser { name: String, password_hash: String },
+    DeleteUser(String),
 }
 
 /// A versioned, transactional home for the catalog.
@@ -156,6 +163,31 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             ops.push(Op::InsertTable(def.clone()));
         }
         CatalogChange::CommitWrite { .. } => unreachable!("handled above"),
+        CatalogChange::CreateUser { name, password_hash, if_not_exists } => {
+            if state.users.contains_key(name) {
+                if *if_not_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::UserExists(name.clone()));
+            }
+            ops.push(Op::InsertUser { name: name.clone(), password_hash: password_hash.clone() });
+        }
+        CatalogChange::SetUserPassword { name, password_hash } => {
+            if !state.users.contains_key(name) {
+                return Err(CatalogError::UserNotFound(name.clone()));
+            }
+            ops.push(Op::DeleteUser(name.clone()));
+            ops.push(Op::InsertUser { name: name.clone(), password_hash: password_hash.clone() });
+        }
+        CatalogChange::DropUser { name, if_exists } => {
+            if !state.users.contains_key(name) {
+                if *if_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::UserNotFound(name.clone()));
+            }
+            ops.push(Op::DeleteUser(name.clone()));
+        }
         CatalogChange::RenameTable { database, name, new_database, new_name } => {
             let t = state.table(database, name).ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
             let Some(target) = state.databases.get(new_database) else {
@@ -270,8 +302,9 @@ pub(crate) fn assemble(
     databases: Vec<DatabaseDef>,
     tables: Vec<TableRow>,
     live: Vec<(String, String, LiveDir)>,
+    users: Vec<(String, String)>,
 ) -> Result<CatalogState> {
-    let mut state = CatalogState { version, databases: BTreeMap::new() };
+    let mut state = CatalogState { version, databases: BTreeMap::new(), users: users.into_iter().collect() };
     for def in databases {
         state.databases.insert(def.name.clone(), DatabaseEntry { def, tables: BTreeMap::new() });
     }

@@ -88,28 +88,54 @@ impl Users {
     }
 }
 
-/// What pgwire's SCRAM exchange checks the client's proof against.
+/// The users a login is checked against: bowman.toml's, then those made with CREATE USER
+/// (read from the catalog at each login, so users created on any node can log in).
 #[derive(Debug)]
 pub struct UserSource {
     users: Users,
+    catalog: Arc<bowman_catalog::Catalog>,
     /// Answer for unknown users, so that they fail like a wrong password (28P01) instead of
     /// revealing which names exist.
     decoy: ScramSecret,
 }
 
 impl UserSource {
-    pub fn new(users: Users) -> Self {
-        UserSource { users, decoy: ScramSecret::from_password(&uuid::Uuid::new_v4().to_string()) }
+    pub fn new(users: Users, catalog: Arc<bowman_catalog::Catalog>) -> Self {
+        UserSource { users, catalog, decoy: ScramSecret::from_password(&uuid::Uuid::new_v4().to_string()) }
+    }
+
+    /// The stored secret of `user`, if there is such a user.
+    pub async fn secret(&self, user: &str) -> Option<ScramSecret> {
+        if let Some(s) = self.users.by_name.get(user) {
+            return Some(s.clone());
+        }
+        let state = match self.catalog.refresh().await {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read users from the catalog");
+                return None;
+            }
+        };
+        state.users.get(user).and_then(|h| ScramSecret::parse(h).ok())
+    }
+
+    /// Flight SQL basic auth: whether `password` is `user`'s.
+    pub async fn check(&self, user: &str, password: &str) -> bool {
+        self.secret(user).await.is_some_and(|s| s.verify(password))
     }
 }
 
 #[async_trait]
 impl AuthSource for UserSource {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let secret = login.user().and_then(|u| self.users.by_name.get(u)).unwrap_or(&self.decoy);
-        if login.user().is_none_or(|u| !self.users.by_name.contains_key(u)) {
+        let found = match login.user() {
+            Some(u) => self.secret(u).await,
+            None => None,
+        };
+        if found.is_none() {
             tracing::info!(user = login.user().unwrap_or_default(), "login by an unknown user");
         }
+        let secret = found.unwrap_or_else(|| self.decoy.clone());
         Ok(Password::new(Some(secret.salt.clone()), secret.salted_password.clone()))
     }
 }

@@ -42,7 +42,7 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::Users;
+use crate::auth::UserSource;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
@@ -74,14 +74,16 @@ struct PreparedEntry {
 /// The Flight SQL service over one engine.
 pub struct BowmanFlight {
     engine: Arc<Engine>,
-    users: Users,
+    users: Arc<UserSource>,
+    /// Whether clients must log in (users exist in bowman.toml or the catalog at start-up).
+    auth: bool,
     tokens: Mutex<HashMap<String, String>>,
     prepared: Mutex<HashMap<String, PreparedEntry>>,
 }
 
 impl BowmanFlight {
-    pub fn new(engine: Arc<Engine>, users: Users) -> Self {
-        BowmanFlight { engine, users, tokens: Mutex::default(), prepared: Mutex::default() }
+    pub fn new(engine: Arc<Engine>, users: Arc<UserSource>, auth: bool) -> Self {
+        BowmanFlight { engine, users, auth, tokens: Mutex::default(), prepared: Mutex::default() }
     }
 
     pub fn into_service(self) -> FlightServiceServer<Self> {
@@ -90,7 +92,7 @@ impl BowmanFlight {
 
     #[allow(clippy::result_large_err)]
     fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        if self.users.is_empty() {
+        if !self.auth {
             return Ok(());
         }
         let header = request
@@ -338,7 +340,7 @@ impl FlightSqlService for BowmanFlight {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
-        let token = if self.users.is_empty() {
+        let token = if !self.auth {
             "anonymous".to_string()
         } else {
             let header = request
@@ -353,7 +355,7 @@ impl FlightSqlService for BowmanFlight {
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| Status::unauthenticated("malformed basic auth"))?;
             let (user, password) = decoded.split_once(':').ok_or_else(|| Status::unauthenticated("malformed basic auth"))?;
-            if !self.users.check(user, password) {
+            if !self.users.check(user, password).await {
                 tracing::info!(user, "flight login refused");
                 return Err(Status::unauthenticated("password authentication failed (SQLSTATE 28P01)"));
             }
@@ -663,10 +665,11 @@ fn primary_keys_schema() -> Schema {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Arc<Engine>,
-    users: Users,
+    users: Arc<UserSource>,
+    auth: bool,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let service = BowmanFlight::new(engine, users).into_service();
+    let service = BowmanFlight::new(engine, users, auth).into_service();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = tonic::transport::Server::builder()
         .add_service(service)

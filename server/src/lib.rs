@@ -67,12 +67,15 @@ impl Server {
             warehouse: config.warehouse.clone(),
             s3: S3Settings(config.s3.clone()),
             memory_limit: config.memory_limit,
+            password_hasher: Some(|p| auth::ScramSecret::from_password(p).to_hash_string()),
         })
             .map_err(|e| StartError::Engine(e.message()))?;
 
         let mut pg_bind = config.pg_addr;
         let mut flight_bind = config.flight_addr;
-        if config.users.is_empty() {
+        // Users come from bowman.toml and from CREATE USER (the catalog).
+        let has_users = !config.users.is_empty() || !catalog.snapshot().users.is_empty();
+        if !has_users {
             if !pg_bind.ip().is_loopback() || !flight_bind.ip().is_loopback() {
                 tracing::warn!(requested = %pg_bind, "no users are configured, so Bowman accepts any client without a password and listens on loopback only; add [[users]] to bowman.toml to serve the network");
                 pg_bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -85,7 +88,10 @@ impl Server {
             Some((cert, key)) => Some(auth::tls_acceptor(cert, key).map_err(StartError::Engine)?),
             None => None,
         };
-        let auth = Arc::new(pgwire::Auth { users: Arc::new(auth::UserSource::new(config.users.clone())), enabled: !config.users.is_empty() });
+        let auth = Arc::new(pgwire::Auth {
+            users: Arc::new(auth::UserSource::new(config.users.clone(), catalog.clone())),
+            enabled: has_users,
+        });
         let pg_listener = TcpListener::bind(pg_bind)
             .await
             .map_err(|source| StartError::Bind { addr: pg_bind, flag: "pg-addr", source })?;
@@ -102,8 +108,8 @@ impl Server {
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve_pgwire(pg_listener, engine.clone(), shutdown_rx.clone(), config.shutdown_timeout, tls, auth));
-        tasks.spawn(flight::serve(flight_listener, engine.clone(), config.users.clone(), shutdown_rx.clone()));
+        tasks.spawn(serve_pgwire(pg_listener, engine.clone(), shutdown_rx.clone(), config.shutdown_timeout, tls, auth.clone()));
+        tasks.spawn(flight::serve(flight_listener, engine.clone(), auth.users.clone(), has_users, shutdown_rx.clone()));
         tasks.spawn(http::serve(http_listener, catalog, shutdown_rx));
         Ok(Server { pg_addr, flight_addr, http_addr, engine, shutdown_tx, tasks })
     }

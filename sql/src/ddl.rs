@@ -43,6 +43,24 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
             Ok(Output::command("USE"))
         }
         Statement::CreateTable(ct) => create_table(session, *ct).await,
+        Statement::CreateUser { name, password, if_not_exists, create } => {
+            let hasher = session
+                .engine
+                .password_hasher
+                .ok_or_else(|| BowmanError::NotSupported("users in this server's catalog".into()))?;
+            let password_hash = hasher(&password);
+            let change = if create {
+                CatalogChange::CreateUser { name, password_hash, if_not_exists }
+            } else {
+                CatalogChange::SetUserPassword { name, password_hash }
+            };
+            session.engine.catalog.apply(change).await?;
+            Ok(Output::command(if create { "CREATE ROLE" } else { "ALTER ROLE" }))
+        }
+        Statement::DropUser { name, if_exists } => {
+            session.engine.catalog.apply(CatalogChange::DropUser { name, if_exists }).await?;
+            Ok(Output::command("DROP ROLE"))
+        }
         Statement::RenameTable { name, to, if_exists } => {
             let database = name.database.clone().unwrap_or_else(|| session.current_database());
             if if_exists && session.engine.catalog.snapshot().table(&database, &name.name).is_none() {

@@ -26,6 +26,9 @@ pub struct EngineConfig {
     /// Memory all running statements may hold together before sorts, joins and aggregations
     /// spill to disk (shared fairly between those that can spill).
     pub memory_limit: usize,
+    /// Turns a `CREATE USER ... PASSWORD` password into the hash the catalog stores (the front
+    /// ends own the authentication scheme); `None` refuses CREATE USER.
+    pub password_hasher: Option<fn(&str) -> String>,
 }
 
 /// State shared by every session: catalog, connectors and the DataFusion runtime (object store
@@ -38,6 +41,7 @@ pub struct Engine {
     pub(crate) warehouse: String,
     store_calls: Arc<StoreCalls>,
     pg_catalog: crate::pg_catalog::PgCatalogState,
+    pub(crate) password_hasher: Option<fn(&str) -> String>,
 }
 
 impl Engine {
@@ -76,7 +80,7 @@ impl Engine {
         let resolver = Arc::new(ConnectorResolver { connectors, state });
         let warehouse = normalize_location(&config.warehouse)?;
         let pg_catalog = crate::pg_catalog::build(catalog.clone()).map_err(BowmanError::from)?;
-        Ok(Arc::new(Engine { catalog, resolver, runtime, warehouse, store_calls, pg_catalog }))
+        Ok(Arc::new(Engine { catalog, resolver, runtime, warehouse, store_calls, pg_catalog, password_hasher: config.password_hasher }))
     }
 
     /// Open a catalog table through its connector.

@@ -107,6 +107,8 @@ fn catalog_sqlstate(e: &CatalogError) -> &'static str {
         CatalogError::TableExists(..) => "42P07",
         CatalogError::TableNotFound(..) => "42P01",
         CatalogError::Conflict(_) => "40001",
+        CatalogError::UserExists(_) => "42710",
+        CatalogError::UserNotFound(_) => "42704",
         CatalogError::Store(_) => "58030",
         CatalogError::TooNew { .. } => "XX000",
         CatalogError::Corrupt(_) => "XX001",

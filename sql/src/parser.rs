@@ -76,6 +76,10 @@ pub enum Statement {
     Use { database: String },
     CreateTable(Box<CreateTable>),
     DropTable { name: TableName, if_exists: bool },
+    /// `CREATE USER|ROLE [IF NOT EXISTS] name [WITH] [LOGIN] PASSWORD '...'`; `ALTER USER|ROLE
+    /// name [WITH] PASSWORD '...'` (`create: false`).
+    CreateUser { name: String, password: String, if_not_exists: bool, create: bool },
+    DropUser { name: String, if_exists: bool },
     /// `ALTER TABLE [IF EXISTS] t RENAME TO u` (u in t's database unless qualified).
     RenameTable { name: TableName, to: TableName, if_exists: bool },
     ShowDatabases { like: Option<String> },
@@ -313,10 +317,43 @@ impl BowmanParser<'_> {
             _ => String::new(),
         };
         match kw.as_str() {
+            "CREATE" | "ALTER" if self.peek_is(1, "USER") || self.peek_is(1, "ROLE") => {
+                let create = kw == "CREATE";
+                self.parser.next_token();
+                self.parser.next_token();
+                let if_not_exists = create && self.parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+                let name = ident_value(&self.parser.parse_identifier()?);
+                self.eat_word("WITH");
+                let mut password = None;
+                loop {
+                    if self.eat_word("LOGIN") || self.eat_word("NOSUPERUSER") || self.eat_word("INHERIT") {
+                        continue;
+                    }
+                    if self.eat_word("PASSWORD") {
+                        match self.parser.next_token().token {
+                            Token::SingleQuotedString(p) => password = Some(p),
+                            other => return Err(ParserError::ParserError(format!("PASSWORD takes a quoted string, found {other}"))),
+                        }
+                        continue;
+                    }
+                    break;
+                }
+                let Some(password) = password else {
+                    return Err(ParserError::ParserError("users log in with a password: add PASSWORD '...'".into()));
+                };
+                return Ok(Statement::CreateUser { name, password, if_not_exists, create });
+            }
             "CREATE" => {
                 if let Some(stmt) = self.try_create()? {
                     return Ok(stmt);
                 }
+            }
+            "DROP" if self.peek_is(1, "USER") || self.peek_is(1, "ROLE") => {
+                self.parser.next_token();
+                self.parser.next_token();
+                let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+                let name = ident_value(&self.parser.parse_identifier()?);
+                return Ok(Statement::DropUser { name, if_exists });
             }
             "DROP" => {
                 if let Some(stmt) = self.try_drop()? {

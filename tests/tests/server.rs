@@ -1082,3 +1082,41 @@ async fn copy_from_stdin_in_text_and_csv() {
     assert_eq!(n, 4, "the failed COPY loaded nothing");
     server.stop().await;
 }
+
+/// CREATE USER ... PASSWORD keeps a SCRAM hash in the catalog; once users exist the server asks
+/// for passwords (from the next start when it began without any), ALTER USER changes one and
+/// DROP USER removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_user_in_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path()).await;
+    let c = server.client().await;
+    c.batch_execute("CREATE USER analyst WITH PASSWORD 'first pass'; CREATE ROLE etl WITH LOGIN PASSWORD 'etl'").await.unwrap();
+    let e = c.batch_execute("CREATE USER analyst PASSWORD 'again'").await.unwrap_err();
+    assert_eq!(code(&e), "42710");
+    c.batch_execute("CREATE USER IF NOT EXISTS analyst PASSWORD 'again'").await.unwrap();
+    drop(c);
+    server.stop().await;
+
+    let server = TestServer::start_in(dir.path()).await;
+    let url = |user: &str, password: &str| {
+        format!("host=127.0.0.1 port={} user={user} password='{password}' dbname=bowman", server.pg_addr.port())
+    };
+    let connect = |u: String| async move {
+        let (client, conn) = tokio_postgres::connect(&u, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok::<_, tokio_postgres::Error>(client)
+    };
+    let err = connect(url("analyst", "wrong")).await.err().expect("refused");
+    assert_eq!(code(&err), "28P01");
+    let c = connect(url("analyst", "first pass")).await.unwrap();
+    c.batch_execute("ALTER USER analyst WITH PASSWORD 'second pass'; DROP USER etl").await.unwrap();
+    assert_eq!(code(&connect(url("analyst", "first pass")).await.err().unwrap()), "28P01");
+    assert_eq!(code(&connect(url("etl", "etl")).await.err().unwrap()), "28P01");
+    let c2 = connect(url("analyst", "second pass")).await.unwrap();
+    let e = c2.batch_execute("DROP USER etl").await.unwrap_err();
+    assert_eq!(code(&e), "42704");
+    c2.batch_execute("DROP USER IF EXISTS etl").await.unwrap();
+    drop((c, c2));
+    server.stop().await;
+}

@@ -7,8 +7,8 @@
 //! Flight is stateless per request: each statement gets a fresh session. Prepared statements
 //! are kept server-side by handle (their SQL and bound parameters) and re-planned per
 //! execution, as ADBC prepares every query. With users configured, clients authenticate with
-//! basic auth in the handshake and get a bearer token (TLS should then be terminated in front
-//! of the Flight port; Bowman's own TLS covers pgwire).
+//! basic auth in the handshake and get a bearer token; with `--tls-cert` the Flight port speaks
+//! TLS with the same certificate as pgwire.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -667,11 +667,24 @@ pub async fn serve(
     engine: Arc<Engine>,
     users: Arc<UserSource>,
     auth: bool,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let service = BowmanFlight::new(engine, users, auth).into_service();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = tls {
+        // The same certificate as pgwire: basic auth then travels encrypted.
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        builder = match builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "flight sql TLS configuration failed; not serving Flight SQL");
+                return;
+            }
+        };
+    }
+    let result = builder
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|s| *s).await;

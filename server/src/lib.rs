@@ -88,6 +88,13 @@ impl Server {
             Some((cert, key)) => Some(auth::tls_acceptor(cert, key).map_err(StartError::Engine)?),
             None => None,
         };
+        let flight_tls = match &config.tls {
+            Some((cert, key)) => Some((
+                std::fs::read(cert).map_err(|e| StartError::Engine(format!("cannot read {}: {e}", cert.display())))?,
+                std::fs::read(key).map_err(|e| StartError::Engine(format!("cannot read {}: {e}", key.display())))?,
+            )),
+            None => None,
+        };
         let auth = Arc::new(pgwire::Auth {
             users: Arc::new(auth::UserSource::new(config.users.clone(), catalog.clone())),
             enabled: has_users,
@@ -109,7 +116,7 @@ impl Server {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(serve_pgwire(pg_listener, engine.clone(), shutdown_rx.clone(), config.shutdown_timeout, tls, auth.clone()));
-        tasks.spawn(flight::serve(flight_listener, engine.clone(), auth.users.clone(), has_users, shutdown_rx.clone()));
+        tasks.spawn(flight::serve(flight_listener, engine.clone(), auth.users.clone(), has_users, flight_tls, shutdown_rx.clone()));
         tasks.spawn(http::serve(http_listener, catalog, shutdown_rx));
         Ok(Server { pg_addr, flight_addr, http_addr, engine, shutdown_tx, tasks })
     }

@@ -901,16 +901,17 @@ async fn cancel_request_stops_a_long_query_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_passwords_and_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is installed");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // A test CA and a server certificate it signs (clients verify against the CA).
+    let (cert, key, ca) = (dir.path().join("cert.pem"), dir.path().join("key.pem"), dir.path().join("ca.pem"));
+    let ext = dir.path().join("ext.cnf");
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let made = std::process::Command::new("openssl").current_dir(dir.path()).args(args).output().expect("openssl is installed");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    };
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=bowman-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "server.csr"]);
+    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30", "-extfile", "ext.cnf", "-out", "cert.pem"]);
     let mut config = bowman_tests::config_for(&dir.path().join("data"));
     config.users.insert("analyst", bowman_server::auth::ScramSecret::from_password("correct horse"));
     config.tls = Some((cert.clone(), key));
@@ -928,7 +929,7 @@ async fn scram_passwords_and_tls() {
         assert_eq!(code(&err), "28P01", "{err:?}");
     }
 
-    for mode in ["sslmode=require".to_string(), format!("sslmode=verify-full sslrootcert={}", cert.display())] {
+    for mode in ["sslmode=require".to_string(), format!("sslmode=verify-full sslrootcert={}", ca.display())] {
         let out = std::process::Command::new("psql")
             .arg(format!("host=localhost port={} user=analyst dbname=bowman {mode}", server.pg_addr.port()))
             .args(["-X", "-A", "-t", "-c", "SELECT ssl FROM (SELECT 'tls' AS ssl)"])
@@ -947,6 +948,23 @@ async fn scram_passwords_and_tls() {
         .unwrap();
     let info = String::from_utf8_lossy(&out.stdout);
     assert!(info.contains("SSL connection"), "{info}");
+
+    // Flight SQL serves the same certificate: basic auth over TLS.
+    let pem = std::fs::read(&ca).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", server.flight_addr.port()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut flight = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    flight.handshake("analyst", "correct horse").await.unwrap();
+    let info = flight.execute("SELECT 1 AS one".into(), None).await.unwrap();
+    assert_eq!(info.endpoint.len(), 1);
     server.stop().await;
 }
 

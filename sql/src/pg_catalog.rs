@@ -46,7 +46,17 @@ impl datafusion::catalog::SchemaProvider for PgCatalog {
         if name.eq_ignore_ascii_case("pg_index") {
             return Ok(Some(self.pg_index.clone()));
         }
-        self.inner.table(name).await
+        let table = self.inner.table(name).await?;
+        if name.eq_ignore_ascii_case("pg_class") {
+            // The crate's pg_class lacks `reloptions` (text[]), which SQLAlchemy's index
+            // reflection selects; Bowman relations have no storage options.
+            use datafusion::arrow::datatypes::DataType;
+            return Ok(table.map(|t| {
+                Arc::new(WithNullColumns::new(t, vec![Field::new("reloptions", DataType::new_list(DataType::Utf8, true), true)]))
+                    as Arc<dyn datafusion::catalog::TableProvider>
+            }));
+        }
+        Ok(table)
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -544,5 +554,58 @@ mod tests {
             "SELECT typinput='array_in' as is_array FROM pg_type"
         );
         assert_eq!(super::regproc_literals_as_names("SELECT x::regprocedure"), "SELECT x::regprocedure");
+    }
+}
+
+/// A catalog table with extra columns that are always NULL (columns clients select that the
+/// crate's tables lack).
+#[derive(Debug)]
+struct WithNullColumns {
+    inner: Arc<dyn datafusion::catalog::TableProvider>,
+    schema: SchemaRef,
+}
+
+impl WithNullColumns {
+    fn new(inner: Arc<dyn datafusion::catalog::TableProvider>, extra: Vec<Field>) -> Self {
+        let mut fields: Vec<Field> = inner.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(extra);
+        WithNullColumns { inner, schema: Arc::new(Schema::new(fields)) }
+    }
+}
+
+#[async_trait]
+impl datafusion::catalog::TableProvider for WithNullColumns {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::prelude::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::physical_expr::expressions::{Column, Literal};
+        use datafusion::physical_expr::projection::ProjectionExpr;
+        let inner_width = self.inner.schema().fields().len();
+        let wanted: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        // Scan all of the inner table's columns that are wanted; add the NULL ones on top.
+        let inner_cols: Vec<usize> = wanted.iter().copied().filter(|&i| i < inner_width).collect();
+        let plan = self.inner.scan(state, Some(&inner_cols), &[], limit).await?;
+        let mut exprs = Vec::with_capacity(wanted.len());
+        for &i in &wanted {
+            let field = self.schema.field(i);
+            let expr: Arc<dyn datafusion::physical_expr::PhysicalExpr> = match inner_cols.iter().position(|&c| c == i) {
+                Some(pos) => Arc::new(Column::new(field.name(), pos)),
+                None => Arc::new(Literal::new(datafusion::common::ScalarValue::try_from(field.data_type())?)),
+            };
+            exprs.push(ProjectionExpr { expr, alias: field.name().clone() });
+        }
+        Ok(Arc::new(datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, plan)?))
     }
 }

@@ -32,7 +32,7 @@ def test_pandas_read_sql_with_parameters(engine):
     assert list(df.columns) == ["kind", "n", "total"]
     assert df["n"].sum() == 500
     assert str(df["n"].dtype) == "int64"
-    full = pd.read_sql_query("SELECT * FROM df_events", engine)
+    full = pd.read_sql_table("df_events", engine)  # reflects the table (columns, keys, indexes)
     assert len(full) == 1000 and set(full.columns) == {"user_id", "kind", "amount", "dt"}
 
 

@@ -30,6 +30,10 @@ def test_inspect_lists_schemas_tables_and_typed_columns(bowman):
     # No primary keys or foreign keys: Bowman tables declare none.
     assert insp.get_pk_constraint("clicks", schema="sa_lake")["constrained_columns"] == []
     assert insp.get_foreign_keys("clicks", schema="sa_lake") == []
+    assert insp.get_indexes("clicks", schema="sa_lake") == []
+    # Full reflection, as pandas.read_sql_table and Superset's dataset sync do.
+    table = sa.Table("clicks", sa.MetaData(), schema="sa_lake", autoload_with=engine)
+    assert [c.name for c in table.columns] == ["user_id", "url", "price", "ts", "ok", "dt"]
     with engine.connect() as c:
         rows = c.execute(sa.text("SELECT user_id, url FROM sa_lake.clicks WHERE dt = :d"), {"d": "2018-03-05"}).all()
     assert rows == [(1, "https://x")]

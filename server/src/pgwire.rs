@@ -117,7 +117,7 @@ impl Connection {
         async move {
             tokio::select! {
                 done = work => done,
-                _ = canceled => Err(BowmanError::Canceled("canceling statement due to user request".into())),
+                _ = canceled => Err(user_cancel()),
             }
         }
     }
@@ -180,7 +180,7 @@ impl pgwire::api::copy::CopyHandler for CopyFromClient {
             // Nothing was committed: the load commits only after the last row.
             c.load.abort();
         }
-        pg_error(BowmanError::Canceled(format!("COPY from the client failed: {}", fail.message)))
+        pg_error(BowmanError::Canceled(format!("the client failing the COPY: {}", fail.message)))
     }
 }
 
@@ -226,8 +226,28 @@ fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> impl futur
     stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn canceled_error() -> PgWireError {
-    pg_error(BowmanError::Canceled("canceling statement due to user request".into()))
+/// What a CancelRequest does to the statement (57014, "canceling statement due to user request").
+fn user_cancel() -> BowmanError {
+    BowmanError::Canceled("user request".into())
+}
+
+/// A statement's batches until they end or the connection is canceled, which ends them with
+/// 57014; dropping the batch stream then stops the query.
+fn until_canceled(
+    conn: &Arc<Connection>,
+    batches: datafusion::execution::SendableRecordBatchStream,
+) -> impl futures::Stream<Item = PgWireResult<datafusion::arrow::array::RecordBatch>> + Send + 'static {
+    let canceled = Box::pin(conn.canceled());
+    stream::unfold((batches, canceled, false), |(mut batches, mut canceled, done)| async move {
+        if done {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut canceled => Some((Err(pg_error(user_cancel())), (batches, canceled, true))),
+            next = batches.next() => next.map(|b| (b.map_err(|e| pg_error(BowmanError::from(e))), (batches, canceled, false))),
+        }
+    })
 }
 
 /// Counts a statement as active until dropped (the guard travels inside row streams).
@@ -396,25 +416,12 @@ fn to_response(output: Output, format: &Format, options: Arc<FormatOptions>, con
             let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
             let row_fields = fields.clone();
             let guard = ActiveGuard::new(&conn.active);
-            // A cancel ends the stream with 57014; dropping the batch stream stops the query.
-            let canceled = Box::pin(conn.canceled());
-            let batches = stream::unfold((batches, canceled, false), |(mut batches, mut canceled, done)| async move {
-                if done {
-                    return None;
-                }
-                tokio::select! {
-                    biased;
-                    _ = &mut canceled => Some((Err(None), (batches, canceled, true))),
-                    next = batches.next() => next.map(|b| (b.map_err(Some), (batches, canceled, false))),
-                }
-            });
-            let rows = batches
+            let rows = until_canceled(conn, batches)
                 .map(move |batch| {
                     let _still_streaming = &guard;
                     let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch {
                         Ok(batch) => Box::new(encode_recordbatch(row_fields.clone(), batch)),
-                        Err(Some(e)) => Box::new(std::iter::once(Err(pg_error(BowmanError::from(e))))),
-                        Err(None) => Box::new(std::iter::once(Err(canceled_error()))),
+                        Err(e) => Box::new(std::iter::once(Err(e))),
                     };
                     stream::iter(rows)
                 })
@@ -443,18 +450,7 @@ fn to_response(output: Output, format: &Format, options: Arc<FormatOptions>, con
             let columns = schema.fields().len();
             let guard = ActiveGuard::new(&conn.active);
             let header = format.header_line(&schema).map(|h| Ok(CopyData::new(h.into())));
-            let canceled = Box::pin(conn.canceled());
-            let batches = stream::unfold((batches, canceled, false), |(mut batches, mut canceled, done)| async move {
-                if done {
-                    return None;
-                }
-                tokio::select! {
-                    biased;
-                    _ = &mut canceled => Some((Err(canceled_error()), (batches, canceled, true))),
-                    next = batches.next() => next.map(|b| (b.map_err(|e| pg_error(BowmanError::from(e))), (batches, canceled, false))),
-                }
-            });
-            let data = stream::iter(header).chain(batches.map(move |batch| {
+            let data = stream::iter(header).chain(until_canceled(conn, batches).map(move |batch| {
                 let _still_streaming = &guard;
                 let batch = batch?;
                 format.encode(&batch).map(|bytes| CopyData::new(bytes.into())).map_err(pg_error)

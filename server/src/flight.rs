@@ -188,20 +188,17 @@ impl BowmanFlight {
     }
 
     /// (database, table, Arrow schema) of every table, from the catalog snapshot.
-    fn tables(&self) -> Vec<(String, String, Schema)> {
+    #[allow(clippy::result_large_err)]
+    fn tables(&self) -> Result<Vec<(String, String, Schema)>, Status> {
         let snapshot = self.engine.catalog().snapshot();
         let mut out = Vec::new();
         for (db, entry) in &snapshot.databases {
             for (name, def) in &entry.tables {
-                let fields: Vec<Field> = def
-                    .columns
-                    .iter()
-                    .filter_map(|c| bowman_sql::types::parse_type(&c.data_type).ok().map(|(t, _)| Field::new(&c.name, t, c.nullable)))
-                    .collect();
+                let fields = bowman_sql::types::table_fields(def).map_err(status)?;
                 out.push((db.clone(), name.clone(), Schema::new(fields)));
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -575,7 +572,7 @@ impl FlightSqlService for BowmanFlight {
         let (schema_pattern, table_pattern) = (query.db_schema_filter_pattern.clone(), query.table_name_filter_pattern.clone());
         let mut builder = query.into_builder();
         if wants_tables && catalog_ok {
-            for (db, table, schema) in self.tables() {
+            for (db, table, schema) in self.tables()? {
                 if like(schema_pattern.as_deref(), &db) && like(table_pattern.as_deref(), &table) {
                     builder.append(bowman_sql::CATALOG_NAME, &db, &table, "TABLE", &schema).map_err(Status::from)?;
                 }

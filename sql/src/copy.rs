@@ -199,7 +199,7 @@ pub struct CopyInTarget {
     pub database: String,
     pub table: String,
     /// The columns in the data, in order (all of the table's unless the statement lists some).
-    pub columns: Vec<(String, DataType)>,
+    pub columns: Vec<String>,
     pub format: CopyFormat,
 }
 
@@ -225,17 +225,11 @@ pub(crate) fn copy_from(session: &Session, stmt: ast::Statement) -> Result<Outpu
     } else {
         columns.iter().map(crate::parser::ident_value).collect()
     };
-    let mut typed = Vec::with_capacity(wanted.len());
-    for w in wanted {
-        let c = def
-            .columns
-            .iter()
-            .find(|c| c.name == w)
-            .ok_or_else(|| BowmanError::UndefinedColumn(format!("{w} is not a column of {}", def.qualified_name())))?;
-        typed.push((c.name.clone(), crate::types::parse_type(&c.data_type)?.0));
+    if let Some(w) = wanted.iter().find(|w| !def.columns.iter().any(|c| &c.name == *w)) {
+        return Err(BowmanError::UndefinedColumn(format!("{w} is not a column of {}", def.qualified_name())));
     }
     let format = CopyFormat::from_options(&options, &legacy_options)?;
-    Ok(Output::CopyIn(CopyInTarget { database, table: def.name.clone(), columns: typed, format }))
+    Ok(Output::CopyIn(CopyInTarget { database, table: def.name.clone(), columns: wanted, format }))
 }
 
 /// Turns PostgreSQL text-format COPY lines into CSV for Arrow's decoder: `\N` becomes an empty
@@ -341,7 +335,7 @@ impl Session {
         // Every field is read as text and cast to the column's type by the load, with the same
         // casts as INSERT (which read PostgreSQL's `t`/`f`, timestamps with a space, ...).
         let schema: SchemaRef = Arc::new(datafusion::arrow::datatypes::Schema::new(
-            target.columns.iter().map(|(n, _)| datafusion::arrow::datatypes::Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>(),
+            target.columns.iter().map(|n| datafusion::arrow::datatypes::Field::new(n, DataType::Utf8, true)).collect::<Vec<_>>(),
         ));
         let format = target.format.clone();
         let delimiter = u8::try_from(format.delimiter).map_err(|_| BowmanError::InvalidValue("COPY DELIMITER must be one byte".into()))?;

@@ -15,7 +15,7 @@ use bowman_catalog::CatalogError;
 use crate::error::{BowmanError, Result};
 use crate::output::Output;
 use crate::session::Session;
-use crate::types::{parse_type, type_name};
+use crate::types::{table_fields, type_name};
 
 /// The incoming batches as a one-partition stream DataFusion can scan once.
 struct OneShot {
@@ -105,13 +105,13 @@ impl Session {
         let source = StreamingTable::try_new(schema.clone(), vec![Arc::new(OneShot { schema: schema.clone(), stream: Mutex::new(Some(batches)) })])?;
         let df = self.ctx.read_table(Arc::new(source))?;
         let mut exprs = Vec::with_capacity(def.columns.len());
-        for c in &def.columns {
-            let (t, _) = parse_type(&c.data_type)?;
-            let value = match schema.fields().iter().find(|f| f.name().eq_ignore_ascii_case(&c.name)) {
+        for target in table_fields(&def)? {
+            let t = target.data_type().clone();
+            let value = match schema.fields().iter().find(|f| f.name().eq_ignore_ascii_case(target.name())) {
                 Some(f) => cast(col(Column::from_name(f.name())), t),
                 None => cast(lit(ScalarValue::Null), t),
             };
-            exprs.push(value.alias(&c.name));
+            exprs.push(value.alias(target.name()));
         }
         if let Some(extra) = schema.fields().iter().find(|f| !def.columns.iter().any(|c| c.name.eq_ignore_ascii_case(f.name()))) {
             return Err(BowmanError::UndefinedColumn(format!("{} is not a column of {}", extra.name(), def.qualified_name())));

@@ -20,7 +20,6 @@ use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::{self as pg, PgCatalogSchemaProvider, PgCatalogStaticTables};
 
-use crate::types::parse_type;
 
 /// The crate's pg_catalog schema.
 type CratePgCatalog = PgCatalogSchemaProvider<BowmanCatalogInfo, EmptyContextProvider>;
@@ -125,11 +124,7 @@ impl CatalogInfo for BowmanCatalogInfo {
         }
         let snapshot = self.catalog.snapshot();
         let Some(def) = snapshot.table(schema_name, table_name) else { return Ok(None) };
-        let mut fields = Vec::with_capacity(def.columns.len());
-        for c in &def.columns {
-            let (t, _) = parse_type(&c.data_type).map_err(|e| DataFusionError::Plan(e.message()))?;
-            fields.push(Field::new(&c.name, t, c.nullable));
-        }
+        let fields = crate::types::table_fields(def).map_err(|e| DataFusionError::Plan(e.message()))?;
         Ok(Some(Arc::new(Schema::new(fields))))
     }
 

@@ -12,7 +12,6 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::CreateExternalTable;
 
-use crate::types::parse_type;
 
 /// Opens catalog tables through the connector registered for their format.
 #[derive(Debug)]
@@ -24,12 +23,7 @@ pub(crate) struct ConnectorResolver {
 
 /// The DataFusion command that describes a stored table to its connector.
 pub(crate) fn external_table_command(def: &TableDef) -> Result<CreateExternalTable> {
-    let mut fields = Vec::with_capacity(def.columns.len() + 1);
-    for c in &def.columns {
-        let (t, _) = parse_type(&c.data_type)
-            .map_err(|e| DataFusionError::Plan(format!("column {} of {}: {}", c.name, def.qualified_name(), e.message())))?;
-        fields.push(Field::new(&c.name, t, c.nullable));
-    }
+    let mut fields = crate::types::table_fields(def).map_err(|e| DataFusionError::Plan(e.message()))?;
     let mut partition_cols = def.partition_columns.clone();
     if def.tracked {
         // The commit directory is one more Hive partition level, hidden by TrackedTable.

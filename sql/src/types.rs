@@ -12,6 +12,19 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit};
 
 use crate::error::{BowmanError, Result};
 
+/// A stored table's columns as Arrow fields (in table order, partition columns included).
+pub fn table_fields(def: &bowman_catalog::TableDef) -> Result<Vec<datafusion::arrow::datatypes::Field>> {
+    def.columns
+        .iter()
+        .map(|c| {
+            let (t, _) = parse_type(&c.data_type).map_err(|e| {
+                crate::error::BowmanError::InvalidDefinition(format!("column {} of {}: {}", c.name, def.qualified_name(), e.message()))
+            })?;
+            Ok(datafusion::arrow::datatypes::Field::new(&c.name, t, c.nullable))
+        })
+        .collect()
+}
+
 /// Parse a type written in SQL. Returns the Arrow type and the canonical Spark text.
 pub fn parse_type(text: &str) -> Result<(DataType, String)> {
     let mut p = TypeParser { tokens: tokenize(text), pos: 0, text };

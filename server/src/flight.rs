@@ -295,21 +295,10 @@ static XDBC_TYPES: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| {
 
 /// Whether a statement answers with rows (a query) rather than a command tag.
 fn returns_rows(sql: &str) -> bool {
-    let mut text = sql.trim_start();
-    // Skip leading comments and parentheses.
-    loop {
-        if let Some(rest) = text.strip_prefix("--") {
-            text = rest.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
-        } else if let Some(rest) = text.strip_prefix("/*") {
-            text = rest.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
-        } else if let Some(rest) = text.strip_prefix('(') {
-            text = rest.trim_start();
-        } else {
-            break;
-        }
-    }
-    let first: String = text.chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_ascii_uppercase();
-    matches!(first.as_str(), "SELECT" | "WITH" | "VALUES" | "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" | "TABLE" | "FROM")
+    matches!(
+        bowman_sql::parser::leading_keyword(sql).as_str(),
+        "SELECT" | "WITH" | "VALUES" | "SHOW" | "DESCRIBE" | "DESC" | "EXPLAIN" | "TABLE" | "FROM"
+    )
 }
 
 /// SQL LIKE (`%`, `_`) for the metadata filters.

@@ -107,6 +107,25 @@ pub enum Statement {
     Optimize { name: TableName, predicate: Option<ast::Expr>, sort_by: Vec<ast::Expr>, zorder: bool },
 }
 
+/// The first keyword of a statement, upper-cased, after leading comments and parentheses
+/// (`/* dbt */ SELECT` and `(SELECT ...)` are queries): how front ends tell a query from a
+/// command before parsing.
+pub fn leading_keyword(sql: &str) -> String {
+    let mut text = sql.trim_start();
+    loop {
+        if let Some(rest) = text.strip_prefix("--") {
+            text = rest.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
+        } else if let Some(rest) = text.strip_prefix("/*") {
+            text = rest.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
+        } else if let Some(rest) = text.strip_prefix('(') {
+            text = rest.trim_start();
+        } else {
+            break;
+        }
+    }
+    text.chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_ascii_uppercase()
+}
+
 /// Parse a string of `;`-separated statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
     if crate::pg_catalog::is_introspection(sql) {

@@ -377,29 +377,23 @@ fn always_visible(name: &str) -> datafusion::logical_expr::ScalarUDF {
 /// PostgreSQL's dialect (`OPERATOR(pg_catalog.~)`, `::regclass`, `COLLATE pg_catalog.default`,
 /// `ANY(array)`) and the compatibility parser rewrites into what DataFusion plans.
 pub(crate) fn is_introspection(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    // Skip leading comments (dbt prefixes every query with a /* {"app": "dbt", ...} */ one).
-    let mut text = lower.trim_start();
-    loop {
-        if let Some(rest) = text.strip_prefix("/*") {
-            text = rest.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
-        } else if let Some(rest) = text.strip_prefix("--") {
-            text = rest.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
-        } else {
-            break;
-        }
-    }
-    let first = text.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
     // Only queries: Bowman's own statements (CREATE TABLE ... USING, INSERT ... PARTITION) need
     // Bowman's parser whatever they name.
-    if first != "select" && first != "with" {
+    if !matches!(crate::parser::leading_keyword(sql).as_str(), "SELECT" | "WITH") {
         return false;
     }
-    lower.contains("pg_catalog") || lower.contains("pg_namespace") || lower.contains("pg_class")
-        || lower.contains("pg_type") || lower.contains("pg_attribute") || lower.contains("::reg")
-        || lower.contains("pg_database") || lower.contains("pg_settings") || lower.contains("pg_proc")
-        || lower.contains("pg_tables") || lower.contains("pg_views") || lower.contains("pg_matviews")
-        || lower.contains("pg_depend") || lower.contains("pg_rewrite")
+    const CATALOG_OBJECTS: &[&str] = &[
+        "pg_catalog", "pg_namespace", "pg_class", "pg_type", "pg_attribute", "::reg", "pg_database", "pg_settings",
+        "pg_proc", "pg_tables", "pg_views", "pg_matviews", "pg_depend", "pg_rewrite",
+    ];
+    let lower = sql.to_ascii_lowercase();
+    CATALOG_OBJECTS.iter().any(|o| lower.contains(o))
+}
+
+/// A replacement expression for a rewrite, in the dialect clients' catalog queries use.
+fn pg_expr(sql: &str) -> Option<datafusion::sql::sqlparser::ast::Expr> {
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    datafusion::sql::sqlparser::parser::Parser::new(&dialect).try_with_sql(sql).and_then(|mut p| p.parse_expr()).ok()
 }
 
 /// `(SELECT c.relkind = 'c' FROM pg_class c WHERE c.oid = t.typrelid)`: PostgreSQL runs a
@@ -428,12 +422,7 @@ fn aggregate_scalar_subquery(query: &mut datafusion::sql::sqlparser::ast::Query)
             return;
         }
     }
-    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-    let Ok(wrapped) =
-        datafusion::sql::sqlparser::parser::Parser::new(&dialect).try_with_sql(&format!("max({expr})")).and_then(|mut p| p.parse_expr())
-    else {
-        return;
-    };
+    let Some(wrapped) = pg_expr(&format!("max({expr})")) else { return };
     select.projection[0] = match alias {
         Some(alias) => SelectItem::ExprWithAlias { expr: wrapped, alias },
         None => SelectItem::UnnamedExpr(wrapped),
@@ -472,11 +461,7 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
                 if let FunctionArguments::List(list) = &f.args {
                     if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))) = list.args.first() {
                         let sql = format!("unnest(range(CAST(1 AS BIGINT), CAST(coalesce(array_length({arg}), 0) + 1 AS BIGINT)))");
-                        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-                        if let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
-                            .try_with_sql(&sql)
-                            .and_then(|mut p| p.parse_expr())
-                        {
+                        if let Some(parsed) = pg_expr(&sql) {
                             *e = parsed;
                             return ControlFlow::<()>::Continue(());
                         }
@@ -490,11 +475,7 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
                             "({arg}) IN (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
                              ON c.relnamespace = n.oid WHERE n.nspname = current_schema() OR n.nspname = 'pg_catalog')"
                         );
-                        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-                        if let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
-                            .try_with_sql(&sql)
-                            .and_then(|mut p| p.parse_expr())
-                        {
+                        if let Some(parsed) = pg_expr(&sql) {
                             *e = Expr::Nested(Box::new(parsed));
                         }
                     }

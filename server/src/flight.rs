@@ -50,10 +50,13 @@ type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, St
 pub fn status(e: BowmanError) -> Status {
     let code = e.sqlstate();
     let message = format!("{} (SQLSTATE {code})", e.message());
+    match code {
+        "42P01" => return Status::not_found(message),
+        "42P07" | "42P06" => return Status::already_exists(message),
+        _ => {}
+    }
     match &code[..2] {
-        "42" if code == "42P01" || code == "3F000" => Status::not_found(message),
         "3F" => Status::not_found(message),
-        "42" if code == "42P07" || code == "42P06" => Status::already_exists(message),
         "42" | "22" | "2B" => Status::invalid_argument(message),
         "28" => Status::unauthenticated(message),
         "0A" => Status::unimplemented(message),

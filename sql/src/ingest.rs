@@ -13,7 +13,6 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use bowman_catalog::CatalogError;
 
 use crate::error::{BowmanError, Result};
-use crate::output::Output;
 use crate::session::Session;
 use crate::types::{table_fields, type_name};
 
@@ -122,11 +121,6 @@ impl Session {
         let rows = self.write(target, provider.clone(), df.into_unoptimized_plan()).await?;
         crate::commit::commit_write(self, &provider, crate::commit::WriteMode::Append).await?;
         Ok(rows)
-    }
-
-    /// Run one SQL text, returning its last output (convenience for front ends).
-    pub async fn execute_one(&mut self, sql: &str) -> Result<Output> {
-        self.execute_sql(sql).await?.pop().ok_or_else(|| BowmanError::Syntax("empty statement".into()))
     }
 }
 

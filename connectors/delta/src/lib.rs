@@ -21,6 +21,7 @@ use bowman_connector_files::FilesTableProviderFactory;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
 use datafusion::datasource::TableType;
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
@@ -58,12 +59,18 @@ impl DeltaConnector {
 
     /// A table handle over Bowman's object store for the location; `as_of` picks the snapshot
     /// (latest by default). The log is not loaded.
-    fn builder(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<DeltaTableBuilder> {
+    /// The table's location, with a client for its store registered in the session.
+    fn location(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<(String, ListingTableUrl)> {
         let location = cmd
             .locations
             .first()
             .ok_or_else(|| ConnectorError::new(ErrorKind::InvalidOption, "a delta table needs a LOCATION"))?;
         let url = self.files.prepare_location(state, location, &Self::options(cmd))?;
+        Ok((location.clone(), url))
+    }
+
+    fn builder(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<DeltaTableBuilder> {
+        let (location, url) = self.location(state, cmd)?;
         let store = state.runtime_env().object_store(&url)?;
         let table_url = url::Url::parse(url.as_str())
             .map_err(|e| ConnectorError::new(ErrorKind::InvalidOption, format!("invalid LOCATION {location}: {e}")))?;
@@ -106,7 +113,6 @@ pub fn delta_error(table: &str, e: DeltaTableError) -> DataFusionError {
             )
             .into();
         }
-        DeltaTableError::ObjectStore { .. } => ErrorKind::Io,
         _ => ErrorKind::Io,
     };
     ConnectorError::new(kind, format!("delta table {table}: {e}")).into()
@@ -140,11 +146,7 @@ impl Connector for DeltaConnector {
     }
 
     async fn validate(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<()> {
-        let location = cmd
-            .locations
-            .first()
-            .ok_or_else(|| ConnectorError::new(ErrorKind::InvalidOption, "a delta table needs a LOCATION"))?;
-        let url = self.files.prepare_location(state, location, &Self::options(cmd))?;
+        let (_, url) = self.location(state, cmd)?;
         self.files.check_location(state, &url).await
     }
 

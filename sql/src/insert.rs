@@ -166,20 +166,14 @@ fn write_mode(
     if def.partition_columns.is_empty() {
         return Ok(WriteMode::OverwriteAll);
     }
-    let statics: Vec<(&String, &String)> = spec
-        .iter()
-        .filter_map(|(n, v)| match v {
-            PartitionValue::Static(v) => Some((n, v)),
-            PartitionValue::Dynamic => None,
-        })
-        .collect();
+    let statics = static_values(spec);
     let fully_static = statics.len() == def.partition_columns.len();
     let exact: Vec<String> = if fully_static {
         let path = def
             .partition_columns
             .iter()
             .map(|p| {
-                let v = statics.iter().find(|(n, _)| *n == p).map(|(_, v)| v.as_str()).unwrap_or_default();
+                let v = statics.iter().find(|(n, _)| n == p).map(|(_, v)| v.as_str()).unwrap_or_default();
                 format!("{p}={}", hive_escape(v))
             })
             .collect::<Vec<_>>()
@@ -188,14 +182,10 @@ fn write_mode(
     } else {
         vec![]
     };
-    let mode = match overwrite_mode {
-        Some(m) => m.to_string(),
-        None => session.setting("partition_overwrite_mode").unwrap_or_else(|| "dynamic".into()).to_ascii_lowercase(),
-    };
-    match mode.as_str() {
-        "dynamic" => Ok(WriteMode::OverwritePartitions(exact)),
-        "static" if statics.is_empty() => Ok(WriteMode::OverwriteAll),
-        "static" => {
+    match partition_overwrite_mode(session, overwrite_mode)? {
+        OverwriteMode::Dynamic => Ok(WriteMode::OverwritePartitions(exact)),
+        OverwriteMode::Static if statics.is_empty() => Ok(WriteMode::OverwriteAll),
+        OverwriteMode::Static => {
             // Every live partition whose leading partition values match the static ones.
             let snapshot = session.engine.catalog.snapshot();
             let live = snapshot.table(&def.database, &def.name).map(|t| t.live.clone()).unwrap_or_default();
@@ -209,10 +199,38 @@ fn write_mode(
             matching.extend(exact);
             Ok(WriteMode::OverwritePartitions(matching))
         }
-        other => Err(BowmanError::InvalidValue(format!(
-            "partition_overwrite_mode is '{other}'; use 'dynamic' or 'static'"
-        ))),
     }
+}
+
+/// `partition_overwrite_mode`: what an INSERT OVERWRITE with partitions replaces.
+enum OverwriteMode {
+    /// The partitions the query writes (Hive; the default).
+    Dynamic,
+    /// Every partition the PARTITION spec matches (Spark's static mode).
+    Static,
+}
+
+/// The mode `requested` by the caller, else the session's setting.
+fn partition_overwrite_mode(session: &Session, requested: Option<&str>) -> Result<OverwriteMode> {
+    let mode = match requested {
+        Some(m) => m.to_string(),
+        None => session.setting("partition_overwrite_mode").unwrap_or_else(|| "dynamic".into()).to_ascii_lowercase(),
+    };
+    match mode.as_str() {
+        "dynamic" => Ok(OverwriteMode::Dynamic),
+        "static" => Ok(OverwriteMode::Static),
+        other => Err(BowmanError::InvalidValue(format!("partition_overwrite_mode is '{other}'; use 'dynamic' or 'static'"))),
+    }
+}
+
+/// The `col = 'value'` entries of a PARTITION spec, in spec order.
+fn static_values(spec: &[(String, PartitionValue)]) -> Vec<(String, String)> {
+    spec.iter()
+        .filter_map(|(n, v)| match v {
+            PartitionValue::Static(v) => Some((n.clone(), v.clone())),
+            PartitionValue::Dynamic => None,
+        })
+        .collect()
 }
 
 /// What an INSERT into a Delta table replaces: the same Spark semantics as [`write_mode`],
@@ -230,23 +248,13 @@ fn delta_replace(
     if def.partition_columns.is_empty() {
         return Ok(Replace::All);
     }
-    let statics: Vec<(String, String)> = spec
-        .iter()
-        .filter_map(|(n, v)| match v {
-            PartitionValue::Static(v) => Some((n.clone(), v.clone())),
-            PartitionValue::Dynamic => None,
-        })
-        .collect();
+    let statics = static_values(spec);
     let fully_static = statics.len() == def.partition_columns.len();
-    let mode = session.setting("partition_overwrite_mode").unwrap_or_else(|| "dynamic".into()).to_ascii_lowercase();
-    match mode.as_str() {
-        "dynamic" => Ok(Replace::Produced { exact: fully_static.then_some(statics) }),
-        "static" if statics.is_empty() => Ok(Replace::All),
-        "static" => Ok(Replace::Matching(statics)),
-        other => Err(BowmanError::InvalidValue(format!(
-            "partition_overwrite_mode is '{other}'; use 'dynamic' or 'static'"
-        ))),
-    }
+    Ok(match partition_overwrite_mode(session, None)? {
+        OverwriteMode::Dynamic => Replace::Produced { exact: fully_static.then_some(statics) },
+        OverwriteMode::Static if statics.is_empty() => Replace::All,
+        OverwriteMode::Static => Replace::Matching(statics),
+    })
 }
 
 /// A partition value as it appears in a Hive directory name (`dt=2018-03-05`).

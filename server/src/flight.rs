@@ -48,9 +48,9 @@ type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, St
 
 /// The gRPC status for a Bowman error; the SQLSTATE leads the message, as clients show it.
 pub fn status(e: BowmanError) -> Status {
-    let code = e.sqlstate();
+    let code = e.code();
     let message = format!("{} (SQLSTATE {code})", e.message());
-    match code {
+    match code.as_str() {
         "42P01" => return Status::not_found(message),
         "42P07" | "42P06" => return Status::already_exists(message),
         _ => {}

@@ -380,7 +380,7 @@ impl ErrorHandler for LogErrors {
 
 /// The ErrorResponse fields for a Bowman error.
 pub fn error_info(e: &BowmanError) -> ErrorInfo {
-    let mut info = ErrorInfo::new("ERROR".to_owned(), e.sqlstate().to_owned(), e.message());
+    let mut info = ErrorInfo::new("ERROR".to_owned(), e.code(), e.message());
     info.position = e.position().map(|p| p.to_string());
     info
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bowman_catalog::{CatalogChange, CatalogError, ColumnDef, DatabaseDef, TableDef, TableKind};
-use bowman_connector::{Connector, split_secret_options};
+use bowman_connector::Connector;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::{DFSchema, TableReference};
 use datafusion::logical_expr::{CreateExternalTable, cast, col};
@@ -302,7 +302,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
 
     let mut all_options = ct.options.clone();
     all_options.extend(ct.properties.clone());
-    let (options, secret_options) = split_secret_options(connector.options(), &all_options);
+    let (options, secret_options) = connector.split_options(&all_options);
 
     let (kind, location) = match &ct.location {
         Some(l) => (TableKind::External, Some(normalize_location(l)?)),

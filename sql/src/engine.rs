@@ -71,7 +71,11 @@ impl Engine {
         let mut connectors = ConnectorRegistry::new();
         let files = Arc::new(FilesTableProviderFactory::new(config.s3.clone(), store_calls.clone()));
         connectors.register(files.clone());
-        connectors.register(Arc::new(bowman_connector_delta::DeltaConnector::new(files)));
+        connectors.register(Arc::new(bowman_connector_delta::DeltaConnector::new(files.clone())));
+        connectors.register(Arc::new(bowman_connector_postgres::PostgresConnector));
+        connectors.register(Arc::new(bowman_connector_mysql::MySqlConnector));
+        connectors.register(Arc::new(bowman_connector_redshift::RedshiftConnector::new(files)));
+        connectors.register(Arc::new(crate::jdbc::JdbcConnector::new(&connectors)));
         let state = SessionStateBuilder::new()
             .with_config(session_config())
             .with_runtime_env(runtime.clone())
@@ -107,6 +111,11 @@ impl Engine {
             .with_config(session_config())
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
+            // Joins, aggregates and sorts over tables of one remote database run there.
+            .with_query_planner(Arc::new(bowman_connector_remote::pushdown::RemoteQueryPlanner))
+            // Appended after DataFusion's own rules, so filters and limits have gone as deep as
+            // they go before whole subplans are sent away.
+            .with_optimizer_rule(Arc::new(bowman_connector_remote::RemotePushdown))
             // PostgreSQL's OID alias types (`::regclass`, `::regtype`) in client queries.
             .with_type_planner(Arc::new(datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner))
             .build();

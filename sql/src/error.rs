@@ -79,6 +79,19 @@ impl BowmanError {
         }
     }
 
+    /// The SQLSTATE sent to clients: a remote database's own code when the failure came from
+    /// one (a constraint violation in PostgreSQL stays 23505), else [`BowmanError::sqlstate`].
+    pub fn code(&self) -> String {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = source {
+            if let Some(code) = e.downcast_ref::<ConnectorError>().and_then(|c| c.sqlstate.clone()) {
+                return code;
+            }
+            source = e.source();
+        }
+        self.sqlstate().to_string()
+    }
+
     /// 1-based character position in the statement, where known.
     pub fn position(&self) -> Option<usize> {
         match self {
@@ -120,6 +133,7 @@ fn connector_sqlstate(e: &ConnectorError) -> &'static str {
         ErrorKind::InvalidOption => "22023",
         ErrorKind::NotFound => "58P01",
         ErrorKind::Unreachable => "08001",
+        ErrorKind::ConnectionLost => "08006",
         ErrorKind::AccessDenied => "28000",
         ErrorKind::Corrupt => "XX001",
         ErrorKind::Io => "58030",

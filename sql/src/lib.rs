@@ -12,6 +12,7 @@ mod ddl;
 mod engine;
 mod ingest;
 mod insert;
+mod jdbc;
 pub mod error;
 mod output;
 pub mod parser;

@@ -84,6 +84,12 @@ pub trait Connector: TableProviderFactory {
         .into())
     }
 
+    /// Split a new table's options into (plain, secret) before they are stored. Connectors whose
+    /// plain options can carry a secret (a password inside a URL) override this to move it out.
+    fn split_options(&self, options: &BTreeMap<String, String>) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        split_secret_options(self.options(), options)
+    }
+
     /// Check, once at `CREATE TABLE`, that the table can be reached (location exists, credentials
     /// work). Opening the table for each query skips this.
     async fn validate(&self, _state: &dyn Session, _cmd: &CreateExternalTable) -> Result<()> {
@@ -139,6 +145,32 @@ pub fn split_secret_options(
     options.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| !is_secret_option(specs, k))
 }
 
+/// Replace `${env:NAME}` references in an option value with the server's environment variable
+/// `NAME`, so secrets can stay out of SQL text and the catalog entirely: the reference is what
+/// gets stored, and it is resolved each time the table is opened.
+pub fn resolve_env_refs(option: &str, value: &str) -> std::result::Result<String, ConnectorError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${env:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 6..];
+        let end = after.find('}').ok_or_else(|| {
+            ConnectorError::new(ErrorKind::InvalidOption, format!("option '{option}' has an unterminated ${{env:...}} reference"))
+        })?;
+        let name = &after[..end];
+        let resolved = std::env::var(name).map_err(|_| {
+            ConnectorError::new(
+                ErrorKind::InvalidOption,
+                format!("option '{option}' refers to the environment variable {name}, which the Bowman server does not have; set it where the server starts"),
+            )
+        })?;
+        out.push_str(&resolved);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// The open map of connectors, keyed by every name each one answers to.
 #[derive(Debug, Default, Clone)]
 pub struct ConnectorRegistry {
@@ -172,6 +204,8 @@ impl ConnectorRegistry {
 /// The category of a connector failure; each maps to one SQLSTATE class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// An established connection to a remote service broke (08006).
+    ConnectionLost,
     /// An option is missing, unknown or malformed (SQLSTATE 22023).
     InvalidOption,
     /// The location or remote object does not exist (58P01 for files).
@@ -196,11 +230,22 @@ pub enum ErrorKind {
 pub struct ConnectorError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The SQLSTATE a remote database reported, passed through to the client unchanged.
+    pub sqlstate: Option<String>,
 }
 
 impl ConnectorError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ConnectorError { kind, message: message.into() }
+        ConnectorError { kind, message: message.into(), sqlstate: None }
+    }
+
+    /// Report the remote database's own SQLSTATE instead of the one `kind` maps to.
+    pub fn with_sqlstate(mut self, code: impl Into<String>) -> Self {
+        let code = code.into();
+        if code.len() == 5 && code.chars().all(|c| c.is_ascii_alphanumeric()) {
+            self.sqlstate = Some(code);
+        }
+        self
     }
 }
 

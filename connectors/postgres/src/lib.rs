@@ -1,0 +1,449 @@
+//! `USING postgres` (aliases `postgresql`, `aurora_postgresql`): tables in PostgreSQL and
+//! Aurora PostgreSQL, read and written over tokio-postgres.
+//!
+//! ```sql
+//! CREATE TABLE shop.users USING postgres
+//!   OPTIONS (url 'postgres://db.internal:5432/app', dbtable 'public.users',
+//!            user 'bowman', password '${env:APP_DB_PASSWORD}');
+//! ```
+//!
+//! [`PgDatabase`] is also the wire path of the Redshift connector, which speaks the same protocol.
+
+pub mod decode;
+pub mod pool;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bowman_connector::{Connector, ConnectorError, ErrorKind, OptionSpec};
+use bowman_connector_remote::options::{self, RemoteOptions, RemoteSource, strip_jdbc};
+use bowman_connector_remote::table::{quote_ident, quote_reference};
+use bowman_connector_remote::text::{TextFlavor, value_texts};
+use bowman_connector_remote::table::{open_table, parse_reference};
+use bowman_connector_remote::{RemoteDatabase, redact};
+use bytes::BytesMut;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::common::TableReference;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::CreateExternalTable;
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
+use futures::{StreamExt, TryStreamExt, pin_mut};
+use tokio_postgres::Config;
+use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
+
+use crate::decode::BatchDecoder;
+use crate::pool::{ConnectFailure, PgPool};
+
+/// Rows per Arrow batch read from PostgreSQL.
+const BATCH_ROWS: usize = 8192;
+
+/// Which server speaks the protocol; decides names in messages and EXPLAIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Postgres,
+    Redshift,
+}
+
+impl Flavor {
+    fn kind(self) -> &'static str {
+        match self {
+            Flavor::Postgres => "postgres",
+            Flavor::Redshift => "redshift",
+        }
+    }
+
+    fn product(self) -> &'static str {
+        match self {
+            Flavor::Postgres => "PostgreSQL",
+            Flavor::Redshift => "Redshift",
+        }
+    }
+}
+
+/// One PostgreSQL (or Redshift) database as seen through one set of credentials.
+#[derive(Debug)]
+pub struct PgDatabase {
+    flavor: Flavor,
+    pool: Arc<PgPool>,
+    describe: String,
+    identity: String,
+    secrets: Vec<String>,
+    batch_size: usize,
+}
+
+static POOLS: LazyLock<Mutex<HashMap<String, Arc<PgPool>>>> = LazyLock::new(Default::default);
+
+/// The connection settings of a table's options (URL, then `user` / `password` options).
+pub fn pg_config(o: &RemoteOptions, flavor: Flavor) -> Result<Config, ConnectorError> {
+    let url = strip_jdbc(&o.url);
+    // Redshift's JDBC URLs say `redshift://`; the protocol is PostgreSQL's.
+    let url = match url.split_once("://") {
+        Some(("redshift" | "postgresql" | "postgres", rest)) => format!("postgresql://{rest}"),
+        _ => url.to_string(),
+    };
+    let mut config: Config = url.parse().map_err(|e| {
+        ConnectorError::new(
+            ErrorKind::InvalidOption,
+            format!("url '{}' is not a {} URL ({e}); write postgres://host:port/database", o.url, flavor.product()),
+        )
+    })?;
+    if let Some(u) = &o.user {
+        config.user(u);
+    }
+    if let Some(p) = &o.password {
+        config.password(p);
+    }
+    if config.get_user().is_none() {
+        config.user("postgres");
+    }
+    if config.get_hosts().is_empty() {
+        config.host("127.0.0.1");
+    }
+    config.connect_timeout(o.connect_timeout);
+    config.application_name("bowman");
+    if let Some(t) = o.query_timeout {
+        config.options(format!("-c statement_timeout={}", t.as_millis()));
+    }
+    Ok(config)
+}
+
+fn host_port(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+impl PgDatabase {
+    /// The database a table's options name, sharing one pool with every table that names the
+    /// same server, database, user and password.
+    pub fn open(o: &RemoteOptions, flavor: Flavor) -> Result<Arc<Self>, ConnectorError> {
+        let config = pg_config(o, flavor)?;
+        let db = config.get_dbname().unwrap_or("postgres").to_string();
+        let user = config.get_user().unwrap_or_default().to_string();
+        let describe = format!("{}/{db}", host_port(&config));
+        let identity = format!("{}://{user}@{describe}", flavor.kind());
+        let mut h = DefaultHasher::new();
+        (o.password.as_deref(), o.query_timeout, o.connect_timeout).hash(&mut h);
+        let key = format!("{identity}#{:x}", h.finish());
+        let pool = POOLS
+            .lock()
+            .expect("pools")
+            .entry(key)
+            .or_insert_with(|| PgPool::new(config, o.pool_size, o.connect_timeout))
+            .clone();
+        Ok(Arc::new(PgDatabase { flavor, pool, describe, identity, secrets: o.secrets(), batch_size: o.batch_size }))
+    }
+
+    /// A failure as the user should see it: what failed, where, with the server's SQLSTATE
+    /// when it sent one, and never a password.
+    pub fn error(&self, e: tokio_postgres::Error, table: &str, connecting: bool) -> DataFusionError {
+        let product = self.flavor.product();
+        let err = if let Some(db) = e.as_db_error() {
+            let code = db.code().code().to_string();
+            let kind = match &code[..2] {
+                "28" => ErrorKind::AccessDenied,
+                "3D" | "42" if code == "42P01" || code == "3D000" => ErrorKind::NotFound,
+                "08" => ErrorKind::Unreachable,
+                "0A" => ErrorKind::Unsupported,
+                _ => ErrorKind::Io,
+            };
+            let mut msg = format!("{product} at {} (table {table}): {}", self.describe, db.message());
+            if let Some(d) = db.detail() {
+                msg.push_str(&format!(" ({d})"));
+            }
+            ConnectorError::new(kind, msg).with_sqlstate(code)
+        } else if connecting {
+            ConnectorError::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "cannot connect to {product} at {} for table {table}: {e}; check the url and that the server accepts connections",
+                    self.describe
+                ),
+            )
+        } else if e.is_closed() {
+            ConnectorError::new(
+                ErrorKind::ConnectionLost,
+                format!("the connection to {product} at {} closed while reading table {table}", self.describe),
+            )
+        } else {
+            ConnectorError::new(ErrorKind::ConnectionLost, format!("{product} at {} (table {table}): {e}", self.describe))
+        };
+        let message = redact(&err.message, &self.secrets);
+        DataFusionError::External(Box::new(ConnectorError { message, ..err }))
+    }
+
+    /// A pooled connection, or a clear error (08001 / the server's own code, e.g. 28P01).
+    pub async fn connect(&self, table: &str) -> Result<pool::PooledClient> {
+        self.pool.get().await.map_err(|f| match f {
+            ConnectFailure::Postgres(e) => self.error(e, table, true),
+            ConnectFailure::Timeout(why) => DataFusionError::External(Box::new(ConnectorError::new(
+                ErrorKind::Unreachable,
+                format!("cannot connect to {} at {} for table {table}: {why}", self.flavor.product(), self.describe),
+            ))),
+        })
+    }
+
+    /// The columns of a table or query, with numeric precision and scale where the catalog has them.
+    pub async fn discover(&self, source: &RemoteSource, table: &str) -> Result<Schema> {
+        let client = self.connect(table).await?;
+        let from = match source {
+            RemoteSource::Table(t) => quote_reference(self, &self.table_reference(t)),
+            RemoteSource::Query(q) => format!("({q}) AS bowman_query"),
+        };
+        let stmt = client.prepare(&format!("SELECT * FROM {from}")).await.map_err(|e| self.error(e, table, false))?;
+        let mut typmods: HashMap<String, i32> = HashMap::new();
+        if let RemoteSource::Table(_) = source {
+            let rows = client
+                .query(
+                    "SELECT attname::text, atttypmod FROM pg_catalog.pg_attribute \
+                     WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
+                    &[&from],
+                )
+                .await
+                .map_err(|e| self.error(e, table, false))?;
+            for r in rows {
+                typmods.insert(r.get(0), r.get(1));
+            }
+        }
+        let mut fields = Vec::new();
+        for c in stmt.columns() {
+            let typmod = typmods.get(c.name()).copied().unwrap_or(-1);
+            let t = decode::arrow_type(c.type_(), typmod).ok_or_else(|| {
+                DataFusionError::External(Box::new(ConnectorError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "column {} of {table} has the {} type {}, which Bowman cannot read yet; use a query option that casts it (e.g. {}::text)",
+                        c.name(),
+                        self.flavor.product(),
+                        c.type_().name(),
+                        c.name()
+                    ),
+                )))
+            })?;
+            fields.push(Field::new(c.name(), t, true));
+        }
+        client.release();
+        Ok(Schema::new(fields))
+    }
+
+    /// Stream the rows of one statement, decoded into `schema`.
+    pub fn stream(self: Arc<Self>, sql: String, schema: SchemaRef, table: String) -> SendableRecordBatchStream {
+        let mut builder = RecordBatchReceiverStream::builder(schema.clone(), 2);
+        let tx = builder.tx();
+        builder.spawn(async move {
+            let client = self.connect(&table).await?;
+            tracing::debug!(db = %self.describe, %sql, "remote query");
+            let params: [&(dyn ToSql + Sync); 0] = [];
+            let rows = client.query_raw(sql.as_str(), params).await.map_err(|e| self.error(e, &table, false))?;
+            pin_mut!(rows);
+            let mut decoder: Option<BatchDecoder> = None;
+            while let Some(row) = rows.next().await {
+                let row = row.map_err(|e| self.error(e, &table, false))?;
+                let d = match &mut decoder {
+                    Some(d) => d,
+                    None => {
+                        let types: Vec<Type> = row.columns().iter().map(|c| c.type_().clone()).collect();
+                        decoder.insert(BatchDecoder::new(schema.clone(), &types)?)
+                    }
+                };
+                d.push_row(&row)?;
+                if d.rows() >= BATCH_ROWS {
+                    let batch = d.finish()?;
+                    if tx.send(Ok(batch)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            if let Some(d) = &mut decoder {
+                if d.rows() > 0 {
+                    let _ = tx.send(Ok(d.finish()?)).await;
+                }
+            }
+            client.release();
+            Ok(())
+        });
+        builder.build()
+    }
+
+    async fn insert_rows(&self, target: &TableReference, mut data: SendableRecordBatchStream, table: &str) -> Result<u64> {
+        let mut client = self.connect(table).await?;
+        let tx = client.transaction().await.map_err(|e| self.error(e, table, false))?;
+        let target_sql = quote_reference(self, target);
+        let mut total = 0u64;
+        while let Some(batch) = data.try_next().await? {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let columns: Vec<String> = batch.schema().fields().iter().map(|f| quote_ident(self, f.name())).collect();
+            let texts = batch
+                .columns()
+                .iter()
+                .map(|c| value_texts(c, TextFlavor::Postgres))
+                .collect::<Result<Vec<_>>>()?;
+            let ncols = columns.len().max(1);
+            // PostgreSQL takes at most 65535 parameters per statement.
+            let per_stmt = self.batch_size.min(65_535 / ncols).max(1);
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let end = (start + per_stmt).min(batch.num_rows());
+                let mut sql = format!("INSERT INTO {target_sql} ({}) VALUES ", columns.join(", "));
+                let mut params: Vec<TextParam> = Vec::with_capacity((end - start) * ncols);
+                for row in start..end {
+                    if row > start {
+                        sql.push_str(", ");
+                    }
+                    sql.push('(');
+                    for (c, col) in texts.iter().enumerate() {
+                        if c > 0 {
+                            sql.push_str(", ");
+                        }
+                        params.push(TextParam(col[row].as_deref()));
+                        sql.push_str(&format!("${}", params.len()));
+                    }
+                    sql.push(')');
+                }
+                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                total += tx.execute(sql.as_str(), &refs).await.map_err(|e| self.error(e, table, false))?;
+                start = end;
+            }
+        }
+        tx.commit().await.map_err(|e| self.error(e, table, false))?;
+        client.release();
+        Ok(total)
+    }
+}
+
+/// A parameter sent in PostgreSQL's text format, which the server parses as the column's type
+/// (so one encoding serves numeric, json, uuid, arrays, timestamps...). `None` is NULL.
+#[derive(Debug)]
+struct TextParam<'a>(Option<&'a [u8]>);
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self.0 {
+            Some(v) => {
+                out.extend_from_slice(v);
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+
+    to_sql_checked!();
+}
+
+/// Functions whose PostgreSQL meaning matches DataFusion's.
+const PG_FUNCTIONS: &[&str] = &[
+    "lower", "upper", "abs", "coalesce", "nullif", "btrim", "ltrim", "rtrim", "length", "character_length",
+    "char_length", "substr", "round", "floor", "ceil", "date_trunc",
+];
+
+#[async_trait]
+impl RemoteDatabase for PgDatabase {
+    fn kind(&self) -> &'static str {
+        self.flavor.kind()
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn identity(&self) -> String {
+        self.identity.clone()
+    }
+
+    fn dialect(&self) -> Arc<dyn Dialect> {
+        Arc::new(PostgreSqlDialect {})
+    }
+
+    fn table_reference(&self, dbtable: &str) -> TableReference {
+        parse_reference(dbtable, true)
+    }
+
+    fn supports_function(&self, name: &str) -> bool {
+        PG_FUNCTIONS.contains(&name) && !(self.flavor == Flavor::Redshift && name == "btrim")
+    }
+
+    fn query(&self, sql: String, schema: SchemaRef, table: String) -> Result<SendableRecordBatchStream> {
+        let me = self.self_arc();
+        Ok(me.stream(sql, schema, table))
+    }
+
+    async fn insert(&self, table: &TableReference, data: SendableRecordBatchStream, display: &str) -> Result<u64> {
+        self.insert_rows(table, data, display).await
+    }
+}
+
+impl PgDatabase {
+    fn self_arc(&self) -> Arc<PgDatabase> {
+        Arc::new(PgDatabase {
+            flavor: self.flavor,
+            pool: self.pool.clone(),
+            describe: self.describe.clone(),
+            identity: self.identity.clone(),
+            secrets: self.secrets.clone(),
+            batch_size: self.batch_size,
+        })
+    }
+}
+
+pub const POSTGRES_OPTIONS: &[OptionSpec] = options::REMOTE_OPTIONS;
+
+/// The `postgres` connector.
+#[derive(Debug, Default)]
+pub struct PostgresConnector;
+
+#[async_trait]
+impl TableProviderFactory for PostgresConnector {
+    async fn create(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
+        let name = cmd.name.to_string();
+        let o = RemoteOptions::parse(&cmd.options, &name)?;
+        let db = PgDatabase::open(&o, Flavor::Postgres)?;
+        let discover = db.discover(&o.source, &name);
+        open_table(cmd, db.clone(), o.clone(), discover).await
+    }
+}
+
+#[async_trait]
+impl Connector for PostgresConnector {
+    fn names(&self) -> &'static [&'static str] {
+        &["postgres", "postgresql", "aurora_postgresql"]
+    }
+
+    fn options(&self) -> &'static [OptionSpec] {
+        POSTGRES_OPTIONS
+    }
+
+    fn split_options(&self, options: &BTreeMap<String, String>) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        options::split_options(self.options(), options)
+    }
+
+    async fn validate(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<()> {
+        let name = cmd.name.to_string();
+        let o = RemoteOptions::parse(&cmd.options, &name)?;
+        PgDatabase::open(&o, Flavor::Postgres)?.discover(&o.source, &name).await.map(|_| ())
+    }
+}
+
+/// How long a test or tool should wait for a remote database to accept connections.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+

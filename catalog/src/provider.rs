@@ -36,11 +36,21 @@ pub struct BowmanCatalogProvider {
     catalog: Arc<Catalog>,
     resolver: Arc<dyn TableResolver>,
     system: std::sync::RwLock<std::collections::BTreeMap<String, Arc<dyn SchemaProvider>>>,
+    temp: TempViews,
 }
+
+/// Session-scoped tables (`CREATE TEMPORARY VIEW ... USING`): never in the catalog, visible by
+/// their bare name from every database of the session, shadowing stored tables of that name.
+pub type TempViews = Arc<std::sync::RwLock<std::collections::BTreeMap<String, Arc<dyn TableProvider>>>>;
 
 impl BowmanCatalogProvider {
     pub fn new(catalog: Arc<Catalog>, resolver: Arc<dyn TableResolver>) -> Self {
-        Self { catalog, resolver, system: Default::default() }
+        Self { catalog, resolver, system: Default::default(), temp: Default::default() }
+    }
+
+    /// This session's temporary views.
+    pub fn temp_views(&self) -> TempViews {
+        self.temp.clone()
     }
 }
 
@@ -65,6 +75,7 @@ impl CatalogProvider for BowmanCatalogProvider {
             catalog: self.catalog.clone(),
             resolver: self.resolver.clone(),
             database: name.to_string(),
+            temp: self.temp.clone(),
         }))
     }
 }
@@ -75,6 +86,7 @@ pub struct DatabaseSchemaProvider {
     catalog: Arc<Catalog>,
     resolver: Arc<dyn TableResolver>,
     database: String,
+    temp: TempViews,
 }
 
 #[async_trait]
@@ -88,6 +100,9 @@ impl SchemaProvider for DatabaseSchemaProvider {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if let Some(t) = self.temp.read().expect("temp views").get(name) {
+            return Ok(Some(t.clone()));
+        }
         let snapshot = self.catalog.snapshot();
         if let Some(def) = snapshot.table(&self.database, name) {
             return self.resolver.resolve(def).await.map(Some);
@@ -102,6 +117,9 @@ impl SchemaProvider for DatabaseSchemaProvider {
     }
 
     fn table_exist(&self, name: &str) -> bool {
+        if self.temp.read().expect("temp views").contains_key(name) {
+            return true;
+        }
         let snapshot = self.catalog.snapshot();
         snapshot.table(&self.database, name).is_some()
             || split_as_of(name).is_some_and(|(base, _)| snapshot.table(&self.database, base).is_some())

@@ -277,7 +277,7 @@ fn order_partitions<T>(mut cols: Vec<T>, partitions: &[String], name: impl Fn(&T
 
 async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> {
     if ct.temporary {
-        return Err(BowmanError::NotSupported("CREATE TEMPORARY TABLE".into()));
+        return create_temp_view(session, ct).await;
     }
     if ct.or_replace {
         return Err(BowmanError::NotSupported("CREATE OR REPLACE TABLE; drop the table first".into()));
@@ -448,6 +448,54 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         Some(n) => Output::Command { tag: "SELECT".into(), rows: Some(n) },
         None => Output::command("CREATE TABLE"),
     })
+}
+
+/// `CREATE [OR REPLACE] TEMPORARY VIEW v USING postgres OPTIONS (...)`: a table of this session
+/// only. Nothing reaches the catalog (its options, secrets included, live in the session), and
+/// it is gone when the connection closes.
+async fn create_temp_view(session: &mut Session, ct: CreateTable) -> Result<Output> {
+    if ct.name.database.is_some() {
+        return Err(BowmanError::InvalidDefinition(format!(
+            "a temporary view has no database; name it {} alone",
+            ct.name.name
+        )));
+    }
+    if ct.query.is_some() || ct.format.is_none() {
+        return Err(BowmanError::NotSupported("CREATE TEMPORARY VIEW without USING; use CREATE VIEW ... AS".into()));
+    }
+    let name = ct.name.name.clone();
+    if !ct.or_replace && session.temp_views.read().expect("temp views").contains_key(&name) {
+        if ct.if_not_exists {
+            return Ok(Output::command("CREATE VIEW"));
+        }
+        return Err(BowmanError::InvalidDefinition(format!("temporary view {name} already exists; use CREATE OR REPLACE TEMPORARY VIEW")));
+    }
+    let format = ct.format.clone().unwrap_or_default().to_ascii_lowercase();
+    let connector: Arc<dyn Connector> = session.engine.resolver.connectors.get(&format).ok_or_else(|| {
+        BowmanError::UnknownFormat { name: format.clone(), known: session.engine.resolver.connectors.names().join(", ") }
+    })?;
+    let mut options: std::collections::HashMap<String, String> = ct.options.clone().into_iter().collect();
+    options.extend(ct.properties.clone());
+    let location = match (&ct.location, options.get("path")) {
+        (Some(l), _) | (None, Some(l)) => normalize_location(l)?,
+        (None, None) => String::new(),
+    };
+    let resolved = resolve_columns(&ct)?;
+    let fields: Vec<Field> = resolved.into_iter().map(|c| c.field).collect();
+    let cmd = CreateExternalTable::builder(
+        TableReference::bare(name.as_str()),
+        location,
+        format,
+        Arc::new(DFSchema::try_from(Schema::new(fields))?),
+    )
+    .with_partition_cols(ct.partitioned_by.iter().map(|(n, _)| n.clone()).collect())
+    .with_options(options)
+    .build();
+    let state = session.ctx.state();
+    connector.validate(&state, &cmd).await?;
+    let provider = connector.create(&state, &cmd).await?;
+    session.temp_views.write().expect("temp views").insert(name, provider);
+    Ok(Output::command("CREATE VIEW"))
 }
 
 fn quote_sql_ident(name: &str) -> String {

@@ -120,17 +120,18 @@ impl Engine {
             .with_type_planner(Arc::new(datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        ctx.register_catalog(
-            CATALOG_NAME,
-            Arc::new(BowmanCatalogProvider::new(self.catalog.clone(), self.resolver.clone())),
-        );
+        let catalog = Arc::new(BowmanCatalogProvider::new(self.catalog.clone(), self.resolver.clone()));
+        let temp_views = catalog.temp_views();
+        ctx.register_catalog(CATALOG_NAME, catalog);
         if let Err(e) = crate::pg_catalog::install(&ctx, &self.pg_catalog) {
             tracing::error!(error = %e, "pg_catalog is unavailable in this session");
         }
         for udf in bowman_udfs::all_scalar_functions() {
             ctx.register_udf((*udf).clone());
         }
-        Session::new(self.clone(), ctx)
+        let mut session = Session::new(self.clone(), ctx);
+        session.temp_views = temp_views;
+        session
     }
 }
 

@@ -718,7 +718,12 @@ impl BowmanParser<'_> {
             }
             return Ok(Some(Statement::CreateDatabase { name, if_not_exists, comment, location }));
         }
-        if !self.peek_is(n, "TABLE") {
+        // Spark's session-scoped source: CREATE TEMPORARY VIEW v USING postgres OPTIONS (...).
+        let temp_view = temporary
+            && self.peek_is(n, "VIEW")
+            && (1..8).any(|k| self.peek_is(n + k, "USING"))
+            && !(1..8).any(|k| self.peek_is(n + k, "AS"));
+        if !self.peek_is(n, "TABLE") && !temp_view {
             return Ok(None);
         }
         for _ in 0..=n {

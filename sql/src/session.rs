@@ -29,6 +29,8 @@ pub struct Session {
     progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// Open cursors (DECLARE ... CURSOR), by name: each holds its query's running stream.
     cursors: std::collections::HashMap<String, Cursor>,
+    /// `CREATE TEMPORARY VIEW ... USING` tables of this session.
+    pub(crate) temp_views: bowman_catalog::provider::TempViews,
 }
 
 /// A declared cursor: the query runs as rows are fetched, never buffered beyond one batch.
@@ -138,7 +140,7 @@ fn plan_output_schema(plan: &LogicalPlan) -> Option<SchemaRef> {
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext) -> Self {
-        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default() }
+        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default() }
     }
 
     /// Send the client a NOTICE (when it listens for them).

@@ -167,8 +167,9 @@ impl PgDatabase {
             ConnectorError::new(
                 ErrorKind::Unreachable,
                 format!(
-                    "cannot connect to {product} at {} for table {table}: {e}; check the url and that the server accepts connections",
-                    self.describe
+                    "cannot connect to {product} at {} for table {table}: {e}{}; check the url and that the server accepts connections",
+                    self.describe,
+                    std::error::Error::source(&e).map(|s| format!(" ({s})")).unwrap_or_default()
                 ),
             )
         } else if e.is_closed() {

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -93,6 +94,17 @@ impl ExecutionPlan for RemoteScanExec {
             .sql
             .get(partition)
             .ok_or_else(|| DataFusionError::Internal(format!("RemoteScanExec has no partition {partition}")))?;
+        if self.schema.fields().is_empty() {
+            // `SELECT 1 FROM ...` for a row count: keep the rows, drop the column.
+            let one = Arc::new(Schema::new(vec![Field::new("one", DataType::Int64, true)]));
+            let schema = self.schema.clone();
+            let stream = self.db.query(sql.clone(), one, self.table.clone())?;
+            let counted = stream.map(move |b| {
+                let b = b?;
+                Ok(RecordBatch::try_new_with_options(schema.clone(), vec![], &RecordBatchOptions::new().with_row_count(Some(b.num_rows())))?)
+            });
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), counted)));
+        }
         let stream = self.db.query(sql.clone(), self.schema.clone(), self.table.clone())?;
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let counted = stream.map(move |b| {

@@ -68,19 +68,23 @@ pub(crate) async fn written_by(session: &Session, def: &TableDef, commit: &str) 
 }
 
 /// After a successful write through `provider`, make it visible. Untracked tables need nothing.
+/// Refuse, before anything is written, a write whose mode the table cannot commit: only tables
+/// whose files Bowman tracks (or Delta, which keeps its own log) can be overwritten.
+pub(crate) fn check_write_mode(provider: &Arc<dyn TableProvider>, mode: &WriteMode) -> Result<()> {
+    if tracked(provider).is_some() || delta(provider).is_some() || matches!(mode, WriteMode::Append) {
+        return Ok(());
+    }
+    Err(BowmanError::NotSupported(format!(
+        "INSERT OVERWRITE into {}: Bowman can only append to it (an external table or a remote database); overwrite managed tables",
+        table_name(provider)
+    )))
+}
+
 pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProvider>, mode: WriteMode) -> Result<()> {
+    check_write_mode(provider, &mode)?;
     let Some(table) = tracked(provider) else {
-        if delta(provider).is_some() {
-            // Committed by the Delta sink itself.
-            return Ok(());
-        }
-        return match mode {
-            WriteMode::Append => Ok(()),
-            _ => Err(BowmanError::NotSupported(format!(
-                "INSERT OVERWRITE into {}: Bowman does not track its files (an external table); overwrite managed tables",
-                table_name(provider)
-            ))),
-        };
+        // Appends to untracked tables need no commit; Delta's sink committed itself.
+        return Ok(());
     };
     let def = &table.def;
     let commit = table.pending_commit().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;

@@ -141,6 +141,7 @@ pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, o
         return Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) });
     }
     let mode = write_mode(session, &def, ins.overwrite, &spec, overwrite_mode)?;
+    crate::commit::check_write_mode(&provider, &mode)?;
     let rows = session.write(table, provider.clone(), df.into_unoptimized_plan()).await?;
     crate::commit::commit_write(session, &provider, mode).await?;
     Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) })

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use bowman_server::{Config, Server, ServeArgs};
 
+pub mod remote;
+
 /// A server running inside the test process.
 pub struct TestServer {
     server: Option<Server>,
@@ -108,11 +110,20 @@ pub struct BinServer {
 
 impl BinServer {
     pub fn spawn(data_dir: &Path, extra_env: &[(&str, &str)]) -> BinServer {
+        Self::spawn_logging(data_dir, extra_env, None)
+    }
+
+    /// Like [`BinServer::spawn`], with the server's log (stderr) written to `log`.
+    pub fn spawn_logging(data_dir: &Path, extra_env: &[(&str, &str)], log: Option<&Path>) -> BinServer {
         let mut cmd = Command::new(bowman_bin());
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
+            None => Stdio::inherit(),
+        };
         cmd.args(["serve", "--pg-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -263,4 +274,41 @@ pub fn text_column(messages: &[tokio_postgres::SimpleQueryMessage], idx: usize) 
             _ => None,
         })
         .collect()
+}
+
+/// A database server the connector tests use, named by an environment variable (scripts/test
+/// sets them), falling back to the project machine's own server. `None` (skip) when neither
+/// answers, unless `BOWMAN_TEST_REQUIRE_SERVICES=1` makes that a failure.
+fn service_url(var: &str, fallback: &str, what: &str) -> Option<String> {
+    if let Ok(url) = std::env::var(var) {
+        if !url.is_empty() {
+            return Some(url);
+        }
+    }
+    let addr = fallback.split('@').nth(1).and_then(|h| h.split('/').next()).unwrap_or_default().to_string();
+    if std::net::TcpStream::connect_timeout(&addr.parse().expect("fallback address"), Duration::from_secs(1)).is_ok() {
+        return Some(fallback.to_string());
+    }
+    assert!(
+        std::env::var("BOWMAN_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "{var} is not set and no {what} answers on {addr}, but services are required: run scripts/test"
+    );
+    eprintln!("skipping: no {what} (set {var} or run scripts/test)");
+    None
+}
+
+/// PostgreSQL for the connector tests (Aurora PostgreSQL and Redshift stand-in).
+pub fn pg_url() -> Option<String> {
+    service_url("BOWMAN_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres", "PostgreSQL")
+}
+
+/// MySQL/MariaDB for the connector tests (Aurora MySQL stand-in).
+pub fn mysql_url() -> Option<String> {
+    service_url("BOWMAN_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test", "MySQL")
+}
+
+/// A name no other test run uses (schemas and databases on shared servers).
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    format!("{prefix}_{}_{nanos}", std::process::id())
 }

@@ -108,3 +108,65 @@ async fn sqllogictests() {
     }
     assert!(failures.is_empty(), "{} of {} sqllogictest files failed:\n{}", failures.len(), files.len(), failures.join("\n\n"));
 }
+
+/// tests/slt-remote/conformance.slt once per SQL-database connector, over identical tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_connector_conformance() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt-remote/conformance.slt");
+    let mut runs: Vec<(&str, String, String, String)> = Vec::new(); // connector, url, namespace, extra
+    let mut cleanup_pg = None;
+    let mut cleanup_my = None;
+    if let Some(pg) = bowman_tests::pg_url() {
+        let schema = bowman_tests::unique_name("bowman_conf");
+        cleanup_pg = Some((bowman_tests::remote::seed_postgres(&pg, &schema).await, schema.clone()));
+        runs.push(("postgres", pg.clone(), schema.clone(), String::new()));
+        // Redshift's wire path is PostgreSQL's; PostgreSQL stands in for it.
+        runs.push(("redshift", pg.clone(), schema, ", connect_timeout '10'".into()));
+    }
+    if let Some(my) = bowman_tests::mysql_url() {
+        let db = bowman_tests::unique_name("bowman_conf");
+        cleanup_my = Some((bowman_tests::remote::seed_mysql(&my, &db).await, db.clone()));
+        runs.push(("mysql", my, db, String::new()));
+    }
+    let mut failures = Vec::new();
+    for (connector, url, ns, extra) in runs {
+        // Each run starts from the same sink.
+        if let Some((c, schema)) = &cleanup_pg {
+            if connector != "mysql" {
+                c.batch_execute(&format!("TRUNCATE {schema}.sink")).await.unwrap();
+            }
+        }
+        let server = TestServer::start().await;
+        let addr = server.pg_addr;
+        let mut runner = sqllogictest::Runner::new(move || async move { Ok(Pg { client: bowman_tests::connect(addr).await }) });
+        runner.with_column_validator(|_, _| true);
+        let unreachable = if connector == "mysql" { "mysql://root@127.0.0.1:1/test" } else { "postgres://postgres@127.0.0.1:1/postgres" };
+        for (k, v) in [
+            ("CONNECTOR", connector.to_string()),
+            ("URL", url.clone()),
+            ("PEOPLE", format!("{ns}.people")),
+            ("SINK", format!("{ns}.sink")),
+            ("MISSING", format!("{ns}.no_such_table")),
+            ("EXTRA", extra.clone()),
+            ("UNREACHABLE", unreachable.to_string()),
+        ] {
+            runner.set_var(k.to_string(), v);
+        }
+        match runner.run_file_async(&file).await {
+            Ok(()) => eprintln!("ok   {connector}: {}", file.display()),
+            Err(e) => {
+                eprintln!("FAIL {connector}: {}\n{e}", file.display());
+                failures.push(format!("{connector}: {e}"));
+            }
+        }
+        server.stop().await;
+    }
+    if let Some((c, schema)) = cleanup_pg {
+        let _ = c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await;
+    }
+    if let Some((mut c, db)) = cleanup_my {
+        use mysql_async::prelude::Queryable;
+        let _ = c.query_drop(format!("DROP DATABASE {db}")).await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

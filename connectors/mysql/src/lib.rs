@@ -307,6 +307,14 @@ impl RemoteDatabase for MySqlDatabase {
         false
     }
 
+    fn orders_nulls(&self) -> bool {
+        false
+    }
+
+    fn exact_string_equality(&self) -> bool {
+        false
+    }
+
     fn query(&self, sql: String, schema: SchemaRef, table: String) -> Result<SendableRecordBatchStream> {
         let me = self.clone();
         let mut builder = RecordBatchReceiverStream::builder(schema.clone(), 2);

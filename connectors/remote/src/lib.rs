@@ -68,6 +68,20 @@ pub trait RemoteDatabase: Send + Sync + Debug {
         true
     }
 
+    /// Whether string equality is exact (byte-for-byte) as in Bowman. MySQL's default
+    /// collations compare case- and accent-insensitively, so there string equality, IN and LIKE
+    /// are sent only as a pre-filter that Bowman checks again, and strings never decide a
+    /// pushed join, grouping or sort.
+    fn exact_string_equality(&self) -> bool {
+        true
+    }
+
+    /// Whether ORDER BY takes NULLS FIRST / NULLS LAST. Where it does not (MySQL: NULLs sort
+    /// first ascending), pushed sorts get an `x IS NULL` key in front instead.
+    fn orders_nulls(&self) -> bool {
+        true
+    }
+
     /// Whether `a || b` means string concatenation (not OR, as in MySQL).
     fn concat_operator(&self) -> bool {
         true

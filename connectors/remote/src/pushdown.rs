@@ -23,13 +23,13 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchemaRef, NullEquality, ScalarValue, TableReference};
+use datafusion::common::{DFSchema, DFSchemaRef, ExprSchema, NullEquality, ScalarValue, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::error::Result;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::{
     Distinct, Expr, Extension, Filter, LogicalPlan, LogicalPlanBuilder, Operator, Projection, SubqueryAlias, TableScan, TableScanBuilder,
-    UserDefinedLogicalNode, UserDefinedLogicalNodeCore, utils::conjunction,
+    SortExpr, UserDefinedLogicalNode, UserDefinedLogicalNodeCore, utils::conjunction,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
@@ -50,6 +50,49 @@ fn remote_table(scan: &TableScan) -> Option<Arc<dyn TableProvider>> {
 
 fn as_remote(p: &Arc<dyn TableProvider>) -> &RemoteTable {
     (p.as_ref() as &dyn Any).downcast_ref::<RemoteTable>().expect("checked by remote_table")
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// Whether `expr` reads a string column of `schema`.
+fn reads_strings(expr: &Expr, schema: &DFSchema) -> bool {
+    expr.column_refs().iter().any(|c| schema.field_from_column(c).is_ok_and(|f| is_string(f.data_type())))
+}
+
+/// Whether an expression orders strings (`<`, `BETWEEN`, ...): collations differ between
+/// databases and from Bowman's byte order, so such comparisons are evaluated here.
+fn compares_string_order(expr: &Expr, schema: &DFSchema) -> bool {
+    let mut found = false;
+    let _ = expr.apply(|e| {
+        let ordered = match e {
+            Expr::BinaryExpr(b) if matches!(b.op, Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq) => {
+                reads_strings(&b.left, schema) || reads_strings(&b.right, schema)
+            }
+            Expr::Between(b) => reads_strings(&b.expr, schema),
+            _ => false,
+        };
+        if ordered {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// How a filter on a remote table can be sent: exactly, as a pre-filter Bowman checks again,
+/// or not at all.
+pub fn filter_pushdown(expr: &Expr, schema: &DFSchema, db: &dyn RemoteDatabase) -> datafusion::logical_expr::TableProviderFilterPushDown {
+    use datafusion::logical_expr::TableProviderFilterPushDown as P;
+    if !expr_pushable(expr, db) || compares_string_order(expr, schema) {
+        P::Unsupported
+    } else if !db.exact_string_equality() && reads_strings(expr, schema) {
+        P::Inexact
+    } else {
+        P::Exact
+    }
 }
 
 /// Whether `expr` means the same in the remote database and can be printed for it.
@@ -126,6 +169,39 @@ fn literal_pushable(v: &ScalarValue) -> bool {
 
 /// Whether a plan node (not its inputs) can run remotely.
 fn node_pushable(plan: &LogicalPlan, db: &dyn RemoteDatabase) -> bool {
+    let input_schemas: Vec<&DFSchemaRef> = plan.inputs().iter().map(|i| i.schema()).collect();
+    let merged = match input_schemas.as_slice() {
+        [one] => (**one).as_ref().clone(),
+        many => {
+            let mut m = DFSchema::empty();
+            for s in many {
+                m.merge(s);
+            }
+            m
+        }
+    };
+    // Comparisons that order strings, and (where equality is not exact) anything that decides
+    // by a string, stay here.
+    let deciding: Vec<Expr> = match plan {
+        LogicalPlan::Filter(f) => vec![f.predicate.clone()],
+        LogicalPlan::Sort(s) => s.expr.iter().map(|s| s.expr.clone()).collect(),
+        LogicalPlan::Aggregate(a) => a.group_expr.clone(),
+        LogicalPlan::Join(j) => j.on.iter().flat_map(|(l, r)| [l.clone(), r.clone()]).chain(j.filter.clone()).collect(),
+        _ => vec![],
+    };
+    for e in &deciding {
+        if compares_string_order(e, &merged) || (!db.exact_string_equality() && reads_strings(e, &merged)) {
+            return false;
+        }
+        if matches!(plan, LogicalPlan::Sort(_)) && reads_strings(e, &merged) {
+            return false;
+        }
+    }
+    if let LogicalPlan::Distinct(_) = plan {
+        if !db.exact_string_equality() && merged.fields().iter().any(|f| is_string(f.data_type())) {
+            return false;
+        }
+    }
     match plan {
         LogicalPlan::Projection(p) => p.expr.iter().all(|e| expr_pushable(e, db)),
         LogicalPlan::Filter(f) => expr_pushable(&f.predicate, db),
@@ -298,9 +374,33 @@ fn scanned_tables(plan: &LogicalPlan) -> String {
 pub fn remote_sql(plan: &LogicalPlan, db: &dyn RemoteDatabase) -> Result<String> {
     let mut counter = 0usize;
     let (renamed, _) = rename(plan.clone(), &mut counter)?;
+    let renamed = if db.orders_nulls() { renamed } else { explicit_null_order(renamed)? };
     let top = with_column_list(renamed)?;
     let statement = Unparser::new(db.dialect().as_ref()).plan_to_sql(&top)?;
     Ok(statement.to_string())
+}
+
+/// For databases without NULLS FIRST/LAST whose NULLs sort first ascending (MySQL): put an
+/// `x IS NULL` key before each sort key whose NULL placement differs from that default.
+fn explicit_null_order(plan: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_up(|p| {
+            Ok(match p {
+                LogicalPlan::Sort(mut sort) => {
+                    let mut keys = Vec::with_capacity(sort.expr.len() * 2);
+                    for k in sort.expr {
+                        if k.asc != k.nulls_first {
+                            keys.push(SortExpr::new(Expr::IsNull(Box::new(k.expr.clone())), !k.nulls_first, false));
+                        }
+                        keys.push(k);
+                    }
+                    sort.expr = keys;
+                    Transformed::yes(LogicalPlan::Sort(sort))
+                }
+                p => Transformed::no(p),
+            })
+        })?
+        .data)
 }
 
 /// Make sure the statement names its output columns: below any ORDER BY / LIMIT at the top

@@ -20,7 +20,7 @@ use datafusion::sql::unparser::Unparser;
 
 use crate::exec::RemoteScanExec;
 use crate::options::{PartitionSpec, RemoteOptions, RemoteSource};
-use crate::pushdown::expr_pushable;
+use crate::pushdown::filter_pushdown;
 use crate::RemoteDatabase;
 
 /// A remote table (or query result) with the schema Bowman stored for it.
@@ -82,17 +82,7 @@ impl RemoteTable {
         let unparser = Unparser::new(dialect.as_ref()).with_pretty(true);
         let mut conditions = Vec::new();
         for f in filters {
-            let unqualified = f
-                .clone()
-                .transform(|e| {
-                    Ok(match e {
-                        Expr::Column(c) if c.relation.is_some() => {
-                            Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(c.name)))
-                        }
-                        e => Transformed::no(e),
-                    })
-                })?
-                .data;
+            let unqualified = strip_qualifiers(f.clone());
             conditions.push(format!("({})", unparser.expr_to_sql(&unqualified)?));
         }
         let parts = match &self.partitioning {
@@ -118,6 +108,17 @@ impl RemoteTable {
             })
             .collect())
     }
+}
+
+fn strip_qualifiers(e: Expr) -> Expr {
+    e.transform(|e| {
+        Ok(match e {
+            Expr::Column(c) if c.relation.is_some() => Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(c.name))),
+            e => Transformed::no(e),
+        })
+    })
+    .map(|t| t.data)
+    .expect("infallible")
 }
 
 /// Quote one identifier the way the remote's dialect does (doubling the quote character).
@@ -165,13 +166,16 @@ impl TableProvider for RemoteTable {
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
         let dialect = self.db.dialect();
         let unparser = Unparser::new(dialect.as_ref());
+        let schema = datafusion::common::DFSchema::try_from(self.schema.as_ref().clone())?;
         Ok(filters
             .iter()
             .map(|f| {
-                if expr_pushable(f, self.db.as_ref()) && unparser.expr_to_sql(f).is_ok() {
-                    TableProviderFilterPushDown::Exact
-                } else {
+                // Filters arrive qualified by the table's name; the schema here is unqualified.
+                let f = strip_qualifiers((*f).clone());
+                if unparser.expr_to_sql(&f).is_err() {
                     TableProviderFilterPushDown::Unsupported
+                } else {
+                    filter_pushdown(&f, &schema, self.db.as_ref())
                 }
             })
             .collect())

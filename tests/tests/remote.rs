@@ -1,0 +1,270 @@
+//! The SQL-database connectors against real servers: PostgreSQL (Aurora PostgreSQL and the
+//! Redshift wire path), MariaDB (Aurora MySQL) and S3 (SeaweedFS), over pgwire.
+//! The per-connector SQL conformance file runs from tests/slt.rs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bowman_tests::{BinServer, S3Env, TestServer, connect, mysql_url, pg_url, psql, text_column, unique_name};
+use mysql_async::prelude::Queryable;
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = client.simple_query(&format!("EXPLAIN {sql}")).await.expect("explain");
+    text_column(&rows, 1).join("\n")
+}
+
+/// The acceptance query: one statement joins a Parquet table on S3, a PostgreSQL table and a
+/// MariaDB table; EXPLAIN shows each remote statement with its filters and LIMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_joins_s3_postgres_and_mysql() {
+    let (Some(pg), Some(my), Some(s3)) = (pg_url(), mysql_url(), S3Env::from_env()) else { return };
+    let ns = unique_name("bowman_fed");
+    let pgc = bowman_tests::remote::seed_postgres(&pg, &ns).await;
+    let mut myc = bowman_tests::remote::seed_mysql(&my, &ns).await;
+    myc.query_drop(format!(
+        "CREATE TABLE {ns}.orders (id INT PRIMARY KEY, person_id INT, amount DECIMAL(10,2));
+         INSERT INTO {ns}.orders VALUES (1, 1, 5.00), (2, 1, 7.50), (3, 3, 1.25), (4, 4, 99.00), (5, 5, 0.50)"
+    ))
+    .await
+    .unwrap();
+
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let location = s3.unique_prefix("fed-visits");
+    c.batch_execute(&format!(
+        "CREATE TABLE visits (person_id INT, page STRING) USING parquet LOCATION '{location}' OPTIONS ({});
+         INSERT INTO visits VALUES (1, 'home'), (1, 'cart'), (3, 'home'), (4, 'help'), (9, 'home');
+         CREATE TABLE people USING postgres OPTIONS (url '{pg}', dbtable '{ns}.people');
+         CREATE TABLE orders USING mysql OPTIONS (url '{my}', dbtable '{ns}.orders');",
+        s3.options()
+    ))
+    .await
+    .unwrap();
+
+    let query = "SELECT p.name, v.page, o.amount
+                 FROM visits v
+                 JOIN (SELECT id, name FROM people WHERE visits >= 10 AND name <> 'nobody' LIMIT 100) p ON p.id = v.person_id
+                 JOIN (SELECT person_id, amount FROM orders WHERE amount > 1 LIMIT 50) o ON o.person_id = p.id
+                 ORDER BY p.name, v.page, o.amount";
+    let rows = c.simple_query(query).await.unwrap();
+    let got: Vec<String> = (0..3)
+        .map(|i| text_column(&rows, i))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![String::new(); text_column(&rows, 0).len()], |mut acc, col| {
+            for (a, v) in acc.iter_mut().zip(col) {
+                if !a.is_empty() {
+                    a.push('|');
+                }
+                a.push_str(&v);
+            }
+            acc
+        });
+    assert_eq!(
+        got,
+        vec![
+            "Zoë ☃|help|99.00",
+            "alice|cart|5.00",
+            "alice|cart|7.50",
+            "alice|home|5.00",
+            "alice|home|7.50",
+            "o'hara \\ -- /* x|home|1.25",
+        ]
+    );
+
+    let plan = explain(&c, query).await;
+    let pg_sql = plan.lines().find(|l| l.contains("RemoteScanExec: postgres")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(pg_sql.contains(r#"WHERE ("visits" >= 10) AND ("name" <> 'nobody') LIMIT 100"#), "{pg_sql}");
+    let my_sql = plan.lines().find(|l| l.contains("RemoteScanExec: mysql")).unwrap_or_else(|| panic!("{plan}"));
+    assert!(my_sql.contains("WHERE (`amount` > 1") && my_sql.contains("LIMIT 50"), "{my_sql}");
+
+    server.stop().await;
+    pgc.batch_execute(&format!("DROP SCHEMA {ns} CASCADE")).await.unwrap();
+    myc.query_drop(format!("DROP DATABASE {ns}")).await.unwrap();
+}
+
+/// With a 1M-row PostgreSQL table and a 1%-selective filter, PostgreSQL returns exactly the
+/// matching rows (pg_stat_statements counts what it sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selective_filter_fetches_only_matching_rows() {
+    let Some(pg) = pg_url() else { return };
+    let (pgc, conn) = tokio_postgres::connect(&pg, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let stats = pgc.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await;
+    let probe = pgc.simple_query("SELECT count(*) FROM pg_stat_statements").await;
+    if stats.is_err() || probe.is_err() {
+        assert!(
+            std::env::var("BOWMAN_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "pg_stat_statements is not loaded in {pg}: scripts/test starts PostgreSQL with it"
+        );
+        eprintln!("skipping: pg_stat_statements is not loaded");
+        return;
+    }
+    let ns = unique_name("bowman_sel");
+    pgc.batch_execute(&format!(
+        "CREATE SCHEMA {ns};
+         CREATE TABLE {ns}.events AS SELECT g AS id, g % 100 AS bucket, md5(g::text) AS payload FROM generate_series(1, 1000000) g;"
+    ))
+    .await
+    .unwrap();
+
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(&format!("CREATE TABLE events USING postgres OPTIONS (url '{pg}', dbtable '{ns}.events')")).await.unwrap();
+    pgc.batch_execute("SELECT pg_stat_statements_reset()").await.unwrap();
+    let rows = c.simple_query("SELECT id, payload FROM events WHERE bucket = 42").await.unwrap();
+    let matching = text_column(&rows, 0).len();
+    assert_eq!(matching, 10_000);
+
+    let sent = pgc
+        .query(
+            &format!("SELECT sum(rows)::bigint, string_agg(query, ' | ') FROM pg_stat_statements WHERE query LIKE '%{ns}%events%'"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let fetched: i64 = sent[0].get(0);
+    let queries: String = sent[0].get(1);
+    assert_eq!(fetched as usize, matching, "PostgreSQL sent {fetched} rows for {matching} matches: {queries}");
+    assert!(queries.contains("WHERE"), "{queries}");
+
+    server.stop().await;
+    pgc.batch_execute(&format!("DROP SCHEMA {ns} CASCADE")).await.unwrap();
+}
+
+/// Passwords (in OPTIONS, inside a URL, or from `${env:...}`) appear in no output: not SHOW
+/// CREATE TABLE, DESCRIBE EXTENDED, information_schema, pg_catalog, errors or the server log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_never_shown_and_errors_carry_sqlstates() {
+    let (Some(pg), Some(my)) = (pg_url(), mysql_url()) else { return };
+    let ns = unique_name("bowman_sec");
+    let pgc = bowman_tests::remote::seed_postgres(&pg, &ns).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bowman.log");
+    let secret_env = "env-secret-9d1c";
+    let server = BinServer::spawn_logging(
+        &dir.path().join("data"),
+        &[("BOWMAN_LOG", "debug"), ("BOWMAN_TEST_SECRET", secret_env)],
+        Some(&log),
+    );
+    let c = connect(server.pg_addr).await;
+
+    // The private PostgreSQL trusts loopback, so any password is accepted: the URL's is stored apart.
+    let with_url_password = pg.replacen("postgres://postgres@", "postgres://postgres:url-secret-77a1@", 1);
+    assert_ne!(with_url_password, pg, "test URL has the expected form");
+    c.batch_execute(&format!(
+        "CREATE TABLE a USING postgres OPTIONS (url '{with_url_password}', dbtable '{ns}.people');
+         CREATE TABLE b USING postgres OPTIONS (url '{pg}', dbtable '{ns}.people', password 'opt-secret-3b2f');
+         CREATE TABLE e USING postgres OPTIONS (url '{pg}', dbtable '{ns}.people', password '${{env:BOWMAN_TEST_SECRET}}');"
+    ))
+    .await
+    .unwrap();
+    for t in ["a", "b", "e"] {
+        let rows = c.simple_query(&format!("SELECT count(*) FROM {t}")).await.unwrap();
+        assert_eq!(text_column(&rows, 0), vec!["5"]);
+    }
+
+    // Failures: unreachable (08001), bad credentials (28P01 from MySQL, PostgreSQL's own 28000
+    // for an unknown role), a missing table (42P01); each names table and host.
+    let e = c
+        .batch_execute("CREATE TABLE down USING postgres OPTIONS (url 'postgres://u:down-secret-55@127.0.0.1:1/x', dbtable 't', connect_timeout '3')")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "08001");
+    let msg = e.as_db_error().unwrap().message().to_string();
+    assert!(msg.contains("127.0.0.1:1") && msg.contains("down"), "{msg}");
+    let e = c
+        .batch_execute(&format!("CREATE TABLE m USING mysql OPTIONS (url '{my}', dbtable 'x', password 'wrong-secret-1f')"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "28P01", "{e:?}");
+    let no_role = pg.replacen("postgres://postgres@", "postgres://no_such_role_x@", 1);
+    let e = c
+        .batch_execute(&format!("CREATE TABLE r USING postgres OPTIONS (url '{no_role}', dbtable '{ns}.people', password 'role-secret-2e')"))
+        .await
+        .unwrap_err();
+    assert!(code(&e).starts_with("28"), "{e:?}");
+
+    let (out, err, _) = psql(
+        server.pg_addr,
+        "SHOW CREATE TABLE a; SHOW CREATE TABLE b; SHOW CREATE TABLE e; DESCRIBE EXTENDED a; DESCRIBE EXTENDED b;
+         SELECT * FROM information_schema.tables; SELECT * FROM information_schema.columns;
+         SELECT relname, reloptions FROM pg_catalog.pg_class;
+         CREATE TABLE again USING postgres OPTIONS (url 'postgres://u:psql-secret-8c@127.0.0.1:1/x', dbtable 't', connect_timeout '2');",
+        &[],
+    )
+    .await;
+    assert!(out.contains("dbtable") && out.contains("BOWMAN_TEST_SECRET"), "SHOW CREATE TABLE shows the options: {out}");
+    let everything = format!("{out}\n{err}\n{e:?}");
+    drop(c);
+    let mut server = server;
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(30));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("cannot connect"), "the failed connections are logged: {logged}");
+    for secret in ["url-secret-77a1", "opt-secret-3b2f", secret_env, "down-secret-55", "wrong-secret-1f", "role-secret-2e", "psql-secret-8c"]
+    {
+        assert!(!everything.contains(secret), "{secret} shown to the client:\n{everything}");
+        assert!(!logged.contains(secret), "{secret} in the server log:\n{logged}");
+    }
+    pgc.batch_execute(&format!("DROP SCHEMA {ns} CASCADE")).await.unwrap();
+}
+
+/// Redshift's UNLOAD path: the statement is checked in the connector's unit tests (no Redshift
+/// is reachable here); reading what UNLOAD leaves on S3 is checked here on prepared Parquet
+/// files, which are deleted once read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redshift_unload_output_is_read_from_s3_and_removed() {
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    use object_store::aws::AmazonS3Builder;
+    use object_store::path::Path;
+
+    let Some(s3) = S3Env::from_env() else { return };
+    let _ = rustls_provider();
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(&s3.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(&s3.bucket)
+            .with_access_key_id(&s3.access_key)
+            .with_secret_access_key(&s3.secret_key)
+            .build()
+            .unwrap(),
+    );
+    let prefix = format!("redshift-unload-{}", unique_name("t"));
+    // UNLOAD names columns after the query's expressions and splits output into slices.
+    let unload_schema = Arc::new(Schema::new(vec![Field::new("?column?", DataType::Int64, true), Field::new("name", DataType::Utf8, true)]));
+    for (slice, ids) in [("0000_part_00.parquet", vec![1i64, 2]), ("0001_part_00.parquet", vec![3i64])] {
+        let names: Vec<String> = ids.iter().map(|i| format!("n{i}")).collect();
+        let batch = RecordBatch::try_new(
+            unload_schema.clone(),
+            vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names))],
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, unload_schema.clone(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        store.put(&Path::from(format!("{prefix}/{slice}")), buf.into()).await.unwrap();
+    }
+    let table_schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int32, true), Field::new("name", DataType::Utf8, true)]));
+    let stream = bowman_connector_redshift::read_unloaded(store.clone(), Path::from(prefix.as_str()), table_schema.clone(), "dw.t".into());
+    let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 3);
+    assert!(batches.iter().all(|b| b.schema() == table_schema));
+    let left: Vec<_> = store.list(Some(&Path::from(prefix.as_str()))).try_collect().await.unwrap();
+    assert!(left.is_empty(), "UNLOAD files are deleted after reading: {left:?}");
+}
+
+fn rustls_provider() -> Result<(), Arc<rustls::crypto::CryptoProvider>> {
+    rustls::crypto::aws_lc_rs::default_provider().install_default()
+}

@@ -126,6 +126,10 @@ impl MySqlDatabase {
             _ => ConnectorError::new(ErrorKind::ConnectionLost, format!("MySQL at {} (table {table}): {e}", self.describe)),
         };
         let message = redact(&err.message, &self.secrets);
+        if connecting {
+            // Operators see failed connections in the server log; the message never holds a password.
+            tracing::warn!(db = %self.describe, %table, error = %message, "remote database connection failed");
+        }
         DataFusionError::External(Box::new(ConnectorError { message, ..err }))
     }
 

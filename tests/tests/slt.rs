@@ -149,6 +149,7 @@ async fn remote_connector_conformance() {
             ("MISSING", format!("{ns}.no_such_table")),
             ("EXTRA", extra.clone()),
             ("UNREACHABLE", unreachable.to_string()),
+            ("SLOW_QUERY", if connector == "mysql" { "SELECT SLEEP(5) AS s" } else { "SELECT 1 AS s FROM pg_sleep(5)" }.to_string()),
         ] {
             runner.set_var(k.to_string(), v);
         }

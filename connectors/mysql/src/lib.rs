@@ -162,9 +162,11 @@ impl MySqlDatabase {
             RemoteSource::Table(t) => quote_reference(self, &self.table_reference(t)),
             RemoteSource::Query(q) => format!("({q}) AS bowman_query"),
         };
-        let result = conn.query_iter(format!("SELECT * FROM {from} LIMIT 0")).await.map_err(|e| self.error(e, table, false))?;
-        let columns = result.columns().unwrap_or_else(|| Arc::from(Vec::new()));
-        result.drop_result().await.map_err(|e| self.error(e, table, false))?;
+        // Prepared, not run: MariaDB materializes a derived table even under LIMIT 0, so running
+        // a slow `query` would cost its full time just to learn the column types.
+        let stmt = conn.prep(format!("SELECT * FROM {from}")).await.map_err(|e| self.error(e, table, false))?;
+        let columns = stmt.columns();
+        conn.close(stmt).await.map_err(|e| self.error(e, table, false))?;
         let mut fields = Vec::new();
         for c in columns.iter() {
             let t = arrow_type(c).ok_or_else(|| {

@@ -268,3 +268,102 @@ async fn redshift_unload_output_is_read_from_s3_and_removed() {
 fn rustls_provider() -> Result<(), Arc<rustls::crypto::CryptoProvider>> {
     rustls::crypto::aws_lc_rs::default_provider().install_default()
 }
+
+/// The type mapping of docs/sql-databases.md, per source: what DESCRIBE says and what comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_types_map_as_documented() {
+    let (Some(pg), Some(my)) = (pg_url(), mysql_url()) else { return };
+    let ns = unique_name("bowman_types");
+    let (pgc, conn) = tokio_postgres::connect(&pg, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    pgc.batch_execute(&format!(
+        "CREATE SCHEMA {ns};
+         CREATE TYPE {ns}.mood AS ENUM ('sad', 'happy');
+         CREATE TABLE {ns}.t (i2 smallint, n numeric, n52 numeric(5,2), ts timestamp, tstz timestamptz, d date, tm time,
+           j json, jb jsonb, u uuid, b bytea, arr text[], iarr int[], m {ns}.mood, f4 real, o oid);
+         INSERT INTO {ns}.t VALUES (-3, 12345.6789, 123.45, '2024-02-29 13:14:15.123456', '2024-02-29 13:14:15+02', '2024-02-29',
+           '23:59:58', '{{\"a\": 1}}', '{{\"b\": [1, 2]}}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\xdeadbeef', '{{x,NULL,\"y z\"}}',
+           '{{1,2,3}}', 'happy', 1.5, 42);"
+    ))
+    .await
+    .unwrap();
+    let mut myc = mysql_async::Conn::from_url(my.as_str()).await.unwrap();
+    myc.query_drop(format!("CREATE DATABASE {ns}")).await.unwrap();
+    myc.query_drop("SET SESSION sql_mode = ''").await.unwrap();
+    myc.query_drop(format!(
+        "CREATE TABLE {ns}.t (tu TINYINT UNSIGNED, bu BIGINT UNSIGNED, flag TINYINT(1), bits BIT(10), y YEAR, d DATE, dt DATETIME(6),
+           ts TIMESTAMP(3) NULL, tm TIME, j JSON, e ENUM('a','b'), vb VARBINARY(8), amt DECIMAL(12,4) UNSIGNED)"
+    ))
+    .await
+    .unwrap();
+    myc.query_drop(format!(
+        "INSERT INTO {ns}.t VALUES (255, 18446744073709551615, 1, b'1000000001', 2024, '0000-00-00', '2024-02-29 13:14:15.123456',
+           '2024-02-29 13:14:15.5', '23:59:58', '{{\"a\": 1}}', 'b', x'DEADBEEF', 12345678.9012)"
+    ))
+    .await
+    .unwrap();
+
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE p USING postgres OPTIONS (url '{pg}', dbtable '{ns}.t');
+         CREATE TABLE m USING mysql OPTIONS (url '{my}', dbtable '{ns}.t');"
+    ))
+    .await
+    .unwrap();
+    let describe = |t: &'static str| {
+        let c = &c;
+        async move {
+            let rows = c.simple_query(&format!("DESCRIBE {t}")).await.unwrap();
+            text_column(&rows, 0).into_iter().zip(text_column(&rows, 1)).map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        describe("p").await,
+        vec![
+            "i2 SMALLINT", "n DECIMAL(38,18)", "n52 DECIMAL(5,2)", "ts TIMESTAMP", "tstz TIMESTAMP_LTZ", "d DATE", "tm TIME",
+            "j STRING", "jb STRING", "u STRING", "b BINARY", "arr ARRAY<STRING>", "iarr ARRAY<INT>", "m STRING", "f4 FLOAT", "o BIGINT",
+        ]
+    );
+    assert_eq!(
+        describe("m").await,
+        vec![
+            "tu SMALLINT", "bu DECIMAL(20,0)", "flag BOOLEAN", "bits BIGINT", "y SMALLINT", "d DATE", "dt TIMESTAMP",
+            "ts TIMESTAMP_LTZ", "tm TIME", "j STRING", "e STRING", "vb BINARY", "amt DECIMAL(12,4)",
+        ]
+    );
+    let rows = c
+        .simple_query(
+            "SELECT i2, n, n52, CAST(ts AS STRING), CAST(tstz AS STRING), d, CAST(tm AS STRING), j, jb, u, encode(b, 'hex'),
+                    array_to_string(arr, '|', 'NULL'), cardinality(iarr), m, f4, o FROM p",
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = (0..16).flat_map(|i| text_column(&rows, i)).collect();
+    assert_eq!(
+        got,
+        vec![
+            "-3", "12345.678900000000000000", "123.45", "2024-02-29T13:14:15.123456", "2024-02-29T11:14:15Z", "2024-02-29",
+            "23:59:58", "{\"a\": 1}", "{\"b\": [1, 2]}", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "deadbeef", "x|NULL|y z", "3",
+            "happy", "1.5", "42",
+        ]
+    );
+    let rows = c
+        .simple_query(
+            "SELECT tu, bu, flag, bits, y, d IS NULL, CAST(dt AS STRING), CAST(ts AS STRING), CAST(tm AS STRING), j, e,
+                    encode(vb, 'hex'), amt FROM m",
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = (0..13).flat_map(|i| text_column(&rows, i)).collect();
+    assert_eq!(
+        got,
+        vec![
+            "255", "18446744073709551615", "t", "513", "2024", "t", "2024-02-29T13:14:15.123456", "2024-02-29T13:14:15.500Z",
+            "23:59:58", "{\"a\": 1}", "b", "deadbeef", "12345678.9012",
+        ]
+    );
+    server.stop().await;
+    pgc.batch_execute(&format!("DROP SCHEMA {ns} CASCADE")).await.unwrap();
+    myc.query_drop(format!("DROP DATABASE {ns}")).await.unwrap();
+}

@@ -24,6 +24,10 @@ pub enum CatalogError {
     UserNotFound(String),
     #[error("{0} changed while this statement ran (another write committed first); run it again")]
     Conflict(String),
+    #[error("function '{0}' already exists; use CREATE OR REPLACE FUNCTION to replace it")]
+    FunctionExists(String),
+    #[error("function '{0}' does not exist")]
+    FunctionNotFound(String),
     #[error("catalog store error: {0}")]
     Store(String),
     #[error(

@@ -64,6 +64,18 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             created_at BIGINT NOT NULL
         )",
     ],
+}, Migration {
+    version: 4,
+    description: "functions created with CREATE FUNCTION ... USING (their options; secrets apart)",
+    statements: &[
+        "CREATE TABLE bowman_functions (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            options TEXT NOT NULL,
+            secret_options TEXT NOT NULL,
+            created_at BIGINT NOT NULL
+        )",
+    ],
 }];
 
 pub(crate) fn latest_version() -> i64 {

@@ -115,6 +115,30 @@ pub struct CatalogState {
     pub databases: BTreeMap<String, DatabaseEntry>,
     /// Users created with CREATE USER: name -> password hash (`SCRAM-SHA-256$...`).
     pub users: BTreeMap<String, String>,
+    /// Functions created with `CREATE FUNCTION name USING kind OPTIONS (...)`, by name.
+    pub functions: BTreeMap<String, FunctionDef>,
+}
+
+/// A function whose implementation Bowman builds from data (`CREATE FUNCTION geodata USING
+/// geodata OPTIONS (states 's3://...', ...)`): the kind names the implementation, the options
+/// where its data lives.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FunctionDef {
+    pub name: String,
+    pub kind: String,
+    pub options: BTreeMap<String, String>,
+    /// Options holding secrets (S3 keys), stored apart and never displayed.
+    pub secret_options: BTreeMap<String, String>,
+    pub created_at: i64,
+}
+
+impl FunctionDef {
+    /// All options, secrets included, for whatever builds the function.
+    pub fn all_options(&self) -> BTreeMap<String, String> {
+        let mut all = self.options.clone();
+        all.extend(self.secret_options.clone());
+        all
+    }
 }
 
 impl CatalogState {

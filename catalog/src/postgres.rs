@@ -153,7 +153,19 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
         .into_iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assemble(version, databases, tables, live, users)
+    let functions = tx
+        .query("SELECT name, kind, options, secret_options, created_at FROM bowman_functions", &[])
+        .await?
+        .into_iter()
+        .map(|r| crate::store::FunctionRow {
+            name: r.get(0),
+            kind: r.get(1),
+            options: r.get(2),
+            secret_options: r.get(3),
+            created_at: r.get(4),
+        })
+        .collect();
+    assemble(version, databases, tables, live, users, functions)
 }
 
 async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
@@ -226,6 +238,17 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
         }
         Op::DeleteUser(name) => {
             tx.execute("DELETE FROM bowman_users WHERE name = $1", &[name]).await?;
+        }
+        Op::InsertFunction(def) => {
+            let row = crate::store::FunctionRow::encode(def)?;
+            tx.execute(
+                "INSERT INTO bowman_functions (name, kind, options, secret_options, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&row.name, &row.kind, &row.options, &row.secret_options, &row.created_at],
+            )
+            .await?;
+        }
+        Op::DeleteFunction(name) => {
+            tx.execute("DELETE FROM bowman_functions WHERE name = $1", &[name]).await?;
         }
         Op::DeleteLiveDir { database, name, dir } => {
             tx.execute(

@@ -101,7 +101,19 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare("SELECT name, password_hash FROM bowman_users")?;
     let users = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-    assemble(version, databases, tables, live, users)
+    let mut stmt = conn.prepare("SELECT name, kind, options, secret_options, created_at FROM bowman_functions")?;
+    let functions = stmt
+        .query_map([], |r| {
+            Ok(crate::store::FunctionRow {
+                name: r.get(0)?,
+                kind: r.get(1)?,
+                options: r.get(2)?,
+                secret_options: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    assemble(version, databases, tables, live, users, functions)
 }
 
 fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
@@ -162,6 +174,16 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
         }
         Op::DeleteUser(name) => {
             tx.execute("DELETE FROM bowman_users WHERE name = ?1", params![name])?;
+        }
+        Op::InsertFunction(def) => {
+            let row = crate::store::FunctionRow::encode(def)?;
+            tx.execute(
+                "INSERT INTO bowman_functions (name, kind, options, secret_options, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![row.name, row.kind, row.options, row.secret_options, row.created_at],
+            )?;
+        }
+        Op::DeleteFunction(name) => {
+            tx.execute("DELETE FROM bowman_functions WHERE name = ?1", params![name])?;
         }
         Op::InsertLiveDir { database, name, dir } => {
             tx.execute(

@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use crate::error::{CatalogError, Result};
-use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, LiveDir, TableDef, TableKind};
+use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, LiveDir, TableDef, TableKind};
 
 /// The database every session starts in, as in Spark and Hive.
 pub const DEFAULT_DATABASE: &str = "default";
@@ -24,6 +24,9 @@ pub enum CatalogChange {
     /// `ALTER USER name PASSWORD '...'`.
     SetUserPassword { name: String, password_hash: String },
     DropUser { name: String, if_exists: bool },
+    /// `CREATE [OR REPLACE] FUNCTION name USING kind OPTIONS (...)`.
+    CreateFunction { def: FunctionDef, or_replace: bool, if_not_exists: bool },
+    DropFunction { name: String, if_exists: bool },
     /// Make a write to a tracked table visible: add its commit directories and, for an
     /// overwrite, retire the ones it replaces — all in one transaction.
     ///
@@ -68,6 +71,8 @@ pub(crate) enum Op {
     DeleteLiveDir { database: String, name: String, dir: String },
     InsertUser { name: String, password_hash: String },
     DeleteUser(String),
+    InsertFunction(FunctionDef),
+    DeleteFunction(String),
 }
 
 /// A versioned, transactional home for the catalog.
@@ -188,6 +193,27 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             }
             ops.push(Op::DeleteUser(name.clone()));
         }
+        CatalogChange::CreateFunction { def, or_replace, if_not_exists } => {
+            if state.functions.contains_key(&def.name) {
+                if *if_not_exists {
+                    return Ok((ops, dropped));
+                }
+                if !or_replace {
+                    return Err(CatalogError::FunctionExists(def.name.clone()));
+                }
+                ops.push(Op::DeleteFunction(def.name.clone()));
+            }
+            ops.push(Op::InsertFunction(def.clone()));
+        }
+        CatalogChange::DropFunction { name, if_exists } => {
+            if !state.functions.contains_key(name) {
+                if *if_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::FunctionNotFound(name.clone()));
+            }
+            ops.push(Op::DeleteFunction(name.clone()));
+        }
         CatalogChange::RenameTable { database, name, new_database, new_name } => {
             let t = state.table(database, name).ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
             let Some(target) = state.databases.get(new_database) else {
@@ -303,8 +329,18 @@ pub(crate) fn assemble(
     tables: Vec<TableRow>,
     live: Vec<(String, String, LiveDir)>,
     users: Vec<(String, String)>,
+    functions: Vec<FunctionRow>,
 ) -> Result<CatalogState> {
-    let mut state = CatalogState { version, databases: BTreeMap::new(), users: users.into_iter().collect() };
+    let mut state = CatalogState {
+        version,
+        databases: BTreeMap::new(),
+        users: users.into_iter().collect(),
+        functions: BTreeMap::new(),
+    };
+    for f in functions {
+        let def = f.decode()?;
+        state.functions.insert(def.name.clone(), def);
+    }
     for def in databases {
         state.databases.insert(def.name.clone(), DatabaseEntry { def, tables: BTreeMap::new() });
     }
@@ -401,3 +437,35 @@ impl Catalog {
     }
 }
 
+
+/// A function row as both stores keep it: options as JSON text.
+pub(crate) struct FunctionRow {
+    pub name: String,
+    pub kind: String,
+    pub options: String,
+    pub secret_options: String,
+    pub created_at: i64,
+}
+
+impl FunctionRow {
+    pub(crate) fn encode(def: &FunctionDef) -> Result<Self> {
+        Ok(FunctionRow {
+            name: def.name.clone(),
+            kind: def.kind.clone(),
+            options: serde_json::to_string(&def.options).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+            secret_options: serde_json::to_string(&def.secret_options).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+            created_at: def.created_at,
+        })
+    }
+
+    fn decode(self) -> Result<FunctionDef> {
+        let parse = |t: &str| serde_json::from_str(t).map_err(|e| CatalogError::Corrupt(format!("function {}: {e}", self.name)));
+        Ok(FunctionDef {
+            options: parse(&self.options)?,
+            secret_options: parse(&self.secret_options)?,
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            created_at: self.created_at,
+        })
+    }
+}

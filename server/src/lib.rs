@@ -70,6 +70,10 @@ impl Server {
             password_hasher: Some(|p| auth::ScramSecret::from_password(p).to_hash_string()),
         })
             .map_err(|e| StartError::Engine(e.message()))?;
+        // Functions built from data (geodata layers) load before the first client connects.
+        if let Err(e) = engine.sync_functions().await {
+            tracing::error!(error = %e.message(), "cannot load functions");
+        }
 
         let mut pg_bind = config.pg_addr;
         let mut flight_bind = config.flight_addr;

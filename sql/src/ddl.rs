@@ -57,6 +57,10 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
             session.engine.catalog.apply(change).await?;
             Ok(Output::command(if create { "CREATE ROLE" } else { "ALTER ROLE" }))
         }
+        Statement::CreateFunction { name, kind, options, or_replace, if_not_exists } => {
+            crate::functions::create(session, name, kind, options, or_replace, if_not_exists).await
+        }
+        Statement::DropFunction { name, if_exists } => crate::functions::drop(session, name, if_exists).await,
         Statement::DropUser { name, if_exists } => {
             session.engine.catalog.apply(CatalogChange::DropUser { name, if_exists }).await?;
             Ok(Output::command("DROP ROLE"))
@@ -134,7 +138,7 @@ pub(crate) fn statement_schema(stmt: &Statement) -> Option<SchemaRef> {
     }
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

@@ -42,6 +42,10 @@ pub struct Engine {
     store_calls: Arc<StoreCalls>,
     pg_catalog: crate::pg_catalog::PgCatalogState,
     pub(crate) password_hasher: Option<fn(&str) -> String>,
+    /// Functions built from data (`CREATE FUNCTION ... USING geodata`), shared by all sessions.
+    pub(crate) functions: crate::functions::Functions,
+    /// Reaches S3 for connectors and for function data, with the server's S3 settings.
+    pub(crate) files: Arc<FilesTableProviderFactory>,
 }
 
 impl Engine {
@@ -74,7 +78,7 @@ impl Engine {
         connectors.register(Arc::new(bowman_connector_delta::DeltaConnector::new(files.clone())));
         connectors.register(Arc::new(bowman_connector_postgres::PostgresConnector));
         connectors.register(Arc::new(bowman_connector_mysql::MySqlConnector));
-        connectors.register(Arc::new(bowman_connector_redshift::RedshiftConnector::new(files)));
+        connectors.register(Arc::new(bowman_connector_redshift::RedshiftConnector::new(files.clone())));
         connectors.register(Arc::new(crate::jdbc::JdbcConnector::new(&connectors)));
         let state = SessionStateBuilder::new()
             .with_config(session_config())
@@ -84,7 +88,17 @@ impl Engine {
         let resolver = Arc::new(ConnectorResolver { connectors, state });
         let warehouse = normalize_location(&config.warehouse)?;
         let pg_catalog = crate::pg_catalog::build(catalog.clone()).map_err(BowmanError::from)?;
-        Ok(Arc::new(Engine { catalog, resolver, runtime, warehouse, store_calls, pg_catalog, password_hasher: config.password_hasher }))
+        Ok(Arc::new(Engine {
+            catalog,
+            resolver,
+            runtime,
+            warehouse,
+            store_calls,
+            pg_catalog,
+            password_hasher: config.password_hasher,
+            functions: Default::default(),
+            files,
+        }))
     }
 
     /// Open a catalog table through its connector.
@@ -127,6 +141,9 @@ impl Engine {
             tracing::error!(error = %e, "pg_catalog is unavailable in this session");
         }
         for udf in bowman_udfs::all_scalar_functions() {
+            ctx.register_udf((*udf).clone());
+        }
+        for udf in self.functions.udfs() {
             ctx.register_udf((*udf).clone());
         }
         let mut session = Session::new(self.clone(), ctx);

@@ -122,6 +122,8 @@ fn catalog_sqlstate(e: &CatalogError) -> &'static str {
         CatalogError::Conflict(_) => "40001",
         CatalogError::UserExists(_) => "42710",
         CatalogError::UserNotFound(_) => "42704",
+        CatalogError::FunctionExists(_) => "42723",
+        CatalogError::FunctionNotFound(_) => "42883",
         CatalogError::Store(_) => "58030",
         CatalogError::TooNew { .. } => "XX000",
         CatalogError::Corrupt(_) => "XX001",

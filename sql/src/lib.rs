@@ -11,6 +11,7 @@ mod copy;
 mod ddl;
 mod engine;
 mod ingest;
+mod functions;
 mod insert;
 mod jdbc;
 pub mod error;

@@ -80,6 +80,10 @@ pub enum Statement {
     /// name [WITH] PASSWORD '...'` (`create: false`).
     CreateUser { name: String, password: String, if_not_exists: bool, create: bool },
     DropUser { name: String, if_exists: bool },
+    /// `CREATE [OR REPLACE] FUNCTION [IF NOT EXISTS] name USING kind OPTIONS (...)`: a function
+    /// Bowman builds from data (`USING geodata`).
+    CreateFunction { name: String, kind: String, options: BTreeMap<String, String>, or_replace: bool, if_not_exists: bool },
+    DropFunction { name: String, if_exists: bool },
     /// `ALTER TABLE [IF EXISTS] t RENAME TO u` (u in t's database unless qualified).
     RenameTable { name: TableName, to: TableName, if_exists: bool },
     ShowDatabases { like: Option<String> },
@@ -307,6 +311,23 @@ fn word_is(t: &Token, kw: &str) -> bool {
 }
 
 impl BowmanParser<'_> {
+    /// `CREATE [OR REPLACE] FUNCTION [IF NOT EXISTS] name USING`: Bowman's data-built functions
+    /// (other CREATE FUNCTION forms stay DataFusion's).
+    fn function_using_ahead(&self) -> bool {
+        let mut n = 1;
+        if self.peek_is(1, "OR") && self.peek_is(2, "REPLACE") {
+            n = 3;
+        }
+        if !self.peek_is(n, "FUNCTION") {
+            return false;
+        }
+        n += 1;
+        if self.peek_is(n, "IF") && self.peek_is(n + 1, "NOT") && self.peek_is(n + 2, "EXISTS") {
+            n += 3;
+        }
+        self.peek_is(n + 1, "USING")
+    }
+
     fn peek_is(&self, n: usize, kw: &str) -> bool {
         word_is(&self.parser.peek_nth_token(n).token, kw)
     }
@@ -361,6 +382,24 @@ impl BowmanParser<'_> {
                     return Err(ParserError::ParserError("users log in with a password: add PASSWORD '...'".into()));
                 };
                 return Ok(Statement::CreateUser { name, password, if_not_exists, create });
+            }
+            "CREATE" if self.function_using_ahead() => {
+                self.parser.next_token();
+                let or_replace = self.parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+                self.parser.next_token(); // FUNCTION
+                let if_not_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+                let name = ident_value(&self.parser.parse_identifier()?);
+                self.eat_word("USING");
+                let kind = self.parse_format_name()?;
+                let options = if self.eat_word("OPTIONS") { self.parse_options()? } else { BTreeMap::new() };
+                return Ok(Statement::CreateFunction { name, kind, options, or_replace, if_not_exists });
+            }
+            "DROP" if self.peek_is(1, "FUNCTION") => {
+                self.parser.next_token();
+                self.parser.next_token();
+                let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+                let name = ident_value(&self.parser.parse_identifier()?);
+                return Ok(Statement::DropFunction { name, if_exists });
             }
             "CREATE" => {
                 if let Some(stmt) = self.try_create()? {

@@ -143,6 +143,16 @@ impl Session {
         Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default() }
     }
 
+    /// Make this session call the engine's current data-built functions (created, replaced or
+    /// dropped by any session or node).
+    pub(crate) fn register_functions(&mut self) {
+        for udf in self.engine.functions.udfs() {
+            if datafusion::execution::FunctionRegistry::udf(&self.ctx, udf.name()).ok().is_none_or(|mine| *mine != *udf) {
+                self.ctx.register_udf((*udf).clone());
+            }
+        }
+    }
+
     /// Send the client a NOTICE (when it listens for them).
     pub(crate) fn notice(&self, message: impl Into<String>) {
         if let Some(p) = &self.progress {
@@ -237,6 +247,8 @@ impl Session {
 
     async fn execute_inner(&mut self, stmt: Statement) -> Result<Output> {
         self.engine.catalog.refresh().await?;
+        self.engine.sync_functions().await?;
+        self.register_functions();
         self.dispatch(stmt).await
     }
 
@@ -333,6 +345,8 @@ impl Session {
         }
         let statement = stmts.pop();
         let catalog = self.engine.catalog.refresh().await?;
+        self.engine.sync_functions().await?;
+        self.register_functions();
         let plan = match &statement {
             Some(Statement::Standard(s)) if matches!(**s, ast::Statement::Copy { .. }) => None,
             Some(Statement::Standard(s)) if !crate::insert::is_spark_insert(s) => Some(self.plan_standard((**s).clone()).await?),
@@ -372,6 +386,8 @@ impl Session {
 
     async fn execute_prepared_inner(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
         let catalog = self.engine.catalog.refresh().await?;
+        self.engine.sync_functions().await?;
+        self.register_functions();
         match (&prepared.plan, &prepared.statement) {
             (Some(plan), Some(Statement::DeclareCursor { name, query, hold, .. })) => {
                 let plan = if catalog.version == prepared.catalog_version { plan.clone() } else { self.plan_query(query.clone()).await? };

@@ -1138,3 +1138,43 @@ async fn create_user_in_the_catalog() {
     drop((c, c2));
     server.stop().await;
 }
+
+/// `CREATE FUNCTION geodata USING geodata` is kept in the catalog: after a restart the function
+/// answers again without being registered, with the known answer for Detroit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geodata_function_survives_restart() {
+    let layers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/geodata");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let query = "SELECT g.country, g.country_code, g.state, g.state_code, g.county, g.city, g.zip_code, g.dma_name, g.dma_number
+                 FROM (SELECT geodata(-83.1186093, 42.3677203) AS g)";
+    let expected = vec![
+        "United States of America", "US", "Michigan", "MI", "Wayne", "Detroit", "48206", "Detroit", "505",
+    ];
+    let answer = |rows: &[tokio_postgres::SimpleQueryMessage]| -> Vec<String> { (0..9).flat_map(|i| text_column(rows, i)).collect() };
+
+    let mut server = BinServer::spawn(&data, &[]);
+    let c = connect(server.pg_addr).await;
+    c.batch_execute(&format!(
+        "CREATE FUNCTION geodata USING geodata OPTIONS (countries '{l}/world_countries.csv', states '{l}/us_states.csv',
+           counties '{l}/us_counties.csv', zip_points '{l}/us_zip_codes.csv', dma '{l}/dma.csv')",
+        l = layers.display()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer(&c.simple_query(query).await.unwrap()), expected);
+    let e = c.batch_execute("CREATE FUNCTION geodata USING geodata OPTIONS (states '/nonexistent.csv')").await.unwrap_err();
+    assert_eq!(code(&e), "42723", "{e:?}");
+    let e = c.batch_execute("CREATE FUNCTION other USING geodata OPTIONS (states '/nonexistent/layer.csv')").await.unwrap_err();
+    assert_eq!(code(&e), "58P01", "{e:?}");
+    assert!(e.as_db_error().unwrap().message().contains("/nonexistent/layer.csv"), "{e:?}");
+    drop(c);
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(30)).is_some_and(|s| s.success()));
+
+    let server = BinServer::spawn(&data, &[]);
+    let c = connect(server.pg_addr).await;
+    assert_eq!(answer(&c.simple_query(query).await.unwrap()), expected);
+    c.batch_execute("DROP FUNCTION geodata").await.unwrap();
+    assert!(c.simple_query(query).await.is_err());
+}

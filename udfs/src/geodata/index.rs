@@ -1,0 +1,298 @@
+//! Spatial indices behind `geodata(longitude, latitude)`: polygon layers answered by
+//! point-in-polygon tests over an R-tree of polygon bounding boxes, and a point layer (ZIP
+//! centroids) answered by the nearest point within a distance.
+//!
+//! Answers are deterministic: a point strictly inside a polygon wins over one on a boundary;
+//! among polygons that only touch the point (shared borders), the region read first wins.
+//! Coordinates outside [-180, 180] x [-90, 90], NaN or infinite have no answer.
+
+use std::io::Read;
+
+use geo::{BoundingRect, Contains, CoordinatePosition, Coord, MultiPolygon, Polygon};
+use geo::coordinate_position::CoordPos;
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
+
+/// Something went wrong reading a layer; says which row and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LayerError(pub String);
+
+/// One region of a polygon layer: its attribute values, in the layer's column order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    pub values: Vec<Option<String>>,
+}
+
+/// A layer of (multi)polygons with attributes.
+#[derive(Debug)]
+pub struct PolygonLayer {
+    /// Attribute names (the CSV columns other than the geometry).
+    pub columns: Vec<String>,
+    regions: Vec<Region>,
+    /// Each polygon of each region separately, so a bounding box stays tight.
+    polygons: Vec<(u32, Polygon<f64>)>,
+    tree: RTree<GeomWithData<Rectangle<[f64; 2]>, u32>>,
+}
+
+fn valid(lon: f64, lat: f64) -> bool {
+    lon.is_finite() && lat.is_finite() && (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat)
+}
+
+/// Read a CSV with a header row; returns (header, rows).
+fn read_csv(reader: impl Read, what: &str) -> Result<(Vec<String>, Vec<csv::StringRecord>), LayerError> {
+    let mut r = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(reader);
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| LayerError(format!("{what}: cannot read the header row: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let mut rows = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        rows.push(rec.map_err(|e| LayerError(format!("{what}: row {}: {e}", i + 2)))?);
+    }
+    Ok((header, rows))
+}
+
+impl PolygonLayer {
+    /// A layer from CSV with a WKT column (named `wkt`, `geometry` or `geom`); every other column
+    /// is an attribute.
+    pub fn from_csv(reader: impl Read, what: &str) -> Result<Self, LayerError> {
+        let (header, rows) = read_csv(reader, what)?;
+        let wkt_col = header
+            .iter()
+            .position(|h| matches!(h.as_str(), "wkt" | "geometry" | "geom" | "the_geom"))
+            .ok_or_else(|| LayerError(format!("{what}: no WKT column (wkt, geometry or geom) in {header:?}")))?;
+        let columns: Vec<String> = header.iter().enumerate().filter(|(i, _)| *i != wkt_col).map(|(_, h)| h.clone()).collect();
+        let mut layer_rows = Vec::with_capacity(rows.len());
+        for (i, rec) in rows.iter().enumerate() {
+            let text = rec.get(wkt_col).unwrap_or_default();
+            let geom = parse_polygons(text).map_err(|e| LayerError(format!("{what}: row {}: {e}", i + 2)))?;
+            let values = rec
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != wkt_col)
+                .map(|(_, v)| if v.is_empty() { None } else { Some(v.to_string()) })
+                .collect();
+            layer_rows.push((Region { values }, geom));
+        }
+        Ok(Self::new(columns, layer_rows))
+    }
+
+    pub fn new(columns: Vec<String>, rows: Vec<(Region, MultiPolygon<f64>)>) -> Self {
+        let mut regions = Vec::with_capacity(rows.len());
+        let mut polygons = Vec::new();
+        let mut boxes = Vec::new();
+        for (region, geom) in rows {
+            let id = regions.len() as u32;
+            regions.push(region);
+            for p in geom.0 {
+                if let Some(r) = p.bounding_rect() {
+                    boxes.push(GeomWithData::new(
+                        Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
+                        polygons.len() as u32,
+                    ));
+                    polygons.push((id, p));
+                }
+            }
+        }
+        PolygonLayer { columns, regions, polygons, tree: RTree::bulk_load(boxes) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+
+    /// The region containing the point, if any.
+    pub fn locate(&self, lon: f64, lat: f64) -> Option<&Region> {
+        if !valid(lon, lat) {
+            return None;
+        }
+        let c = Coord { x: lon, y: lat };
+        let mut on_boundary: Option<u32> = None;
+        for hit in self.tree.locate_in_envelope_intersecting(&AABB::from_point([lon, lat])) {
+            let (region, polygon) = &self.polygons[hit.data as usize];
+            match polygon.coordinate_position(&c) {
+                CoordPos::Inside => return Some(&self.regions[*region as usize]),
+                CoordPos::OnBoundary => {
+                    on_boundary = Some(on_boundary.map_or(*region, |b| b.min(*region)));
+                }
+                CoordPos::Outside => {}
+            }
+        }
+        on_boundary.map(|r| &self.regions[r as usize])
+    }
+
+    /// Whether a point lies strictly inside some region (for tests against other libraries).
+    pub fn strictly_inside(&self, lon: f64, lat: f64) -> bool {
+        let p = geo::Point::new(lon, lat);
+        self.tree
+            .locate_in_envelope_intersecting(&AABB::from_point([lon, lat]))
+            .any(|hit| self.polygons[hit.data as usize].1.contains(&p))
+    }
+
+    /// The value of attribute `column` of a region.
+    pub fn value<'a>(&self, region: &'a Region, column: &str) -> Option<&'a str> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        region.values.get(i)?.as_deref()
+    }
+}
+
+/// Parse WKT holding a POLYGON or MULTIPOLYGON.
+pub fn parse_polygons(text: &str) -> Result<MultiPolygon<f64>, String> {
+    use std::str::FromStr;
+    let w = wkt::Wkt::<f64>::from_str(text.trim()).map_err(|e| format!("not WKT: {e}"))?;
+    let g: geo::Geometry<f64> = w.try_into().map_err(|e| format!("not a geometry: {e:?}"))?;
+    match g {
+        geo::Geometry::Polygon(p) => Ok(MultiPolygon(vec![p])),
+        geo::Geometry::MultiPolygon(m) => Ok(m),
+        other => Err(format!("expected POLYGON or MULTIPOLYGON, found {}", geometry_kind(&other))),
+    }
+}
+
+fn geometry_kind(g: &geo::Geometry<f64>) -> &'static str {
+    match g {
+        geo::Geometry::Point(_) => "POINT",
+        geo::Geometry::LineString(_) => "LINESTRING",
+        geo::Geometry::MultiPoint(_) => "MULTIPOINT",
+        geo::Geometry::MultiLineString(_) => "MULTILINESTRING",
+        geo::Geometry::GeometryCollection(_) => "GEOMETRYCOLLECTION",
+        _ => "another geometry",
+    }
+}
+
+/// ZIP centroids: the nearest one within `max_km` names the city and ZIP of a point.
+#[derive(Debug)]
+pub struct PointLayer {
+    pub columns: Vec<String>,
+    rows: Vec<Region>,
+    tree: RTree<GeomWithData<[f64; 2], u32>>,
+    pub max_km: f64,
+}
+
+/// Great-circle distance in km.
+pub fn haversine_km(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6371.0088 * a.sqrt().asin()
+}
+
+impl PointLayer {
+    /// Points from CSV with `latitude` and `longitude` columns (or `lat`/`lon`/`lng`).
+    pub fn from_csv(reader: impl Read, what: &str, max_km: f64) -> Result<Self, LayerError> {
+        let (header, rows) = read_csv(reader, what)?;
+        let find = |names: &[&str]| header.iter().position(|h| names.contains(&h.as_str()));
+        let lat = find(&["latitude", "lat"]).ok_or_else(|| LayerError(format!("{what}: no latitude column in {header:?}")))?;
+        let lon = find(&["longitude", "lon", "lng"]).ok_or_else(|| LayerError(format!("{what}: no longitude column in {header:?}")))?;
+        let columns: Vec<String> = header.iter().enumerate().filter(|(i, _)| *i != lat && *i != lon).map(|(_, h)| h.clone()).collect();
+        let mut out = Vec::with_capacity(rows.len());
+        let mut points = Vec::with_capacity(rows.len());
+        for (i, rec) in rows.iter().enumerate() {
+            let num = |c: usize| -> Result<f64, LayerError> {
+                rec.get(c)
+                    .unwrap_or_default()
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| LayerError(format!("{what}: row {}: '{}' is not a coordinate", i + 2, rec.get(c).unwrap_or_default())))
+            };
+            let (y, x) = (num(lat)?, num(lon)?);
+            if !valid(x, y) {
+                return Err(LayerError(format!("{what}: row {}: ({x}, {y}) is not a longitude/latitude", i + 2)));
+            }
+            points.push(GeomWithData::new([x, y], out.len() as u32));
+            out.push(Region {
+                values: rec
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != lat && *j != lon)
+                    .map(|(_, v)| if v.is_empty() { None } else { Some(v.to_string()) })
+                    .collect(),
+            });
+        }
+        Ok(PointLayer { columns, rows: out, tree: RTree::bulk_load(points), max_km })
+    }
+
+    /// The nearest point within `max_km`: a few nearest by degrees, then the closest by
+    /// great-circle distance (degrees of longitude shrink away from the equator); ties go to the
+    /// point read first.
+    pub fn nearest(&self, lon: f64, lat: f64) -> Option<&Region> {
+        if !valid(lon, lat) {
+            return None;
+        }
+        let mut best: Option<(f64, u32)> = None;
+        for p in self.tree.nearest_neighbor_iter(&[lon, lat]).take(16) {
+            let d = haversine_km(lon, lat, p.geom()[0], p.geom()[1]);
+            if d <= self.max_km && best.is_none_or(|(bd, bi)| d < bd || (d == bd && p.data < bi)) {
+                best = Some((d, p.data));
+            }
+        }
+        best.map(|(_, i)| &self.rows[i as usize])
+    }
+
+    pub fn value<'a>(&self, region: &'a Region, column: &str) -> Option<&'a str> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        region.values.get(i)?.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SQUARES: &str = "name,wkt
+left,\"POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))\"
+right,\"POLYGON((1 0, 2 0, 2 1, 1 1, 1 0))\"
+donut,\"POLYGON((10 10, 14 10, 14 14, 10 14, 10 10), (11 11, 13 11, 13 13, 11 13, 11 11))\"
+islands,\"MULTIPOLYGON(((20 20, 21 20, 21 21, 20 21, 20 20)), ((30 30, 31 30, 31 31, 30 31, 30 30)))\"
+";
+
+    #[test]
+    fn polygons_answer_inside_boundaries_holes_and_multipolygons() {
+        let layer = PolygonLayer::from_csv(SQUARES.as_bytes(), "squares").unwrap();
+        let name = |x: f64, y: f64| layer.locate(x, y).and_then(|r| layer.value(r, "name")).map(str::to_string);
+        assert_eq!(name(0.5, 0.5).as_deref(), Some("left"));
+        assert_eq!(name(1.5, 0.5).as_deref(), Some("right"));
+        // On the shared border: the region read first, every time.
+        assert_eq!(name(1.0, 0.5).as_deref(), Some("left"));
+        // A corner on the outer boundary still belongs to the polygon.
+        assert_eq!(name(2.0, 1.0).as_deref(), Some("right"));
+        // Holes are outside; the ring around them is inside.
+        assert_eq!(name(12.0, 12.0), None);
+        assert_eq!(name(10.5, 12.0).as_deref(), Some("donut"));
+        // Both parts of a multipolygon.
+        assert_eq!(name(20.5, 20.5).as_deref(), Some("islands"));
+        assert_eq!(name(30.5, 30.5).as_deref(), Some("islands"));
+        // Nowhere, and not a coordinate.
+        assert_eq!(name(5.0, 5.0), None);
+        assert_eq!(name(f64::NAN, 0.5), None);
+        assert_eq!(name(0.5, 95.0), None);
+        assert_eq!(name(200.0, 0.5), None);
+    }
+
+    #[test]
+    fn bad_layers_say_which_row() {
+        let e = PolygonLayer::from_csv("name,wkt\na,\"POINT(1 2)\"\n".as_bytes(), "l").unwrap_err();
+        assert!(e.0.contains("row 2") && e.0.contains("POINT"), "{e}");
+        let e = PolygonLayer::from_csv("name,shape\na,b\n".as_bytes(), "l").unwrap_err();
+        assert!(e.0.contains("no WKT column"), "{e}");
+    }
+
+    #[test]
+    fn nearest_point_within_distance() {
+        let zips = "zip,city,latitude,longitude\n48206,Detroit,42.3750,-83.1080\n48201,Detroit,42.3470,-83.0600\n10001,New York,40.7506,-73.9972\n";
+        let layer = PointLayer::from_csv(zips.as_bytes(), "zips", 30.0).unwrap();
+        let zip = |x: f64, y: f64| layer.nearest(x, y).and_then(|r| layer.value(r, "zip")).map(str::to_string);
+        assert_eq!(zip(-83.1186093, 42.3677203).as_deref(), Some("48206"));
+        assert_eq!(zip(-73.99, 40.75).as_deref(), Some("10001"));
+        // More than 30 km from every centroid.
+        assert_eq!(zip(-100.0, 40.0), None);
+        assert!((haversine_km(-73.9857, 40.7484, -0.1278, 51.5074) - 5570.0).abs() < 15.0);
+    }
+}

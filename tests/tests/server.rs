@@ -1163,6 +1163,15 @@ async fn geodata_function_survives_restart() {
     .await
     .unwrap();
     assert_eq!(answer(&c.simple_query(query).await.unwrap()), expected);
+    // The known answer through psql itself.
+    let (out, err, ok) = psql(
+        server.pg_addr,
+        "SELECT g.county, g.state, g.city, g.zip_code, g.country_code FROM (SELECT geodata(-83.1186093, 42.3677203) AS g);",
+        &["-A", "-t"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "Wayne|Michigan|Detroit|48206|US");
     let e = c.batch_execute("CREATE FUNCTION geodata USING geodata OPTIONS (states '/nonexistent.csv')").await.unwrap_err();
     assert_eq!(code(&e), "42723", "{e:?}");
     let e = c.batch_execute("CREATE FUNCTION other USING geodata OPTIONS (states '/nonexistent/layer.csv')").await.unwrap_err();

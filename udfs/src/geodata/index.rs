@@ -8,7 +8,7 @@
 
 use std::io::Read;
 
-use geo::{BoundingRect, Contains, CoordinatePosition, Coord, MultiPolygon, Polygon};
+use geo::{BoundingRect, Contains, Coord, MultiPolygon, Polygon};
 use geo::coordinate_position::CoordPos;
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
@@ -17,6 +17,51 @@ use rstar::{AABB, RTree};
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct LayerError(pub String);
+
+/// A polygon prepared for many point tests: its edges (every ring) in an R-tree, so a test looks
+/// only at the edges a ray from the point to the east can cross — O(log n) instead of O(n) for
+/// country outlines with thousands of vertices. Even-odd counting makes holes outside.
+#[derive(Debug)]
+struct PreparedPolygon {
+    edges: RTree<GeomWithData<Rectangle<[f64; 2]>, ([f64; 2], [f64; 2])>>,
+    max_x: f64,
+}
+
+impl PreparedPolygon {
+    fn new(p: &Polygon<f64>) -> Self {
+        let mut edges = Vec::new();
+        let mut max_x = f64::NEG_INFINITY;
+        for ring in std::iter::once(p.exterior()).chain(p.interiors()) {
+            for l in ring.lines() {
+                let (a, b) = ([l.start.x, l.start.y], [l.end.x, l.end.y]);
+                max_x = max_x.max(a[0]).max(b[0]);
+                edges.push(GeomWithData::new(Rectangle::from_corners(a, b), (a, b)));
+            }
+        }
+        PreparedPolygon { edges: RTree::bulk_load(edges), max_x }
+    }
+
+    fn position(&self, x: f64, y: f64) -> CoordPos {
+        let ray = AABB::from_corners([x, y], [self.max_x.max(x), y]);
+        let mut inside = false;
+        for e in self.edges.locate_in_envelope_intersecting(&ray) {
+            let ([ax, ay], [bx, by]) = e.data;
+            // On the edge itself?
+            let cross = (bx - ax) * (y - ay) - (by - ay) * (x - ax);
+            if cross == 0.0 && x >= ax.min(bx) && x <= ax.max(bx) && y >= ay.min(by) && y <= ay.max(by) {
+                return CoordPos::OnBoundary;
+            }
+            // Half-open rule: a vertex on the ray counts once.
+            if (ay > y) != (by > y) {
+                let xi = ax + (y - ay) * (bx - ax) / (by - ay);
+                if xi > x {
+                    inside = !inside;
+                }
+            }
+        }
+        if inside { CoordPos::Inside } else { CoordPos::Outside }
+    }
+}
 
 /// One region of a polygon layer: its attribute values, in the layer's column order.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +77,7 @@ pub struct PolygonLayer {
     regions: Vec<Region>,
     /// Each polygon of each region separately, so a bounding box stays tight.
     polygons: Vec<(u32, Polygon<f64>)>,
+    prepared: Vec<PreparedPolygon>,
     tree: RTree<GeomWithData<Rectangle<[f64; 2]>, u32>>,
 }
 
@@ -97,7 +143,8 @@ impl PolygonLayer {
                 }
             }
         }
-        PolygonLayer { columns, regions, polygons, tree: RTree::bulk_load(boxes) }
+        let prepared = polygons.iter().map(|(_, p)| PreparedPolygon::new(p)).collect();
+        PolygonLayer { columns, regions, polygons, prepared, tree: RTree::bulk_load(boxes) }
     }
 
     pub fn len(&self) -> usize {
@@ -116,8 +163,8 @@ impl PolygonLayer {
         let c = Coord { x: lon, y: lat };
         let mut on_boundary: Option<u32> = None;
         for hit in self.tree.locate_in_envelope_intersecting(&AABB::from_point([lon, lat])) {
-            let (region, polygon) = &self.polygons[hit.data as usize];
-            match polygon.coordinate_position(&c) {
+            let region = &self.polygons[hit.data as usize].0;
+            match self.prepared[hit.data as usize].position(c.x, c.y) {
                 CoordPos::Inside => return Some(&self.regions[*region as usize]),
                 CoordPos::OnBoundary => {
                     on_boundary = Some(on_boundary.map_or(*region, |b| b.min(*region)));
@@ -274,6 +321,28 @@ islands,\"MULTIPOLYGON(((20 20, 21 20, 21 21, 20 21, 20 20)), ((30 30, 31 30, 31
         assert_eq!(name(f64::NAN, 0.5), None);
         assert_eq!(name(0.5, 95.0), None);
         assert_eq!(name(200.0, 0.5), None);
+    }
+
+    #[test]
+    fn prepared_tests_agree_with_geo() {
+        use geo::CoordinatePosition;
+        let layer = PolygonLayer::from_csv(SQUARES.as_bytes(), "squares").unwrap();
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for _ in 0..20_000 {
+            let (x, y) = (next() * 35.0 - 2.0, next() * 35.0 - 2.0);
+            for (i, (_, p)) in layer.polygons.iter().enumerate() {
+                assert_eq!(layer.prepared[i].position(x, y), p.coordinate_position(&Coord { x, y }), "({x}, {y})");
+            }
+        }
+        for (x, y) in [(1.0, 0.5), (0.0, 0.0), (11.0, 12.0), (14.0, 14.0), (20.5, 21.0)] {
+            for (i, (_, p)) in layer.polygons.iter().enumerate() {
+                assert_eq!(layer.prepared[i].position(x, y), p.coordinate_position(&Coord { x, y }), "({x}, {y})");
+            }
+        }
     }
 
     #[test]

@@ -266,15 +266,25 @@ impl PointLayer {
         Ok(PointLayer { columns, rows: out, tree: RTree::bulk_load(points), max_km })
     }
 
-    /// The nearest point within `max_km`: a few nearest by degrees, then the closest by
-    /// great-circle distance (degrees of longitude shrink away from the equator); ties go to the
-    /// point read first.
+    /// The nearest point within `max_km` by great-circle distance; ties go to the point read
+    /// first. The R-tree works in degrees, where a degree of longitude shrinks with the
+    /// latitude, so: the nearest point by degrees bounds the search radius, and every point
+    /// within that radius stretched by 1/cos(latitude) is a candidate.
     pub fn nearest(&self, lon: f64, lat: f64) -> Option<&Region> {
         if !valid(lon, lat) {
             return None;
         }
+        let first = self.tree.nearest_neighbor(&[lon, lat])?;
+        let (dx, dy) = (first.geom()[0] - lon, first.geom()[1] - lat);
+        let d0 = (dx * dx + dy * dy).sqrt();
+        // A point d degrees away is at least d * cos(lat') * 111 km away, lat' the larger latitude.
+        let cos = (lat.abs() + d0).min(89.9).to_radians().cos();
+        if d0 * cos * 110.5 > self.max_km {
+            return None;
+        }
+        let radius = (d0 / cos).min(self.max_km / (110.5 * cos));
         let mut best: Option<(f64, u32)> = None;
-        for p in self.tree.nearest_neighbor_iter(&[lon, lat]).take(16) {
+        for p in self.tree.locate_within_distance([lon, lat], radius * radius * (1.0 + 1e-9)) {
             let d = haversine_km(lon, lat, p.geom()[0], p.geom()[1]);
             if d <= self.max_km && best.is_none_or(|(bd, bi)| d < bd || (d == bd && p.data < bi)) {
                 best = Some((d, p.data));
@@ -363,5 +373,11 @@ islands,\"MULTIPOLYGON(((20 20, 21 20, 21 21, 20 21, 20 20)), ((30 30, 31 30, 31
         // More than 30 km from every centroid.
         assert_eq!(zip(-100.0, 40.0), None);
         assert!((haversine_km(-73.9857, 40.7484, -0.1278, 51.5074) - 5570.0).abs() < 15.0);
+        // Far north, a point further east by degrees can be nearer by km.
+        let north = "zip,city,latitude,longitude\n1,EastFar,70.0,20.9\n2,NorthNear,70.35,20.0\n";
+        let layer = PointLayer::from_csv(north.as_bytes(), "n", 100.0).unwrap();
+        let city = layer.nearest(20.0, 70.0).and_then(|r| layer.value(r, "city")).map(str::to_string);
+        // 0.9 degrees of longitude at 70N is about 34 km; 0.35 degrees of latitude about 39 km.
+        assert_eq!(city.as_deref(), Some("EastFar"));
     }
 }

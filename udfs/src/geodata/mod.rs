@@ -126,7 +126,8 @@ impl GeodataFunc {
     pub fn new(name: impl Into<String>, index: Arc<RwLock<Arc<GeoIndex>>>) -> Self {
         GeodataFunc {
             name: name.into(),
-            signature: Signature::uniform(2, vec![DataType::Float64], Volatility::Stable),
+            // Immutable for a given index, so a query that reads several fields computes it once.
+            signature: Signature::uniform(2, vec![DataType::Float64], Volatility::Immutable),
             index,
         }
     }

@@ -42,7 +42,8 @@ const BINARY_CHARSET: u16 = 63;
 /// One MySQL database as seen through one set of credentials.
 #[derive(Debug, Clone)]
 pub struct MySqlDatabase {
-    pool: Pool,
+    opts: Opts,
+    pool_key: String,
     describe: String,
     identity: String,
     secrets: Vec<String>,
@@ -87,9 +88,9 @@ impl MySqlDatabase {
         let mut h = DefaultHasher::new();
         (o.password.as_deref(), o.pool_size).hash(&mut h);
         let key = format!("{identity}#{:x}", h.finish());
-        let pool = POOLS.lock().expect("pools").entry(key).or_insert_with(|| Pool::new(opts)).clone();
         Ok(Arc::new(MySqlDatabase {
-            pool,
+            opts,
+            pool_key: key,
             describe,
             identity,
             secrets: o.secrets(),
@@ -133,8 +134,23 @@ impl MySqlDatabase {
         DataFusionError::External(Box::new(ConnectorError { message, ..err }))
     }
 
+    /// The pool shared by every table naming this database and credentials. A pool lives on
+    /// the Tokio runtime that created it; one whose runtime is gone (an embedding application
+    /// or test that restarted its runtime) is replaced.
+    fn pool(&self, replace_disconnected: bool) -> Pool {
+        let mut pools = POOLS.lock().expect("pools");
+        if replace_disconnected {
+            pools.remove(&self.pool_key);
+        }
+        pools.entry(self.pool_key.clone()).or_insert_with(|| Pool::new(self.opts.clone())).clone()
+    }
+
     async fn connect(&self, table: &str) -> Result<Conn> {
-        let mut conn = match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
+        let mut got = tokio::time::timeout(self.connect_timeout, self.pool(false).get_conn()).await;
+        if let Ok(Err(mysql_async::Error::Driver(mysql_async::DriverError::PoolDisconnected))) = &got {
+            got = tokio::time::timeout(self.connect_timeout, self.pool(true).get_conn()).await;
+        }
+        let mut conn = match got {
             Ok(c) => c.map_err(|e| self.error(e, table, true))?,
             Err(_) => {
                 return Err(DataFusionError::External(Box::new(ConnectorError::new(

@@ -146,6 +146,9 @@ impl Engine {
         for udf in self.functions.udfs() {
             ctx.register_udf((*udf).clone());
         }
+        for udaf in bowman_udfs::all_aggregate_functions() {
+            ctx.register_udaf((*udaf).clone());
+        }
         let mut session = Session::new(self.clone(), ctx);
         session.temp_views = temp_views;
         session

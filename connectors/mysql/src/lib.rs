@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bowman_connector::{Connector, ConnectorError, ErrorKind, OptionSpec};
 use bowman_connector_remote::options::{self, RemoteOptions, RemoteSource, strip_jdbc};
 use bowman_connector_remote::table::{open_table, parse_reference, quote_ident, quote_reference};
-use bowman_connector_remote::text::{TextBatchBuilder, TextFlavor, value_texts};
+use bowman_connector_remote::text::{InsertRows, TextBatchBuilder, TextFlavor};
 use bowman_connector_remote::{RemoteDatabase, redact};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
@@ -378,25 +378,17 @@ impl RemoteDatabase for MySqlDatabase {
         let target_sql = quote_reference(self, target);
         let mut total = 0u64;
         while let Some(batch) = data.try_next().await? {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let columns: Vec<String> = batch.schema().fields().iter().map(|f| quote_ident(self, f.name())).collect();
-            let texts = batch.columns().iter().map(|c| value_texts(c, TextFlavor::MySql)).collect::<Result<Vec<_>>>()?;
-            let ncols = columns.len().max(1);
-            let per_stmt = self.batch_size.min(65_535 / ncols).max(1);
-            let row_marks = format!("({})", vec!["?"; ncols].join(", "));
-            let mut start = 0;
-            while start < batch.num_rows() {
-                let end = (start + per_stmt).min(batch.num_rows());
+            let rows = InsertRows::new(&batch, TextFlavor::MySql, self.batch_size, |c| quote_ident(self, c))?;
+            let row_marks = format!("({})", vec!["?"; rows.texts.len()].join(", "));
+            for chunk in rows.chunks {
                 let sql = format!(
                     "INSERT INTO {target_sql} ({}) VALUES {}",
-                    columns.join(", "),
-                    vec![row_marks.as_str(); end - start].join(", ")
+                    rows.columns_sql,
+                    vec![row_marks.as_str(); chunk.len()].join(", ")
                 );
-                let mut params = Vec::with_capacity((end - start) * ncols);
-                for row in start..end {
-                    for col in &texts {
+                let mut params = Vec::with_capacity(chunk.len() * rows.texts.len());
+                for row in chunk {
+                    for col in &rows.texts {
                         params.push(match &col[row] {
                             Some(v) => Value::Bytes(v.clone()),
                             None => Value::NULL,
@@ -405,7 +397,6 @@ impl RemoteDatabase for MySqlDatabase {
                 }
                 tx.exec_drop(sql, Params::Positional(params)).await.map_err(|e| self.error(e, table, false))?;
                 total += tx.affected_rows();
-                start = end;
             }
         }
         tx.commit().await.map_err(|e| self.error(e, table, false))?;

@@ -15,13 +15,12 @@ pub mod pool;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bowman_connector::{Connector, ConnectorError, ErrorKind, OptionSpec};
 use bowman_connector_remote::options::{self, RemoteOptions, RemoteSource, strip_jdbc};
 use bowman_connector_remote::table::{quote_ident, quote_reference};
-use bowman_connector_remote::text::{TextFlavor, value_texts};
+use bowman_connector_remote::text::{InsertRows, TextFlavor};
 use bowman_connector_remote::table::{open_table, parse_reference};
 use bowman_connector_remote::{RemoteDatabase, redact};
 use bytes::BytesMut;
@@ -67,7 +66,7 @@ impl Flavor {
 }
 
 /// One PostgreSQL (or Redshift) database as seen through one set of credentials.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PgDatabase {
     flavor: Flavor,
     pool: Arc<PgPool>,
@@ -287,29 +286,16 @@ impl PgDatabase {
         let target_sql = quote_reference(self, target);
         let mut total = 0u64;
         while let Some(batch) = data.try_next().await? {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let columns: Vec<String> = batch.schema().fields().iter().map(|f| quote_ident(self, f.name())).collect();
-            let texts = batch
-                .columns()
-                .iter()
-                .map(|c| value_texts(c, TextFlavor::Postgres))
-                .collect::<Result<Vec<_>>>()?;
-            let ncols = columns.len().max(1);
-            // PostgreSQL takes at most 65535 parameters per statement.
-            let per_stmt = self.batch_size.min(65_535 / ncols).max(1);
-            let mut start = 0;
-            while start < batch.num_rows() {
-                let end = (start + per_stmt).min(batch.num_rows());
-                let mut sql = format!("INSERT INTO {target_sql} ({}) VALUES ", columns.join(", "));
-                let mut params: Vec<TextParam> = Vec::with_capacity((end - start) * ncols);
-                for row in start..end {
-                    if row > start {
+            let rows = InsertRows::new(&batch, TextFlavor::Postgres, self.batch_size, |c| quote_ident(self, c))?;
+            for chunk in rows.chunks {
+                let mut sql = format!("INSERT INTO {target_sql} ({}) VALUES ", rows.columns_sql);
+                let mut params: Vec<TextParam> = Vec::with_capacity(chunk.len() * rows.texts.len());
+                for row in chunk.clone() {
+                    if row > chunk.start {
                         sql.push_str(", ");
                     }
                     sql.push('(');
-                    for (c, col) in texts.iter().enumerate() {
+                    for (c, col) in rows.texts.iter().enumerate() {
                         if c > 0 {
                             sql.push_str(", ");
                         }
@@ -320,7 +306,6 @@ impl PgDatabase {
                 }
                 let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
                 total += tx.execute(sql.as_str(), &refs).await.map_err(|e| self.error(e, table, false))?;
-                start = end;
             }
         }
         tx.commit().await.map_err(|e| self.error(e, table, false))?;
@@ -389,25 +374,11 @@ impl RemoteDatabase for PgDatabase {
     }
 
     fn query(&self, sql: String, schema: SchemaRef, table: String) -> Result<SendableRecordBatchStream> {
-        let me = self.self_arc();
-        Ok(me.stream(sql, schema, table))
+        Ok(Arc::new(self.clone()).stream(sql, schema, table))
     }
 
     async fn insert(&self, table: &TableReference, data: SendableRecordBatchStream, display: &str) -> Result<u64> {
         self.insert_rows(table, data, display).await
-    }
-}
-
-impl PgDatabase {
-    fn self_arc(&self) -> Arc<PgDatabase> {
-        Arc::new(PgDatabase {
-            flavor: self.flavor,
-            pool: self.pool.clone(),
-            describe: self.describe.clone(),
-            identity: self.identity.clone(),
-            secrets: self.secrets.clone(),
-            batch_size: self.batch_size,
-        })
     }
 }
 
@@ -448,7 +419,4 @@ impl Connector for PostgresConnector {
         PgDatabase::open(&o, Flavor::Postgres)?.discover(&o.source, &name).await.map(|_| ())
     }
 }
-
-/// How long a test or tool should wait for a remote database to accept connections.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -186,3 +186,28 @@ pub fn value_texts(column: &ArrayRef, flavor: TextFlavor) -> Result<Vec<Option<V
     }
     Ok(out)
 }
+
+/// An INSERT's batch prepared for a database: the quoted column list, every value as text, and
+/// the row ranges of one statement each (at most `batch_size` rows and 65535 placeholders, the
+/// limit of both PostgreSQL and MySQL).
+pub struct InsertRows {
+    pub columns_sql: String,
+    pub texts: Vec<Vec<Option<Vec<u8>>>>,
+    pub chunks: Vec<std::ops::Range<usize>>,
+}
+
+impl InsertRows {
+    pub fn new(
+        batch: &datafusion::arrow::array::RecordBatch,
+        flavor: TextFlavor,
+        batch_size: usize,
+        quote: impl Fn(&str) -> String,
+    ) -> Result<Self> {
+        let columns: Vec<String> = batch.schema().fields().iter().map(|f| quote(f.name())).collect();
+        let texts = batch.columns().iter().map(|c| value_texts(c, flavor)).collect::<Result<Vec<_>>>()?;
+        let per_stmt = batch_size.min(65_535 / columns.len().max(1)).max(1);
+        let rows = batch.num_rows();
+        let chunks = (0..rows).step_by(per_stmt).map(|start| start..(start + per_stmt).min(rows)).collect();
+        Ok(InsertRows { columns_sql: columns.join(", "), texts, chunks })
+    }
+}

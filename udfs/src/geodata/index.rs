@@ -8,7 +8,7 @@
 
 use std::io::Read;
 
-use geo::{BoundingRect, Contains, Coord, MultiPolygon, Polygon};
+use geo::{BoundingRect, Coord, MultiPolygon, Polygon};
 use geo::coordinate_position::CoordPos;
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
@@ -147,14 +147,6 @@ impl PolygonLayer {
         PolygonLayer { columns, regions, polygons, prepared, tree: RTree::bulk_load(boxes) }
     }
 
-    pub fn len(&self) -> usize {
-        self.regions.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.regions.is_empty()
-    }
-
     /// The region containing the point, if any.
     pub fn locate(&self, lon: f64, lat: f64) -> Option<&Region> {
         if !valid(lon, lat) {
@@ -173,14 +165,6 @@ impl PolygonLayer {
             }
         }
         on_boundary.map(|r| &self.regions[r as usize])
-    }
-
-    /// Whether a point lies strictly inside some region (for tests against other libraries).
-    pub fn strictly_inside(&self, lon: f64, lat: f64) -> bool {
-        let p = geo::Point::new(lon, lat);
-        self.tree
-            .locate_in_envelope_intersecting(&AABB::from_point([lon, lat]))
-            .any(|hit| self.polygons[hit.data as usize].1.contains(&p))
     }
 
     /// The value of attribute `column` of a region.

@@ -172,11 +172,8 @@ impl ScalarUDFImpl for GeodataFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let index = self.index.read().expect("geodata index").clone();
-        let out = evaluate(&index, &arrays[0], &arrays[1])?;
-        debug_assert_eq!(out.len(), rows.max(out.len()));
-        Ok(ColumnarValue::Array(out))
+        Ok(ColumnarValue::Array(evaluate(&index, &arrays[0], &arrays[1])?))
     }
 }

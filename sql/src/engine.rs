@@ -143,6 +143,9 @@ impl Engine {
         for udf in bowman_udfs::all_scalar_functions() {
             ctx.register_udf((*udf).clone());
         }
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(bowman_udfs::from_json::FromJsonFunc::new(|t| {
+            crate::types::parse_type(t).map(|(t, _)| t).map_err(|e| e.message())
+        })));
         for udf in self.functions.udfs() {
             ctx.register_udf((*udf).clone());
         }

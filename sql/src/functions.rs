@@ -28,11 +28,11 @@ use crate::session::Session;
 
 /// The options of `USING geodata`.
 const GEODATA_OPTIONS: &[OptionSpec] = &[
-    OptionSpec::new("countries", "country polygons: CSV with a WKT column"),
-    OptionSpec::new("states", "state polygons: CSV with a WKT column"),
-    OptionSpec::new("counties", "county polygons: CSV with a WKT column"),
-    OptionSpec::new("dma", "DMA polygons: CSV with a WKT column and dma_name, dma_number"),
-    OptionSpec::new("zip_points", "ZIP centroids: CSV with zip, city, latitude, longitude"),
+    OptionSpec::new("countries", "country polygons: CSV with a WKT column, GeoJSON or GeoParquet"),
+    OptionSpec::new("states", "state polygons: CSV with a WKT column, GeoJSON or GeoParquet"),
+    OptionSpec::new("counties", "county polygons: CSV with a WKT column, GeoJSON or GeoParquet"),
+    OptionSpec::new("dma", "DMA polygons with dma_name and dma_number: CSV with a WKT column, GeoJSON or GeoParquet"),
+    OptionSpec::new("zip_points", "ZIP centroids with zip and city: CSV with latitude and longitude, or GeoJSON / GeoParquet points"),
     OptionSpec::new("zip_max_km", "how far the nearest ZIP centroid may be (default 25)"),
 ];
 
@@ -129,9 +129,9 @@ impl Engine {
             let what = format!("{} layer {key} ({location})", def.name);
             let built = tokio::task::spawn_blocking(move || -> std::result::Result<Layer, String> {
                 if slot == 4 {
-                    PointLayer::from_csv(&bytes[..], &what, zip_max_km).map(Layer::Points).map_err(|e| e.0)
+                    PointLayer::from_bytes(&bytes, &what, zip_max_km).map(Layer::Points).map_err(|e| e.0)
                 } else {
-                    PolygonLayer::from_csv(&bytes[..], &what).map(Layer::Polygons).map_err(|e| e.0)
+                    PolygonLayer::from_bytes(&bytes, &what).map(Layer::Polygons).map_err(|e| e.0)
                 }
             })
             .await

@@ -9,6 +9,13 @@
 //!   writer's rows are sorted; a full sort keeps that promise (every writer receives a sorted
 //!   stream) and DataFusion's sort spills to disk under the memory limit. So
 //!   `INSERT ... DISTRIBUTE BY dt SORT BY user_id` writes one file per `dt`, sorted by `user_id`.
+//!
+//! And Spark's generator syntax, which DataFusion spells `unnest`:
+//!
+//! * `SELECT explode(arr)` is `SELECT unnest(arr) AS col` (Spark names the column `col`);
+//!   `explode_outer(arr)` also gives one NULL row for a NULL or empty array;
+//! * `FROM t [AS a] LATERAL VIEW [OUTER] explode(arr) v AS x` becomes
+//!   `FROM (SELECT a.*, unnest(arr) AS x FROM t AS a) AS a`, and `v.x` becomes `a.x`.
 
 use datafusion::sql::sqlparser::ast::{self, OrderBy, OrderByExpr, OrderByKind, OrderByOptions, SetExpr};
 
@@ -55,6 +62,7 @@ fn rewrite_set_expr(body: &mut SetExpr, sort_by: &mut Vec<OrderByExpr>) -> Resul
                 select.distribute_by = exprs;
             }
             sort_by.append(&mut select.sort_by);
+            rewrite_generators(select)?;
             for table in &mut select.from {
                 rewrite_table_factor(&mut table.relation)?;
                 for join in &mut table.joins {
@@ -72,6 +80,122 @@ fn rewrite_set_expr(body: &mut SetExpr, sort_by: &mut Vec<OrderByExpr>) -> Resul
         _ => {}
     }
     Ok(())
+}
+
+/// `explode(e)` / `explode_outer(e)` as an expression DataFusion plans: `unnest(e)`, with a NULL
+/// element standing in for a NULL or empty array when outer.
+fn generator(expr: &ast::Expr) -> Result<Option<String>> {
+    let ast::Expr::Function(f) = expr else { return Ok(None) };
+    let name = f.name.to_string().to_ascii_lowercase();
+    let outer = match name.as_str() {
+        "explode" => false,
+        "explode_outer" => true,
+        "posexplode" | "posexplode_outer" | "inline" | "inline_outer" | "stack" | "json_tuple" => {
+            return Err(BowmanError::NotSupported(format!("the generator {name}; use explode (unnest) instead")));
+        }
+        _ => return Ok(None),
+    };
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return Err(BowmanError::Syntax(format!("{name} takes one array argument")));
+    };
+    let [arg] = list.args.as_slice() else { return Err(BowmanError::Syntax(format!("{name} takes one array argument"))) };
+    Ok(Some(if outer {
+        format!("unnest(CASE WHEN cardinality({arg}) > 0 THEN {arg} ELSE make_array(NULL) END)")
+    } else {
+        format!("unnest({arg})")
+    }))
+}
+
+fn parse_expr(text: &str) -> Result<ast::Expr> {
+    let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+    datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| BowmanError::Internal(format!("rewriting {text}: {e}")))
+}
+
+fn rewrite_generators(select: &mut ast::Select) -> Result<()> {
+    for item in &mut select.projection {
+        match item {
+            ast::SelectItem::UnnamedExpr(e) => {
+                if let Some(text) = generator(e)? {
+                    *item = ast::SelectItem::ExprWithAlias { expr: parse_expr(&text)?, alias: ast::Ident::new("col") };
+                }
+            }
+            ast::SelectItem::ExprWithAlias { expr, .. } => {
+                if let Some(text) = generator(expr)? {
+                    *expr = parse_expr(&text)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    if select.lateral_views.is_empty() {
+        return Ok(());
+    }
+    if select.from.len() != 1 || !select.from[0].joins.is_empty() {
+        return Err(BowmanError::NotSupported(
+            "LATERAL VIEW over several tables; join them in a subquery and put LATERAL VIEW after it".into(),
+        ));
+    }
+    for view in std::mem::take(&mut select.lateral_views) {
+        let mut call = view.lateral_view.clone();
+        if view.outer {
+            if let ast::Expr::Function(f) = &mut call {
+                if f.name.to_string().eq_ignore_ascii_case("explode") {
+                    f.name = ast::ObjectName::from(vec![ast::Ident::new("explode_outer")]);
+                }
+            }
+        }
+        let Some(unnest) = generator(&call)? else {
+            return Err(BowmanError::NotSupported(format!("LATERAL VIEW {}; Bowman's LATERAL VIEW takes explode", view.lateral_view)));
+        };
+        let column = match view.lateral_col_alias.as_slice() {
+            [] => ast::Ident::new("col"),
+            [c] => c.clone(),
+            _ => return Err(BowmanError::Syntax("explode of an array gives one column; name one".into())),
+        };
+        let relation = &select.from[0].relation;
+        let (alias, base) = match relation {
+            ast::TableFactor::Table { alias: Some(a), .. } => (a.name.clone(), relation.to_string()),
+            ast::TableFactor::Table { name, alias: None, .. } => {
+                let last = name.0.last().and_then(|p| p.as_ident()).cloned().unwrap_or_else(|| ast::Ident::new("t"));
+                (last.clone(), format!("{relation} AS {last}"))
+            }
+            ast::TableFactor::Derived { alias: Some(a), .. } => (a.name.clone(), relation.to_string()),
+            ast::TableFactor::Derived { alias: None, .. } => {
+                let a = ast::Ident::new("__lateral_base");
+                (a.clone(), format!("{relation} AS {a}"))
+            }
+            other => return Err(BowmanError::NotSupported(format!("LATERAL VIEW after {other}"))),
+        };
+        let sql = format!("SELECT * FROM (SELECT {alias}.*, {unnest} AS {column} FROM {base}) AS {alias}");
+        let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+        let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &sql)
+            .map_err(|e| BowmanError::Internal(format!("rewriting LATERAL VIEW: {e}")))?;
+        let Some(ast::Statement::Query(q)) = parsed.into_iter().next() else {
+            return Err(BowmanError::Internal("rewriting LATERAL VIEW: not a query".into()));
+        };
+        let SetExpr::Select(wrapper) = *q.body else { return Err(BowmanError::Internal("rewriting LATERAL VIEW".into())) };
+        select.from[0].relation = wrapper.from.into_iter().next().expect("one relation").relation;
+        // `v.x` now lives in the wrapper, under the base's name.
+        let view_name = view.lateral_view_name.0.last().and_then(|p| p.as_ident()).cloned();
+        let _ = ast::visit_expressions_mut(select, |e| {
+            if let ast::Expr::CompoundIdentifier(parts) = e {
+                if let (Some(v), [q, c]) = (&view_name, parts.as_mut_slice()) {
+                    if same_ident(q, v) && same_ident(c, &column) {
+                        *q = alias.clone();
+                    }
+                }
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    Ok(())
+}
+
+fn same_ident(a: &ast::Ident, b: &ast::Ident) -> bool {
+    if a.quote_style.is_some() || b.quote_style.is_some() { a.value == b.value } else { a.value.eq_ignore_ascii_case(&b.value) }
 }
 
 fn rewrite_table_factor(factor: &mut ast::TableFactor) -> Result<()> {
@@ -115,6 +239,20 @@ mod tests {
         assert_eq!(
             rewritten("INSERT INTO x SELECT a FROM (SELECT a FROM t SORT BY a DESC) s"),
             "INSERT INTO x SELECT a FROM (SELECT a FROM t ORDER BY a DESC) s"
+        );
+    }
+
+    #[test]
+    fn explode_is_unnest() {
+        assert_eq!(rewritten("SELECT explode(a) FROM t"), "SELECT unnest(a) AS col FROM t");
+        assert_eq!(rewritten("SELECT explode(a) AS x FROM t"), "SELECT unnest(a) AS x FROM t");
+        assert_eq!(
+            rewritten("SELECT e.id, v.tag FROM events e LATERAL VIEW explode(e.tags) v AS tag WHERE v.tag <> 'x'"),
+            "SELECT e.id, e.tag FROM (SELECT e.*, unnest(e.tags) AS tag FROM events e) AS e WHERE e.tag <> 'x'"
+        );
+        assert_eq!(
+            rewritten("SELECT tag FROM db.events LATERAL VIEW explode(tags) v AS tag"),
+            "SELECT tag FROM (SELECT events.*, unnest(tags) AS tag FROM db.events AS events) AS events"
         );
     }
 

@@ -13,6 +13,8 @@ use geo::coordinate_position::CoordPos;
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 
+use super::formats::{LayerFormat, read_features};
+
 /// Something went wrong reading a layer; says which row and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -126,6 +128,30 @@ impl PolygonLayer {
         Ok(Self::new(columns, layer_rows))
     }
 
+    /// A layer from a file in any format Bowman reads (see [`super::formats`]).
+    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self, LayerError> {
+        if LayerFormat::sniff(bytes) == LayerFormat::Csv {
+            return Self::from_csv(bytes, what);
+        }
+        let features = read_features(bytes, what)?;
+        let mut rows = Vec::with_capacity(features.rows.len());
+        for (i, (region, geom)) in features.rows.into_iter().enumerate() {
+            let polygons = match geom {
+                geo::Geometry::Polygon(p) => MultiPolygon(vec![p]),
+                geo::Geometry::MultiPolygon(m) => m,
+                other => {
+                    return Err(LayerError(format!(
+                        "{what}: feature {}: expected a Polygon or MultiPolygon, found {}",
+                        i + 1,
+                        geometry_kind(&other)
+                    )));
+                }
+            };
+            rows.push((region, polygons));
+        }
+        Ok(Self::new(features.columns, rows))
+    }
+
     pub fn new(columns: Vec<String>, rows: Vec<(Region, MultiPolygon<f64>)>) -> Self {
         let mut regions = Vec::with_capacity(rows.len());
         let mut polygons = Vec::new();
@@ -193,6 +219,8 @@ fn geometry_kind(g: &geo::Geometry<f64>) -> &'static str {
         geo::Geometry::MultiPoint(_) => "MULTIPOINT",
         geo::Geometry::MultiLineString(_) => "MULTILINESTRING",
         geo::Geometry::GeometryCollection(_) => "GEOMETRYCOLLECTION",
+        geo::Geometry::Polygon(_) => "POLYGON",
+        geo::Geometry::MultiPolygon(_) => "MULTIPOLYGON",
         _ => "another geometry",
     }
 }
@@ -224,7 +252,6 @@ impl PointLayer {
         let lon = find(&["longitude", "lon", "lng"]).ok_or_else(|| LayerError(format!("{what}: no longitude column in {header:?}")))?;
         let columns: Vec<String> = header.iter().enumerate().filter(|(i, _)| *i != lat && *i != lon).map(|(_, h)| h.clone()).collect();
         let mut out = Vec::with_capacity(rows.len());
-        let mut points = Vec::with_capacity(rows.len());
         for (i, rec) in rows.iter().enumerate() {
             let num = |c: usize| -> Result<f64, LayerError> {
                 rec.get(c)
@@ -237,17 +264,40 @@ impl PointLayer {
             if !valid(x, y) {
                 return Err(LayerError(format!("{what}: row {}: ({x}, {y}) is not a longitude/latitude", i + 2)));
             }
-            points.push(GeomWithData::new([x, y], out.len() as u32));
-            out.push(Region {
-                values: rec
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != lat && *j != lon)
-                    .map(|(_, v)| if v.is_empty() { None } else { Some(v.to_string()) })
-                    .collect(),
-            });
+            let values = rec
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != lat && *j != lon)
+                .map(|(_, v)| if v.is_empty() { None } else { Some(v.to_string()) })
+                .collect();
+            out.push((Region { values }, [x, y]));
         }
-        Ok(PointLayer { columns, rows: out, tree: RTree::bulk_load(points), max_km })
+        Ok(Self::new(columns, out, max_km))
+    }
+
+    /// Points from a file in any format Bowman reads: CSV with latitude and longitude columns,
+    /// or GeoJSON / GeoParquet Point features.
+    pub fn from_bytes(bytes: &[u8], what: &str, max_km: f64) -> Result<Self, LayerError> {
+        if LayerFormat::sniff(bytes) == LayerFormat::Csv {
+            return Self::from_csv(bytes, what, max_km);
+        }
+        let features = read_features(bytes, what)?;
+        let mut rows = Vec::with_capacity(features.rows.len());
+        for (i, (region, geom)) in features.rows.into_iter().enumerate() {
+            let geo::Geometry::Point(p) = geom else {
+                return Err(LayerError(format!("{what}: feature {}: expected a Point, found {}", i + 1, geometry_kind(&geom))));
+            };
+            if !valid(p.x(), p.y()) {
+                return Err(LayerError(format!("{what}: feature {}: ({}, {}) is not a longitude/latitude", i + 1, p.x(), p.y())));
+            }
+            rows.push((region, [p.x(), p.y()]));
+        }
+        Ok(Self::new(features.columns, rows, max_km))
+    }
+
+    pub fn new(columns: Vec<String>, rows: Vec<(Region, [f64; 2])>, max_km: f64) -> Self {
+        let points = rows.iter().enumerate().map(|(i, (_, p))| GeomWithData::new(*p, i as u32)).collect();
+        PointLayer { columns, rows: rows.into_iter().map(|(r, _)| r).collect(), tree: RTree::bulk_load(points), max_km }
     }
 
     /// The nearest point within `max_km` by great-circle distance; ties go to the point read
@@ -337,6 +387,64 @@ islands,\"MULTIPOLYGON(((20 20, 21 20, 21 21, 20 21, 20 20)), ((30 30, 31 30, 31
                 assert_eq!(layer.prepared[i].position(x, y), p.coordinate_position(&Coord { x, y }), "({x}, {y})");
             }
         }
+    }
+
+    /// The squares as GeoJSON and as GeoParquet (WKB) answer exactly as the CSV does.
+    #[test]
+    fn geojson_and_geoparquet_layers_answer_like_csv() {
+        use datafusion::arrow::array::{BinaryArray, RecordBatch, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let csv = PolygonLayer::from_csv(SQUARES.as_bytes(), "squares").unwrap();
+        let mut features = Vec::new();
+        let (mut names, mut wkbs) = (Vec::new(), Vec::new());
+        for (region, (_, p)) in csv.regions.iter().zip(&csv.polygons) {
+            // Multipolygon parts are separate polygons of one region in the index; put them back together.
+            let name = region.values[0].clone().unwrap();
+            if names.contains(&name) {
+                continue;
+            }
+            let parts: Vec<Polygon<f64>> = csv.polygons.iter().filter(|(r, _)| csv.regions[*r as usize] == *region).map(|(_, p)| p.clone()).collect();
+            let geom = if parts.len() == 1 { geo::Geometry::Polygon(p.clone()) } else { geo::Geometry::MultiPolygon(MultiPolygon(parts)) };
+            features.push(format!(r#"{{"type":"Feature","properties":{{"Name":"{name}","pop":{}}},"geometry":{}}}"#, names.len(), geojson::Geometry::from(&geom).to_string()));
+            let mut buf = Vec::new();
+            wkb::writer::write_geometry(&mut buf, &geom, &Default::default()).unwrap();
+            wkbs.push(buf);
+            names.push(name);
+        }
+        let geojson = format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(","));
+        let schema = Arc::new(Schema::new(vec![Field::new("name", DataType::Utf8, true), Field::new("geometry", DataType::Binary, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(names.clone())),
+                Arc::new(BinaryArray::from(wkbs.iter().map(|w| Some(w.as_slice())).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        let mut parquet = Vec::new();
+        let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut parquet, schema, None).unwrap();
+        w.append_key_value_metadata(datafusion::parquet::file::metadata::KeyValue::new(
+            "geo".into(),
+            r#"{"version":"1.1.0","primary_column":"geometry","columns":{"geometry":{"encoding":"WKB","geometry_types":["Polygon","MultiPolygon"]}}}"#.to_string(),
+        ));
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let from_json = PolygonLayer::from_bytes(geojson.as_bytes(), "squares.geojson").unwrap();
+        let from_parquet = PolygonLayer::from_bytes(&parquet, "squares.parquet").unwrap();
+        assert_eq!(from_json.columns, ["name", "pop"]);
+        for (x, y) in [(0.5, 0.5), (1.5, 0.5), (1.0, 0.5), (12.0, 12.0), (10.5, 12.0), (20.5, 20.5), (30.5, 30.5), (5.0, 5.0)] {
+            let want = csv.locate(x, y).and_then(|r| csv.value(r, "name"));
+            assert_eq!(from_json.locate(x, y).and_then(|r| from_json.value(r, "name")), want, "GeoJSON at ({x}, {y})");
+            assert_eq!(from_parquet.locate(x, y).and_then(|r| from_parquet.value(r, "name")), want, "GeoParquet at ({x}, {y})");
+        }
+        assert_eq!(from_json.locate(30.5, 30.5).and_then(|r| from_json.value(r, "pop")), Some("3"));
+        // Points as GeoJSON; a polygon where a point belongs says which feature.
+        let zips = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"zip":"48206","city":"Detroit"},"geometry":{"type":"Point","coordinates":[-83.108,42.375]}}]}"#;
+        let layer = PointLayer::from_bytes(zips.as_bytes(), "zips", 30.0).unwrap();
+        assert_eq!(layer.nearest(-83.1186093, 42.3677203).and_then(|r| layer.value(r, "zip")), Some("48206"));
+        let e = PointLayer::from_bytes(geojson.as_bytes(), "squares", 30.0).unwrap_err();
+        assert!(e.0.contains("feature 1") && e.0.contains("POLYGON"), "{e}");
     }
 
     #[test]

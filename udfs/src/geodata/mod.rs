@@ -7,6 +7,7 @@
 //! when layers are (re)loaded and shared by every session through a [`GeodataFunc`]; reloading
 //! swaps the whole index at once, so a query sees the old layers or the new ones, never a mix.
 
+pub mod formats;
 pub mod index;
 
 use std::sync::{Arc, RwLock};

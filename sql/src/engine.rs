@@ -168,6 +168,13 @@ fn session_config() -> SessionConfig {
     // Files still roll over at `soft_max_rows_per_output_file`.
     config.options_mut().execution.minimum_parallel_output_files =
         datafusion::config::ConfigNonZeroUsize::try_new(1).expect("1 is not zero");
+    // DataFusion's leaf-expression pushdown moves each field access `g['x']` of a struct column
+    // below the projection that computes `g`, inlining the computation once per field read: the
+    // issue's `SELECT g.city, g.state, ... FROM (SELECT geodata(lon, lat) AS g ...)` ran
+    // geodata five times per row (apache/datafusion#25329, #25447, open in 55.2). Without it
+    // the projection that computes `g` stays whole and runs once; what is lost is pushing struct
+    // field reads into Parquet scans, which Bowman's flat event tables do not need.
+    config.options_mut().optimizer.enable_leaf_expression_pushdown = false;
     config
 }
 

@@ -1172,6 +1172,23 @@ async fn geodata_function_survives_restart() {
     .await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "Wayne|Michigan|Detroit|48206|US");
+    // Reading several fields of one geodata(...) computes it once per row: the physical plan
+    // holds one call, not one per field.
+    let rows = c
+        .simple_query(
+            "EXPLAIN SELECT g.dma_name, g.dma_number, g.city, g.state, g.zip_code
+             FROM (SELECT geodata(x, y) AS g FROM (VALUES (-83.1186093, 42.3677203)) AS p(x, y))",
+        )
+        .await
+        .unwrap();
+    let physical: String = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("physical_plan") => r.get(1).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(physical.matches("geodata(").count(), 1, "{physical}");
     let e = c.batch_execute("CREATE FUNCTION geodata USING geodata OPTIONS (states '/nonexistent.csv')").await.unwrap_err();
     assert_eq!(code(&e), "42723", "{e:?}");
     let e = c.batch_execute("CREATE FUNCTION other USING geodata OPTIONS (states '/nonexistent/layer.csv')").await.unwrap_err();

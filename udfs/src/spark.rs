@@ -1,11 +1,12 @@
 //! Spark SQL functions the platform's batch SQL uses, with Spark's semantics.
 //!
-//! From `datafusion-spark` (Apache DataFusion's Spark-compatible library): `date_add`,
-//! `datediff`, `size`, `collect_list`, `collect_set`. Written here because that library does not
+//! From `datafusion-spark` (Apache DataFusion's Spark-compatible library): `datediff`, `size`,
+//! `array`, `collect_list`, `collect_set`. Written here because that library does not
 //! have them yet: `from_unixtime`, `unix_timestamp`, `to_date`, `date_format` (Spark's
 //! datetime patterns such as `yyyy-MM-dd HH:mm:ss`, in UTC, Bowman's session time zone) and
-//! `get_json_object` (JSONPath `$.a.b[0]`). `nvl` is DataFusion's own; `explode` is
-//! DataFusion's `unnest`.
+//! `get_json_object` (JSONPath `$.a.b[0]`); `date_add` too, since that library's takes only
+//! 32-bit day counts. `nvl` is DataFusion's own; `explode` is
+//! DataFusion's `unnest` (rewritten in the `sql` crate); `from_json` is in [`crate::from_json`].
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use datafusion::logical_expr::{
 };
 
 /// The Spark functions Bowman takes from datafusion-spark, by name.
-const FROM_DATAFUSION_SPARK: &[&str] = &["date_diff", "size"];
+const FROM_DATAFUSION_SPARK: &[&str] = &["date_diff", "size", "array"];
 
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
     let mut out: Vec<Arc<ScalarUDF>> = datafusion_spark::all_default_scalar_functions()

@@ -154,7 +154,7 @@ def test_geojson_and_geoparquet_layers_on_s3_answer_like_csv(dsn):
     secret = os.environ["BOWMAN_TEST_S3_SECRET_KEY"]
     rng = np.random.default_rng(7)
     lon, lat = rng.uniform(-124.8, -66.9, 3000), rng.uniform(24.4, 49.4, 3000)
-    values = ", ".join(f"({i}, {x!r}, {y!r})" for i, (x, y) in enumerate(zip(lon, lat)))
+    values = ", ".join(f"({i}, {float(x)!r}, {float(y)!r})" for i, (x, y) in enumerate(zip(lon, lat)))
     with psycopg.connect(dsn, autocommit=True) as c:
         cur = c.cursor()
         create_function(cur)

@@ -106,12 +106,20 @@ fn generator(expr: &ast::Expr) -> Result<Option<String>> {
     }))
 }
 
-fn parse_expr(text: &str) -> Result<ast::Expr> {
+/// Parse SQL text Bowman wrote for a rewrite, with `parse` (an expression, a query...).
+fn reparse<T>(
+    text: &str,
+    parse: impl FnOnce(&mut datafusion::sql::sqlparser::parser::Parser) -> std::result::Result<T, datafusion::sql::sqlparser::parser::ParserError>,
+) -> Result<T> {
     let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
     datafusion::sql::sqlparser::parser::Parser::new(&dialect)
         .try_with_sql(text)
-        .and_then(|mut p| p.parse_expr())
-        .map_err(|e| BowmanError::Internal(format!("rewriting {text}: {e}")))
+        .and_then(|mut p| parse(&mut p))
+        .map_err(|e| BowmanError::Internal(format!("rewriting into {text}: {e}")))
+}
+
+fn parse_expr(text: &str) -> Result<ast::Expr> {
+    reparse(text, |p| p.parse_expr())
 }
 
 fn rewrite_generators(select: &mut ast::Select) -> Result<()> {
@@ -170,13 +178,8 @@ fn rewrite_generators(select: &mut ast::Select) -> Result<()> {
             other => return Err(BowmanError::NotSupported(format!("LATERAL VIEW after {other}"))),
         };
         let sql = format!("SELECT * FROM (SELECT {alias}.*, {unnest} AS {column} FROM {base}) AS {alias}");
-        let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
-        let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &sql)
-            .map_err(|e| BowmanError::Internal(format!("rewriting LATERAL VIEW: {e}")))?;
-        let Some(ast::Statement::Query(q)) = parsed.into_iter().next() else {
-            return Err(BowmanError::Internal("rewriting LATERAL VIEW: not a query".into()));
-        };
-        let SetExpr::Select(wrapper) = *q.body else { return Err(BowmanError::Internal("rewriting LATERAL VIEW".into())) };
+        let q = reparse(&sql, |p| p.parse_query())?;
+        let SetExpr::Select(wrapper) = *q.body else { return Err(BowmanError::Internal(format!("rewriting into {sql}: not a SELECT"))) };
         select.from[0].relation = wrapper.from.into_iter().next().expect("one relation").relation;
         // `v.x` now lives in the wrapper, under the base's name.
         let view_name = view.lateral_view_name.0.last().and_then(|p| p.as_ident()).cloned();

@@ -34,7 +34,7 @@ use datafusion::logical_expr::{
 };
 use serde_json::Value;
 
-use crate::spark::java_pattern;
+use crate::spark::{java_pattern, parse_datetime, spark_date};
 
 /// Parses a type written in SQL (Bowman's grammar) into an Arrow type.
 pub type TypeParser = fn(&str) -> std::result::Result<DataType, String>;
@@ -214,7 +214,7 @@ impl Column {
                 Value::String(s) => b.append_value(s),
                 other => b.append_value(other.to_string()),
             },
-            Column::Date(b) => b.append_option(v.as_str().and_then(|s| parse_date(s, formats.date.as_deref()))),
+            Column::Date(b) => b.append_option(v.as_str().and_then(|s| spark_date(s, formats.date.as_deref()))),
             Column::Timestamp(b) => b.append_option(match v {
                 Value::String(s) => parse_timestamp(s, formats.timestamp.as_deref()),
                 Value::Number(n) => n.as_i64().and_then(|secs| secs.checked_mul(1_000_000)),
@@ -257,26 +257,10 @@ fn non_numeric(s: &str) -> Option<f64> {
     }
 }
 
-const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch");
-
-fn parse_date(s: &str, format: Option<&str>) -> Option<i32> {
-    let s = s.trim();
-    let d = match format {
-        Some(f) => NaiveDate::parse_from_str(s, f).ok()?,
-        // Spark's default: yyyy-MM-dd, also as the start of a longer timestamp.
-        None => NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d").ok()?,
-    };
-    i32::try_from(d.signed_duration_since(EPOCH).num_days()).ok()
-}
-
 fn parse_timestamp(s: &str, format: Option<&str>) -> Option<i64> {
     let s = s.trim();
     let t = match format {
-        Some(f) => DateTime::parse_from_str(s, f)
-            .map(|t| t.naive_utc())
-            .or_else(|_| NaiveDateTime::parse_from_str(s, f))
-            .or_else(|_| NaiveDate::parse_from_str(s, f).map(|d| d.and_hms_opt(0, 0, 0).expect("midnight")))
-            .ok()?,
+        Some(f) => DateTime::parse_from_str(s, f).map(|t| t.naive_utc()).ok().or_else(|| parse_datetime(s, f))?,
         None => DateTime::parse_from_rfc3339(s)
             .map(|t| t.naive_utc())
             .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
@@ -349,8 +333,8 @@ mod tests {
 
     #[test]
     fn dates_and_timestamps() {
-        assert_eq!(parse_date("2015-08-26", None), Some(16673));
-        assert_eq!(parse_date("26/08/2015", Some(&java_pattern("dd/MM/yyyy").unwrap())), Some(16673));
+        assert_eq!(spark_date("2015-08-26", None), Some(16673));
+        assert_eq!(spark_date("26/08/2015", Some(&java_pattern("dd/MM/yyyy").unwrap())), Some(16673));
         assert_eq!(parse_timestamp("2015-08-26T00:00:00Z", None), Some(16673 * 86_400_000_000));
         assert_eq!(parse_timestamp("2015-08-26 00:00:01.5", None), Some(16673 * 86_400_000_000 + 1_500_000));
         assert_eq!(parse_timestamp("26/08/2015", Some(&java_pattern("dd/MM/yyyy").unwrap())), Some(16673 * 86_400_000_000));

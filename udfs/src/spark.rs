@@ -165,10 +165,21 @@ fn as_micros(a: &ArrayRef) -> Result<ArrayRef> {
 }
 
 /// Parse text as Spark does with a pattern; unparsable text is NULL (Spark's non-ANSI mode).
-fn parse_datetime(s: &str, fmt: &str) -> Option<NaiveDateTime> {
+pub(crate) fn parse_datetime(s: &str, fmt: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(s, fmt)
         .ok()
         .or_else(|| NaiveDate::parse_from_str(s, fmt).ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight")))
+}
+
+/// Text as a date (days since the epoch) the way Spark's `to_date` reads it: with a pattern (a
+/// chrono format from [`java_pattern`]), or without one a date or a timestamp's date part.
+pub(crate) fn spark_date(text: &str, fmt: Option<&str>) -> Option<i32> {
+    let text = text.trim();
+    let date = match fmt {
+        Some(f) => parse_datetime(text, f).map(|t| t.date()),
+        None => NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d").ok(),
+    }?;
+    i32::try_from(date.signed_duration_since(NaiveDate::default()).num_days()).ok()
 }
 
 fn get_json_object(json: &str, path: &str) -> Option<String> {
@@ -298,18 +309,7 @@ impl ScalarUDFImpl for SparkFn {
                     let s = cast(&first, &DataType::Utf8)?;
                     let s = s.as_string::<i32>();
                     for i in 0..n {
-                        let day = if s.is_null(i) {
-                            None
-                        } else {
-                            let text = s.value(i).trim();
-                            let parsed = match &fmt {
-                                Some(f) => parse_datetime(text, f).map(|t| t.date()),
-                                // Without a pattern Spark takes a date or a timestamp's date part.
-                                None => NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d").ok(),
-                            };
-                            parsed.map(|d| d.signed_duration_since(NaiveDate::default()).num_days() as i32)
-                        };
-                        b.append_option(day);
+                        b.append_option(if s.is_null(i) { None } else { spark_date(s.value(i), fmt.as_deref()) });
                     }
                 } else {
                     return Ok(ColumnarValue::Array(cast(&first, &DataType::Date32)?));

@@ -17,6 +17,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bowman_server import bowman_server, libpq_dsn  # noqa: E402
+
 STATEMENT = """
 INSERT OVERWRITE TABLE events PARTITION (dt)
 SELECT user_id, event_type, product_id, ts, dt FROM raw
@@ -44,19 +47,8 @@ def run_bowman(bin_dir: pathlib.Path, work: pathlib.Path, input_dir: pathlib.Pat
 
     data = work / "bowman"
     shutil.rmtree(data, ignore_errors=True)
-    proc = subprocess.Popen(
-        [str(bin_dir / "bowman"), "serve", "--data-dir", str(data), "--pg-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        port = None
-        for line in proc.stdout:
-            if line.startswith("pgwire listening on "):
-                port = int(line.rsplit(":", 1)[1])
-                break
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=bench dbname=bowman", autocommit=True) as conn:
+    with bowman_server(bin_dir / "bowman", data) as (proc, pg_addr, _):
+        with psycopg.connect(libpq_dsn(pg_addr, user="bench"), autocommit=True) as conn:
             conn.execute(
                 "CREATE TABLE raw_json (event_id STRING, event_type STRING, user_id BIGINT, product_id BIGINT, "
                 "timestamp BIGINT, latitude DOUBLE, longitude DOUBLE) USING json "
@@ -80,9 +72,6 @@ def run_bowman(bin_dir: pathlib.Path, work: pathlib.Path, input_dir: pathlib.Pat
             per_dt = dict(conn.execute("SELECT CAST(dt AS STRING), count(*) FROM events GROUP BY dt").fetchall())
         rss = peak_rss_mib(proc.pid)
         return wall, rows, files_per_partition(data / "warehouse" / "events"), rss, per_dt
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def run_spark(work: pathlib.Path, input_dir: pathlib.Path, memory: str):

@@ -8,24 +8,12 @@ it); ADBC reads Arrow record batches. Best of `--repeat` runs. Prints rows/s per
 ratios against PostgreSQL. A benchmark, not a test: it only checks that every path read N rows.
 """
 import argparse
-import subprocess
+import pathlib
+import sys
 import time
 
-
-def start_bowman(bin_path: str, data_dir: str):
-    proc = subprocess.Popen(
-        [bin_path, "serve", "--data-dir", data_dir, "--pg-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0",
-         "--http-addr", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    pg = flight = None
-    for line in proc.stdout:
-        if line.startswith("pgwire listening on "):
-            pg = line.split()[-1]
-        if line.startswith("flight listening on "):
-            flight = line.split()[-1]
-            break
-    return proc, pg, flight
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bowman_server import bowman_server, libpq_dsn  # noqa: E402
 
 
 def time_psycopg(dsn: str, query: str) -> tuple[int, float]:
@@ -74,10 +62,8 @@ def main() -> None:
             f"'user-' || (g % 100000) AS s, DATE '2018-03-01' + (g % 31)::int AS d FROM generate_series(1, {n}) g"
         )
         conn.execute("VACUUM ANALYZE bowman_fetch_bench")
-    proc, pg_addr, flight_addr = start_bowman(args.bin, args.work)
-    try:
-        host, port = pg_addr.rsplit(":", 1)
-        bowman_dsn = f"host={host} port={port} user=bench dbname=bowman"
+    with bowman_server(args.bin, args.work) as (_, pg_addr, flight_addr):
+        bowman_dsn = libpq_dsn(pg_addr, user="bench")
         with psycopg.connect(bowman_dsn, autocommit=True) as conn:
             conn.execute(
                 "CREATE TABLE bowman_fetch_bench USING parquet AS SELECT value AS id, value * 0.5 AS x, "
@@ -91,9 +77,6 @@ def main() -> None:
             "bowman pgwire (psycopg)": best(time_psycopg, args.repeat, bowman_dsn, query),
             "bowman flight sql (adbc)": best(time_adbc, args.repeat, f"grpc://{flight_addr}", query),
         }
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
     print(f"{'path':<30} {'rows':>11} {'seconds':>8} {'rows/s':>12}")
     for name, (rows, secs) in results.items():
         assert rows == n, f"{name} read {rows} rows, expected {n}"

@@ -10,15 +10,16 @@ Run through scripts/bench-federated, which builds the release binary and the vir
 
 import argparse
 import os
+import pathlib
 import shutil
-import socket
-import subprocess
 import sys
-import time
 
 import duckdb
 import duckdb_extension_postgres_scanner
 import psycopg
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bowman_server import best_of, bowman_server, libpq_dsn  # noqa: E402
 
 QUERY = """
 SELECT u.country, count(*) AS events, round(sum(e.value), 2) AS total
@@ -28,16 +29,8 @@ GROUP BY u.country ORDER BY u.country
 """
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def pg_url(dsn):
-    parts = dict(p.split("=", 1) for p in dsn.split())
+def pg_url(conninfo):
+    parts = dict(p.split("=", 1) for p in conninfo.split())
     user = parts.get("user", "postgres")
     return f"postgres://{user}@{parts.get('host', '127.0.0.1')}:{parts.get('port', '5432')}/{parts.get('dbname', 'postgres')}"
 
@@ -67,17 +60,6 @@ def setup(args, parquet_dir):
     d.close()
 
 
-def best_of(fn, repeat):
-    fn()  # warm-up
-    times = []
-    result = None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), result
-
-
 def run_duckdb(args, parquet_dir):
     ext = os.path.join(
         os.path.dirname(duckdb_extension_postgres_scanner.__file__), "extensions", "v1.5.5", "postgres_scanner.duckdb_extension"
@@ -92,23 +74,8 @@ def run_duckdb(args, parquet_dir):
 
 
 def run_bowman(args, parquet_dir, work):
-    port = free_port()
-    data = os.path.join(work, "bowman-data")
-    env = dict(os.environ, BOWMAN_LOG="warn")
-    proc = subprocess.Popen(
-        [args.bin, "serve", "--data-dir", data, "--pg-addr", f"127.0.0.1:{port}", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
-        stdout=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                c = psycopg.connect(f"host=127.0.0.1 port={port} user=bowman dbname=bowman", autocommit=True)
-                break
-            except psycopg.OperationalError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("bowman did not start")
+    with bowman_server(args.bin, os.path.join(work, "bowman-data")) as (_, pg_addr, _):
+        c = psycopg.connect(libpq_dsn(pg_addr), autocommit=True)
         c.execute(f"CREATE EXTERNAL TABLE events STORED AS PARQUET LOCATION '{parquet_dir}'")
         c.execute(f"CREATE TABLE users USING postgres OPTIONS (url '{pg_url(args.pg)}', dbtable 'bowman_bench.users')")
         q = QUERY.format(events="events", users="users")
@@ -117,9 +84,6 @@ def run_bowman(args, parquet_dir, work):
         t, rows = best_of(lambda: c.execute(q).fetchall(), args.repeat)
         c.close()
         return t, [(r[0], int(r[1]), float(r[2])) for r in rows], remote
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def main():

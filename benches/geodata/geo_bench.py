@@ -16,7 +16,7 @@ Each engine runs once to warm up, then the best of `--repeat` counts. Prints poi
 import argparse
 import csv
 import os
-import socket
+import pathlib
 import subprocess
 import sys
 import time
@@ -27,6 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 from shapely import STRtree
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bowman_server import best_of, bowman_server, libpq_dsn  # noqa: E402
 
 csv.field_size_limit(sys.maxsize)
 
@@ -54,17 +57,6 @@ def make_points(layers, n, seed):
     elon = np.array(zlon)[pick] + rng.normal(0, 0.05, n)
     elat = np.array(zlat)[pick] + rng.normal(0, 0.05, n)
     return np.concatenate([lon, elon]), np.concatenate([lat, elat])
-
-
-def best_of(fn, repeat):
-    fn()
-    best = None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        dt = time.perf_counter() - t
-        best = dt if best is None or dt < best else best
-    return best, out
 
 
 def run_shapely(layers, lon, lat, repeat):
@@ -112,22 +104,8 @@ def run_sedonadb(layers, lon, lat, repeat):
 
 
 def run_bowman(bin_path, layers, work, repeat):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    proc = subprocess.Popen(
-        [bin_path, "serve", "--data-dir", os.path.join(work, "data"), "--pg-addr", f"127.0.0.1:{port}", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
-        stdout=subprocess.DEVNULL,
-        env=dict(os.environ, BOWMAN_LOG="warn"),
-    )
-    try:
-        for _ in range(100):
-            try:
-                c = psycopg.connect(f"host=127.0.0.1 port={port} user=bowman dbname=bowman", autocommit=True)
-                break
-            except psycopg.OperationalError:
-                time.sleep(0.1)
+    with bowman_server(bin_path, os.path.join(work, "data")) as (_, pg_addr, _):
+        c = psycopg.connect(libpq_dsn(pg_addr), autocommit=True)
         t = time.perf_counter()
         c.execute(
             f"""CREATE FUNCTION geodata USING geodata OPTIONS (
@@ -145,9 +123,6 @@ def run_bowman(bin_path, layers, work, repeat):
         best_sc, _ = best_of(lambda: c.execute(q).fetchone(), repeat)
         c.close()
         return best, out, load, best_sc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def main():

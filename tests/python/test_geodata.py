@@ -31,6 +31,13 @@ def create_function(cur, name="geodata"):
     )
 
 
+def read_wkt_layer(name):
+    csv.field_size_limit(sys.maxsize)
+    with open(LAYERS / name, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows, [shapely.from_wkt(r.pop("wkt")) for r in rows]
+
+
 def test_known_answer_detroit(dsn):
     with psycopg.connect(dsn, autocommit=True) as c:
         cur = c.cursor()
@@ -63,12 +70,8 @@ def test_counties_agree_with_shapely(dsn):
         bowman = [r[1] for r in cur.fetchall()]
     assert len(bowman) == n
 
-    csv.field_size_limit(sys.maxsize)
-    names, geoms = [], []
-    with open(LAYERS / "us_counties.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            names.append(row["county_name"])
-            geoms.append(shapely.from_wkt(row["wkt"]))
+    rows, geoms = read_wkt_layer("us_counties.csv")
+    names = [r["county_name"] for r in rows]
     tree = STRtree(geoms)
     points = shapely.points(lon, lat)
     pt_idx, geom_idx = tree.query(points, predicate="within")
@@ -96,13 +99,6 @@ def test_counties_agree_with_shapely(dsn):
 
 
 S3_ENDPOINT = os.environ.get("BOWMAN_TEST_S3_ENDPOINT")
-
-
-def read_wkt_layer(name):
-    csv.field_size_limit(sys.maxsize)
-    with open(LAYERS / name, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return rows, [shapely.from_wkt(r.pop("wkt")) for r in rows]
 
 
 def geoparquet(rows, geoms, geometry_types):

@@ -76,6 +76,19 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             created_at BIGINT NOT NULL
         )",
     ],
+}, Migration {
+    version: 5,
+    description: "files an overwrite of an external table retired: hidden from readers until deleted",
+    statements: &[
+        "CREATE TABLE bowman_retired_files (
+            database_name TEXT NOT NULL,
+            table_name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            retired_at BIGINT NOT NULL,
+            PRIMARY KEY (database_name, table_name, path),
+            FOREIGN KEY (database_name, table_name) REFERENCES bowman_tables(database_name, name)
+        )",
+    ],
 }];
 
 pub(crate) fn latest_version() -> i64 {

@@ -76,8 +76,21 @@ pub struct TableDef {
     /// written in commit directories (`<partition>/_commit=<id>/`) and a write becomes visible
     /// in one catalog transaction, so readers see a partition's old or new contents, never a mix.
     pub tracked: bool,
-    /// For tracked tables: the live commit directories.
+    /// For tracked tables: the live commit directories. For external file tables: the files
+    /// Bowman wrote there that are live (`dir` is the file's path relative to the location).
     pub live: Vec<LiveDir>,
+    /// For external file tables: files an overwrite replaced (paths relative to the location).
+    /// Readers no longer see them; Bowman deletes them once running statements are done.
+    pub retired: Vec<RetiredFile>,
+}
+
+/// A file of an external table that an overwrite replaced, waiting to be deleted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RetiredFile {
+    /// Relative to the table's location (`dt=2018-03-05/part-00000.parquet`).
+    pub path: String,
+    /// Milliseconds since the Unix epoch.
+    pub retired_at: i64,
 }
 
 /// One live commit directory of a tracked table: `<location>/<partition>/_commit=<dir>/`.

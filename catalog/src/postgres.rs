@@ -4,8 +4,8 @@ use tokio_postgres::{Client, Config, NoTls, Transaction};
 
 use crate::error::{CatalogError, Result};
 use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
-use crate::model::{CatalogState, DatabaseDef, LiveDir};
-use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs};
+use crate::model::{CatalogState, DatabaseDef, LiveDir, RetiredFile};
+use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs, retired_files};
 
 /// Advisory lock key that serialises migrations of nodes starting at the same time ("bowman" in ASCII).
 const MIGRATION_LOCK: i64 = 0x626f776d616e;
@@ -147,6 +147,12 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
         .into_iter()
         .map(|r| (r.get(0), r.get(1), LiveDir { dir: r.get(2), partition: r.get(3) }))
         .collect();
+    let retired = tx
+        .query("SELECT database_name, table_name, path, retired_at FROM bowman_retired_files", &[])
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), RetiredFile { path: r.get(2), retired_at: r.get(3) }))
+        .collect();
     let users = tx
         .query("SELECT name, password_hash FROM bowman_users", &[])
         .await?
@@ -165,7 +171,7 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
             created_at: r.get(4),
         })
         .collect();
-    assemble(version, databases, tables, live, users, functions)
+    assemble(version, databases, tables, live, retired, users, functions)
 }
 
 async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
@@ -213,9 +219,18 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
                 )
                 .await?;
             }
+            for file in &def.retired {
+                tx.execute(
+                    "INSERT INTO bowman_retired_files (database_name, table_name, path, retired_at) VALUES ($1, $2, $3, $4)",
+                    &[&def.database, &def.name, &file.path, &file.retired_at],
+                )
+                .await?;
+            }
         }
         Op::DeleteTable { database, name } => {
             tx.execute("DELETE FROM bowman_live_dirs WHERE database_name = $1 AND table_name = $2", &[database, name])
+                .await?;
+            tx.execute("DELETE FROM bowman_retired_files WHERE database_name = $1 AND table_name = $2", &[database, name])
                 .await?;
             tx.execute("DELETE FROM bowman_table_secrets WHERE database_name = $1 AND name = $2", &[database, name])
                 .await?;
@@ -249,6 +264,20 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
         }
         Op::DeleteFunction(name) => {
             tx.execute("DELETE FROM bowman_functions WHERE name = $1", &[name]).await?;
+        }
+        Op::InsertRetiredFile { database, name, file } => {
+            tx.execute(
+                "INSERT INTO bowman_retired_files (database_name, table_name, path, retired_at) VALUES ($1, $2, $3, $4)",
+                &[database, name, &file.path, &file.retired_at],
+            )
+            .await?;
+        }
+        Op::DeleteRetiredFile { database, name, path } => {
+            tx.execute(
+                "DELETE FROM bowman_retired_files WHERE database_name = $1 AND table_name = $2 AND path = $3",
+                &[database, name, path],
+            )
+            .await?;
         }
         Op::DeleteLiveDir { database, name, dir } => {
             tx.execute(
@@ -286,19 +315,24 @@ impl CatalogStore for PostgresStore {
         let (ops, dropped_tables) = plan_change(&state, &change)?;
         if ops.is_empty() {
             tx.rollback().await?;
-            return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables, retired: vec![] });
+            return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables, ..Default::default() });
         }
         let retired = retired_dirs(&state, &ops);
+        let retired_files = retired_files(&ops);
         for op in &ops {
             execute_op(&tx, op).await?;
         }
         let version = state.version + 1;
         tx.execute("UPDATE bowman_catalog_version SET version = $1 WHERE id = 1", &[&version]).await?;
         tx.commit().await?;
-        Ok(ChangeOutcome { version, applied: true, dropped_tables, retired })
+        Ok(ChangeOutcome { version, applied: true, dropped_tables, retired, retired_files })
     }
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn is_shared(&self) -> bool {
+        true
     }
 }

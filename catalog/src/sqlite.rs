@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{CatalogError, Result};
 use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
-use crate::model::{CatalogState, DatabaseDef, LiveDir};
-use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs};
+use crate::model::{CatalogState, DatabaseDef, LiveDir, RetiredFile};
+use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs, retired_files};
 
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a committed DDL
 /// survives `kill -9` and power loss, and an interrupted one leaves nothing behind.
@@ -99,6 +99,10 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
     let live = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, LiveDir { dir: r.get(2)?, partition: r.get(3)? })))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare("SELECT database_name, table_name, path, retired_at FROM bowman_retired_files")?;
+    let retired = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, RetiredFile { path: r.get(2)?, retired_at: r.get(3)? })))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare("SELECT name, password_hash FROM bowman_users")?;
     let users = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare("SELECT name, kind, options, secret_options, created_at FROM bowman_functions")?;
@@ -113,7 +117,7 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    assemble(version, databases, tables, live, users, functions)
+    assemble(version, databases, tables, live, retired, users, functions)
 }
 
 fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
@@ -154,10 +158,17 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
             for dir in &def.live {
                 execute_op(tx, &Op::InsertLiveDir { database: def.database.clone(), name: def.name.clone(), dir: dir.clone() })?;
             }
+            for file in &def.retired {
+                execute_op(tx, &Op::InsertRetiredFile { database: def.database.clone(), name: def.name.clone(), file: file.clone() })?;
+            }
         }
         Op::DeleteTable { database, name } => {
             tx.execute(
                 "DELETE FROM bowman_live_dirs WHERE database_name = ?1 AND table_name = ?2",
+                params![database, name],
+            )?;
+            tx.execute(
+                "DELETE FROM bowman_retired_files WHERE database_name = ?1 AND table_name = ?2",
                 params![database, name],
             )?;
             tx.execute(
@@ -189,6 +200,18 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
             tx.execute(
                 "INSERT INTO bowman_live_dirs (database_name, table_name, dir, partition_path) VALUES (?1, ?2, ?3, ?4)",
                 params![database, name, dir.dir, dir.partition],
+            )?;
+        }
+        Op::InsertRetiredFile { database, name, file } => {
+            tx.execute(
+                "INSERT INTO bowman_retired_files (database_name, table_name, path, retired_at) VALUES (?1, ?2, ?3, ?4)",
+                params![database, name, file.path, file.retired_at],
+            )?;
+        }
+        Op::DeleteRetiredFile { database, name, path } => {
+            tx.execute(
+                "DELETE FROM bowman_retired_files WHERE database_name = ?1 AND table_name = ?2 AND path = ?3",
+                params![database, name, path],
             )?;
         }
         Op::DeleteLiveDir { database, name, dir } => {
@@ -228,16 +251,17 @@ impl CatalogStore for SqliteStore {
             let state = read_state(&tx)?;
             let (ops, dropped_tables) = plan_change(&state, &change)?;
             if ops.is_empty() {
-                return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables, retired: vec![] });
+                return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables, ..Default::default() });
             }
             let retired = retired_dirs(&state, &ops);
+            let retired_files = retired_files(&ops);
             for op in &ops {
                 execute_op(&tx, op)?;
             }
             let version = state.version + 1;
             tx.execute("UPDATE bowman_catalog_version SET version = ?1 WHERE id = 1", params![version])?;
             tx.commit()?;
-            Ok(ChangeOutcome { version, applied: true, dropped_tables, retired })
+            Ok(ChangeOutcome { version, applied: true, dropped_tables, retired, retired_files })
         })
     }
 

@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use crate::error::{CatalogError, Result};
-use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, LiveDir, TableDef, TableKind};
+use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, LiveDir, RetiredFile, TableDef, TableKind};
 
 /// The database every session starts in, as in Spark and Hive.
 pub const DEFAULT_DATABASE: &str = "default";
@@ -33,7 +33,20 @@ pub enum CatalogChange {
     /// `expect`, when set, is what the writer read of the partitions it replaces: if another
     /// write changed them since, the commit fails with [`CatalogError::Conflict`] instead of
     /// losing that write (OPTIMIZE rewrites what it read).
-    CommitWrite { database: String, name: String, replace: Replace, add: Vec<LiveDir>, expect: Option<Vec<LiveDir>> },
+    ///
+    /// External file tables also retire files other engines wrote: `retire_files` are the
+    /// paths (relative to the location) of such files in the replaced partitions, and every
+    /// live entry the write replaces is retired as a file too (there `dir` is a file path).
+    CommitWrite {
+        database: String,
+        name: String,
+        replace: Replace,
+        add: Vec<LiveDir>,
+        expect: Option<Vec<LiveDir>>,
+        retire_files: Vec<String>,
+    },
+    /// Forget retired files of an external table once they are deleted.
+    ForgetRetired { database: String, name: String, paths: Vec<String> },
 }
 
 /// What an overwrite replaces.
@@ -58,6 +71,8 @@ pub struct ChangeOutcome {
     pub dropped_tables: Vec<TableDef>,
     /// Commit directories a CommitWrite retired (deleted later, once readers are done).
     pub retired: Vec<LiveDir>,
+    /// Files of an external table a CommitWrite retired (deleted later, then forgotten).
+    pub retired_files: Vec<String>,
 }
 
 /// A primitive write a store performs inside its transaction.
@@ -69,6 +84,8 @@ pub(crate) enum Op {
     DeleteTable { database: String, name: String },
     InsertLiveDir { database: String, name: String, dir: LiveDir },
     DeleteLiveDir { database: String, name: String, dir: String },
+    InsertRetiredFile { database: String, name: String, file: RetiredFile },
+    DeleteRetiredFile { database: String, name: String, path: String },
     InsertUser { name: String, password_hash: String },
     DeleteUser(String),
     InsertFunction(FunctionDef),
@@ -90,6 +107,10 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome>;
     /// A human-readable description, without credentials.
     fn describe(&self) -> String;
+    /// Whether other Bowman servers may use this store too (so their readers are not visible here).
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// Check `change` against `state` and turn it into primitive writes. Shared by every store, so
@@ -97,13 +118,34 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
 pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Result<(Vec<Op>, Vec<TableDef>)> {
     let mut ops = Vec::new();
     let mut dropped = Vec::new();
-    if let CatalogChange::CommitWrite { database, name, replace, add, expect } = change {
+    if let CatalogChange::ForgetRetired { database, name, paths } = change {
+        // The table may be gone (dropped meanwhile): then its rows went with it.
+        if let Some(table) = state.table(database, name) {
+            for p in paths {
+                if table.retired.iter().any(|r| &r.path == p) {
+                    ops.push(Op::DeleteRetiredFile { database: database.clone(), name: name.clone(), path: p.clone() });
+                }
+            }
+        }
+        return Ok((ops, dropped));
+    }
+    if let CatalogChange::CommitWrite { database, name, replace, add, expect, retire_files } = change {
         let table = state
             .table(database, name)
             .ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
-        if !table.tracked {
+        let external = table.kind == TableKind::External;
+        if !table.tracked && !external {
             return Err(CatalogError::Corrupt(format!("{} is not a tracked table", table.qualified_name())));
         }
+        let now = now_millis();
+        let retire = |path: &str, ops: &mut Vec<Op>| {
+            if !table.retired.iter().any(|r| r.path == path)
+                && !ops.iter().any(|o| matches!(o, Op::InsertRetiredFile { file, .. } if file.path == path))
+            {
+                let file = RetiredFile { path: path.to_string(), retired_at: now };
+                ops.push(Op::InsertRetiredFile { database: database.clone(), name: name.clone(), file });
+            }
+        };
         let replaced = |live: &LiveDir| match replace {
             Replace::Nothing => false,
             Replace::All => true,
@@ -119,6 +161,14 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
         for live in &table.live {
             if replaced(live) {
                 ops.push(Op::DeleteLiveDir { database: database.clone(), name: name.clone(), dir: live.dir.clone() });
+                if external {
+                    retire(&live.dir, &mut ops);
+                }
+            }
+        }
+        if external {
+            for path in retire_files {
+                retire(path, &mut ops);
             }
         }
         for dir in add {
@@ -167,7 +217,7 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             }
             ops.push(Op::InsertTable(def.clone()));
         }
-        CatalogChange::CommitWrite { .. } => unreachable!("handled above"),
+        CatalogChange::CommitWrite { .. } | CatalogChange::ForgetRetired { .. } => unreachable!("handled above"),
         CatalogChange::CreateUser { name, password_hash, if_not_exists } => {
             if state.users.contains_key(name) {
                 if *if_not_exists {
@@ -249,6 +299,16 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
 }
 
 /// The commit directories `ops` retire, for the outcome.
+/// Files a change retires (the caller deletes them later).
+pub(crate) fn retired_files(ops: &[Op]) -> Vec<String> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::InsertRetiredFile { file, .. } => Some(file.path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(crate) fn retired_dirs(state: &CatalogState, ops: &[Op]) -> Vec<LiveDir> {
     ops.iter()
         .filter_map(|op| match op {
@@ -318,6 +378,7 @@ impl TableRow {
             created_at: self.created_at,
             tracked: self.tracked,
             live: Vec::new(),
+            retired: Vec::new(),
         })
     }
 }
@@ -328,6 +389,7 @@ pub(crate) fn assemble(
     databases: Vec<DatabaseDef>,
     tables: Vec<TableRow>,
     live: Vec<(String, String, LiveDir)>,
+    retired: Vec<(String, String, RetiredFile)>,
     users: Vec<(String, String)>,
     functions: Vec<FunctionRow>,
 ) -> Result<CatalogState> {
@@ -357,8 +419,14 @@ pub(crate) fn assemble(
             t.live.push(dir);
         }
     }
+    for (database, table, file) in retired {
+        if let Some(t) = state.databases.get_mut(&database).and_then(|d| d.tables.get_mut(&table)) {
+            t.retired.push(file);
+        }
+    }
     for t in state.databases.values_mut().flat_map(|d| d.tables.values_mut()) {
         t.live.sort();
+        t.retired.sort();
     }
     Ok(state)
 }
@@ -430,6 +498,11 @@ impl Catalog {
         let outcome = self.store.apply(change).await?;
         self.refresh().await?;
         Ok(outcome)
+    }
+
+    /// Whether other Bowman servers may share this catalog.
+    pub fn is_shared(&self) -> bool {
+        self.store.is_shared()
     }
 
     pub fn store(&self) -> &Arc<dyn CatalogStore> {

@@ -32,6 +32,7 @@ fn table(database: &str, name: &str) -> TableDef {
         created_at: 2,
         tracked: false,
         live: vec![],
+        retired: vec![],
     }
 }
 
@@ -93,6 +94,7 @@ async fn exercise(store: Arc<dyn CatalogStore>) {
         replace,
         add,
         expect: None,
+        retire_files: vec![],
     };
     catalog.apply(commit(Replace::Nothing, vec![dir("dt=1", "c1-a"), dir("dt=2", "c1-b")])).await.unwrap();
     catalog.apply(commit(Replace::Nothing, vec![dir("dt=2", "c2-b")])).await.unwrap();
@@ -106,6 +108,7 @@ async fn exercise(store: Arc<dyn CatalogStore>) {
         replace: Replace::Partitions(vec!["dt=2".into()]),
         add: vec![dir("dt=2", "c5-b")],
         expect: Some(vec![dir("dt=1", "c1-a"), dir("dt=2", "c1-b")]),
+        retire_files: vec![],
     };
     assert!(matches!(catalog.apply(stale).await, Err(CatalogError::Conflict(_))));
     let fresh = CatalogChange::CommitWrite {
@@ -114,21 +117,65 @@ async fn exercise(store: Arc<dyn CatalogStore>) {
         replace: Replace::Partitions(vec!["dt=2".into()]),
         add: vec![dir("dt=2", "c5-b")],
         expect: Some(vec![dir("dt=1", "c0-a"), dir("dt=2", "c3-b")]),
+        retire_files: vec![],
     };
     catalog.apply(fresh).await.unwrap();
     let out = catalog.apply(commit(Replace::All, vec![])).await.unwrap();
     assert_eq!(out.retired.len(), 2);
     assert!(catalog.snapshot().table("ev", "tracked").unwrap().live.is_empty());
-    assert!(matches!(
-        catalog
-            .apply(CatalogChange::CommitWrite { database: "ev".into(), name: "t".into(), replace: Replace::Nothing, add: vec![], expect: None })
-            .await,
-        Err(CatalogError::Corrupt(_))
-    ));
+    // A managed table whose files Bowman does not track takes no commits.
+    let mut untracked = table("ev", "untracked");
+    untracked.kind = TableKind::Managed;
+    catalog.apply(CatalogChange::CreateTable { def: untracked, if_not_exists: false }).await.unwrap();
+    let to = |name: &str, replace: Replace, add: Vec<LiveDir>, retire_files: Vec<String>| CatalogChange::CommitWrite {
+        database: "ev".into(),
+        name: name.into(),
+        replace,
+        add,
+        expect: None,
+        retire_files,
+    };
+    assert!(matches!(catalog.apply(to("untracked", Replace::Nothing, vec![], vec![])).await, Err(CatalogError::Corrupt(_))));
+    // An external table: live entries are files Bowman wrote; an overwrite retires them and the
+    // files other engines wrote in the replaced partitions, until they are deleted.
+    catalog.apply(to("t", Replace::Nothing, vec![dir("dt=1", "dt=1/a.bowman-c1.parquet")], vec![])).await.unwrap();
+    let out = catalog
+        .apply(to(
+            "t",
+            Replace::Partitions(vec!["dt=1".into()]),
+            vec![dir("dt=1", "dt=1/b.bowman-c2.parquet")],
+            vec!["dt=1/part-0.parquet".into()],
+        ))
+        .await
+        .unwrap();
+    let mut files = out.retired_files.clone();
+    files.sort();
+    assert_eq!(files, vec!["dt=1/a.bowman-c1.parquet".to_string(), "dt=1/part-0.parquet".to_string()]);
+    let t = catalog.snapshot().table("ev", "t").unwrap().clone();
+    assert_eq!(t.live, vec![dir("dt=1", "dt=1/b.bowman-c2.parquet")]);
+    assert_eq!(t.retired.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), vec!["dt=1/a.bowman-c1.parquet", "dt=1/part-0.parquet"]);
+    assert!(t.retired.iter().all(|r| r.retired_at > 0));
+    // Renaming keeps both lists; forgetting removes only what is named.
+    catalog
+        .apply(CatalogChange::RenameTable { database: "ev".into(), name: "t".into(), new_database: "ev".into(), new_name: "t2".into() })
+        .await
+        .unwrap();
+    assert_eq!(catalog.snapshot().table("ev", "t2").unwrap().retired.len(), 2);
+    catalog
+        .apply(CatalogChange::ForgetRetired { database: "ev".into(), name: "t2".into(), paths: vec!["dt=1/part-0.parquet".into()] })
+        .await
+        .unwrap();
+    let t = catalog.snapshot().table("ev", "t2").unwrap().clone();
+    assert_eq!(t.retired.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), vec!["dt=1/a.bowman-c1.parquet"]);
+    assert_eq!(t.live.len(), 1);
+    catalog
+        .apply(CatalogChange::RenameTable { database: "ev".into(), name: "t2".into(), new_database: "ev".into(), new_name: "t".into() })
+        .await
+        .unwrap();
     catalog.apply(commit(Replace::Nothing, vec![dir("dt=9", "c4")])).await.unwrap();
 
     let cascade = catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: false, cascade: true }).await.unwrap();
-    assert_eq!(cascade.dropped_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t", "tracked"]);
+    assert_eq!(cascade.dropped_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t", "tracked", "untracked"]);
     assert!(catalog.snapshot().database("ev").is_none());
     let none = catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: true, cascade: false }).await.unwrap();
     assert!(!none.applied);

@@ -8,10 +8,11 @@ use std::time::Duration;
 use bowman_catalog::{CatalogChange, LiveDir, Replace, TableDef};
 use datafusion::catalog::TableProvider;
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 
 use crate::error::{BowmanError, Result};
 use crate::session::Session;
-use crate::tracked::{TrackedTable, written_dirs};
+use crate::tracked::{Layout, TrackedTable, written_by_commit};
 
 /// What a write replaces when it commits.
 #[derive(Debug, Clone)]
@@ -61,10 +62,10 @@ async fn table_paths(session: &Session, def: &TableDef) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The commit directories written by `commit`.
-pub(crate) async fn written_by(session: &Session, def: &TableDef, commit: &str) -> Result<Vec<LiveDir>> {
+/// The commit directories (or, for external tables, the files) written by `commit`.
+pub(crate) async fn written_by(session: &Session, def: &TableDef, layout: Layout, commit: &str) -> Result<Vec<LiveDir>> {
     let paths = table_paths(session, def).await?;
-    Ok(written_dirs(paths.iter().map(String::as_str), commit))
+    Ok(written_by_commit(layout, paths.iter().map(String::as_str), commit))
 }
 
 /// After a successful write through `provider`, make it visible. Untracked tables need nothing.
@@ -75,7 +76,8 @@ pub(crate) fn check_write_mode(provider: &Arc<dyn TableProvider>, mode: &WriteMo
         return Ok(());
     }
     Err(BowmanError::NotSupported(format!(
-        "INSERT OVERWRITE into {}: Bowman can only append to it (an external table or a remote database); overwrite managed tables",
+        "INSERT OVERWRITE into {}: Bowman can only append to it (a remote database or a single-file location); \
+         overwrite file, Delta or catalog tables",
         table_name(provider)
     )))
 }
@@ -87,8 +89,8 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
         return Ok(());
     };
     let def = &table.def;
-    let commit = table.pending_commit().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
-    let added = written_by(session, def, &commit).await?;
+    let pending = table.pending_write().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
+    let added = written_by(session, def, table.layout, &pending.commit).await?;
     let mut expect = None;
     let replace = match mode {
         WriteMode::Append => Replace::Nothing,
@@ -96,6 +98,7 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
         WriteMode::Rewrite => {
             expect = Some(def.live.clone());
             let mut parts: Vec<String> = added.iter().map(|d| d.partition.clone()).collect();
+            parts.sort();
             parts.dedup();
             Replace::Partitions(parts)
         }
@@ -106,6 +109,17 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
             Replace::Partitions(parts)
         }
     };
+    // Files other engines wrote into the partitions an overwrite replaces go with it.
+    let retire_files: Vec<String> = pending
+        .foreign
+        .into_iter()
+        .filter(|(partition, _)| match &replace {
+            Replace::Nothing => false,
+            Replace::All => true,
+            Replace::Partitions(parts) => parts.contains(partition),
+        })
+        .map(|(_, path)| path)
+        .collect();
     let outcome = session
         .engine
         .catalog
@@ -115,9 +129,10 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
             replace,
             add: added,
             expect,
+            retire_files,
         })
         .await?;
-    schedule_cleanup(session, def, outcome.retired);
+    schedule_cleanup(session, def, outcome.retired, outcome.retired_files);
     Ok(())
 }
 
@@ -125,34 +140,84 @@ fn table_name(provider: &Arc<dyn TableProvider>) -> String {
     tracked(provider).map(|t| t.def.qualified_name()).unwrap_or_else(|| "this table".into())
 }
 
-/// Delete retired directories after the retention period.
+/// Delete what a commit retired once no statement can still read it: after every statement
+/// of this server that started before the commit has finished (a reader planned against the
+/// old snapshot may still be reading those files), and at most `file_retention` later. With a
+/// catalog shared between servers, readers on the other servers are not seen from here, so
+/// the full `file_retention` applies.
 ///
 /// Directories of writes that died before committing are left alone for now: telling them
 /// from directories another session retired moments ago (which running queries may still read)
 /// needs the retirement time in the catalog, not just the commit's creation time.
-fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>) {
+fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, retired_files: Vec<String>) {
     let Some(location) = def.location.clone() else { return };
     let retention = session
         .setting("file_retention")
         .and_then(|v| crate::settings::parse_duration_ms(&v))
         .unwrap_or(DEFAULT_RETENTION_MS);
-    if retired.is_empty() {
+    // Retired files an earlier cleanup did not get to (the server stopped first).
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut files = retired_files;
+    for r in &def.retired {
+        if now - r.retired_at >= retention as i64 && !files.contains(&r.path) {
+            files.push(r.path.clone());
+        }
+    }
+    if retired.is_empty() && files.is_empty() {
         return;
     }
-    let runtime = session.engine.runtime.clone();
+    let engine = session.engine.clone();
+    let started_before = engine.statements.next_id();
+    let shared_catalog = engine.catalog.is_shared();
+    let (database, name) = (def.database.clone(), def.name.clone());
     tokio::spawn(async move {
-        let dir_url = |d: &LiveDir| {
-            if d.partition.is_empty() {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(retention);
+        if shared_catalog {
+            tokio::time::sleep_until(deadline).await;
+        } else {
+            while engine.statements.any_running_before(started_before) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        for d in &retired {
+            let url = if d.partition.is_empty() {
                 format!("{location}/_commit={}", d.dir)
             } else {
                 format!("{location}/{}/_commit={}", d.partition, d.dir)
-            }
-        };
-        tokio::time::sleep(Duration::from_millis(retention)).await;
-        for d in &retired {
-            if let Err(e) = crate::ddl::delete_location_with(&runtime, &dir_url(d)).await {
+            };
+            if let Err(e) = crate::ddl::delete_location_with(&engine.runtime, &url).await {
                 tracing::warn!(error = %e.message(), "could not delete replaced files");
             }
         }
+        if files.is_empty() {
+            return;
+        }
+        let mut deleted = Vec::new();
+        for f in files {
+            match delete_file(&engine.runtime, &location, &f).await {
+                Ok(()) => deleted.push(f),
+                Err(e) => tracing::warn!(error = %e.message(), "could not delete a replaced file; it stays hidden"),
+            }
+        }
+        if !deleted.is_empty() {
+            let change = CatalogChange::ForgetRetired { database, name, paths: deleted };
+            if let Err(e) = engine.catalog.apply(change).await {
+                tracing::warn!(error = %e, "could not record deleted files");
+            }
+        }
     });
+}
+
+/// Delete one file of a table (a missing file counts as deleted).
+async fn delete_file(runtime: &datafusion::execution::runtime_env::RuntimeEnv, location: &str, relative: &str) -> Result<()> {
+    let url = bowman_connector_files::table_url(location)?;
+    let store = runtime.object_store(&url)?;
+    // Both halves come from listings, so they are already in object_store's encoding.
+    let joined = format!("{}/{relative}", url.prefix().as_ref().trim_end_matches('/'));
+    let path = object_store::path::Path::parse(joined.trim_start_matches('/'))
+        .map_err(|e| BowmanError::Io(format!("cannot delete {location}/{relative}: {e}")))?;
+    match store.delete(&path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(BowmanError::Io(format!("cannot delete {location}/{relative}: {e}"))),
+    }
 }

@@ -87,6 +87,7 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
                 .await?;
             for t in &outcome.dropped_tables {
                 delete_managed_data(session, t).await;
+                hand_over_external_files(session, t).await;
             }
             Ok(Output::command("DROP TABLE"))
         }
@@ -229,6 +230,100 @@ async fn delete_managed_data(session: &Session, table: &TableDef) {
             tracing::warn!(table = %table.qualified_name(), error = %e.message(), "could not delete the data of a dropped table");
         }
     }
+}
+
+/// An external table's files outlive it, and what it decided about them must too: Bowman's
+/// files it made live stay visible, files it retired stay hidden. Another table over the same
+/// LOCATION takes both over; with none left, retired files and Bowman files that never became
+/// live (writes that died) are deleted, so the next table over the location can adopt what is
+/// there.
+async fn hand_over_external_files(session: &Session, table: &TableDef) {
+    if table.kind != TableKind::External || table.tracked {
+        return;
+    }
+    let Some(location) = table.location.clone() else { return };
+    let Some(connector) = session.engine.resolver.connectors.get(&table.format) else { return };
+    if crate::resolver::layout(connector.as_ref(), table) != Some(crate::tracked::Layout::Listed) {
+        return;
+    }
+    let siblings = crate::resolver::siblings(&session.engine.catalog.snapshot(), table);
+    let retired: Vec<String> = table.retired.iter().map(|r| r.path.clone()).collect();
+    if let Some(heir) = siblings.first() {
+        let add: Vec<_> = table.live.iter().filter(|l| !heir.live.contains(l)).cloned().collect();
+        let change = CatalogChange::CommitWrite {
+            database: heir.database.clone(),
+            name: heir.name.clone(),
+            replace: bowman_catalog::Replace::Nothing,
+            add,
+            expect: None,
+            retire_files: retired,
+        };
+        if let Err(e) = session.engine.catalog.apply(change).await {
+            tracing::warn!(table = %heir.qualified_name(), error = %e, "could not take over the files of a dropped table over the same location");
+        }
+        return;
+    }
+    let result: Result<()> = async {
+        let url = bowman_connector_files::table_url(&location)?;
+        let store = session.engine.runtime.object_store(&url)?;
+        let prefix = url.prefix().as_ref().to_string();
+        use futures::TryStreamExt;
+        let metas: Vec<_> = store.list(Some(url.prefix())).try_collect().await.map_err(|e| BowmanError::Io(e.to_string()))?;
+        let live: HashSet<&str> = table.live.iter().map(|l| l.dir.as_str()).collect();
+        let doomed: Vec<object_store::path::Path> = metas
+            .into_iter()
+            .map(|m| m.location)
+            .filter(|p| {
+                let rel = p.as_ref().strip_prefix(prefix.as_str()).unwrap_or(p.as_ref()).trim_start_matches('/');
+                retired.iter().any(|r| r == rel) || (crate::tracked::is_bowman_file(rel) && !live.contains(rel))
+            })
+            .collect();
+        for p in doomed {
+            use object_store::ObjectStoreExt;
+            if let Err(e) = store.delete(&p).await {
+                tracing::warn!(path = %p, error = %e, "could not delete a replaced file of a dropped table");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(table = %table.qualified_name(), error = %e.message(), "could not clean the location of a dropped table");
+    }
+}
+
+/// A new external table adopts the Bowman files already at its LOCATION (written through a
+/// table dropped since, or through another table over the same directory): they stay visible.
+async fn adopt_bowman_files(session: &Session, def: &TableDef) -> Result<Vec<bowman_catalog::LiveDir>> {
+    let Some(location) = def.location.as_deref() else { return Ok(Vec::new()) };
+    let url = bowman_connector_files::table_url(location)?;
+    let store = session.engine.runtime.object_store(&url)?;
+    let prefix = url.prefix().as_ref().to_string();
+    use futures::TryStreamExt;
+    let metas: Vec<_> = match store.list(Some(url.prefix())).try_collect().await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(BowmanError::Io(format!("cannot list {location}: {e}"))),
+    };
+    let siblings = crate::resolver::siblings(&session.engine.catalog.snapshot(), def);
+    let retired: HashSet<String> = siblings.iter().flat_map(|t| t.retired.iter().map(|r| r.path.clone())).collect();
+    let sibling_live: HashSet<String> = siblings.iter().flat_map(|t| t.live.iter().map(|l| l.dir.clone())).collect();
+    let mut live = Vec::new();
+    for m in metas {
+        let full = m.location.as_ref();
+        let rel = full.strip_prefix(prefix.as_str()).unwrap_or(full).trim_start_matches('/').to_string();
+        // With other tables over the location, only what they made live (not their writes in
+        // progress); without, everything Bowman left there (dead writes were deleted at DROP).
+        let adopt = crate::tracked::is_bowman_file(&rel)
+            && !retired.contains(&rel)
+            && (siblings.is_empty() || sibling_live.contains(&rel));
+        if adopt {
+            let partition = rel.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+            live.push(bowman_catalog::LiveDir { partition, dir: rel });
+        }
+    }
+    live.sort();
+    Ok(live)
 }
 
 struct ResolvedColumn {
@@ -410,8 +505,12 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         // Bowman owns a managed table's files, so the catalog can say which are live.
         tracked: kind == TableKind::Managed && connector.stores_files() && !connector.keeps_own_log(),
         live: Vec::new(),
+        retired: Vec::new(),
     };
 
+    if query_df.is_none() && crate::resolver::layout(connector.as_ref(), &def) == Some(crate::tracked::Layout::Listed) {
+        def.live = adopt_bowman_files(session, &def).await?;
+    }
     let mut written = None;
     if let Some(df) = query_df {
         let table = TableReference::partial(database.as_str(), name.as_str());
@@ -421,8 +520,8 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         let result: Result<usize> = async {
             let rows = session.write(table, target.clone(), df.into_unoptimized_plan()).await?;
             if let Some(t) = crate::commit::tracked(&target) {
-                let commit = t.pending_commit().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
-                def.live = crate::commit::written_by(session, &def, &commit).await?;
+                let pending = t.pending_write().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
+                def.live = crate::commit::written_by(session, &def, t.layout, &pending.commit).await?;
             }
             Ok(rows)
         }
@@ -526,9 +625,10 @@ async fn optimize(
             "OPTIMIZE ... ZORDER BY applies to delta tables; use SORT BY (columns) on this table".into(),
         ));
     }
-    if !def.tracked {
+    let provider = session.engine.table_provider(&def).await?;
+    if crate::commit::tracked(&provider).is_none() {
         return Err(BowmanError::NotSupported(format!(
-            "OPTIMIZE {}: Bowman does not track its files (an external table); optimize managed tables",
+            "OPTIMIZE {}: only file and Delta tables with a directory LOCATION can be optimized",
             def.qualified_name()
         )));
     }

@@ -46,6 +46,48 @@ pub struct Engine {
     pub(crate) functions: crate::functions::Functions,
     /// Reaches S3 for connectors and for function data, with the server's S3 settings.
     pub(crate) files: Arc<FilesTableProviderFactory>,
+    /// Statements running on this server, so replaced files are deleted once no statement
+    /// that might read them is left.
+    pub(crate) statements: Arc<Statements>,
+}
+
+/// The statements running on this server, by start order. A statement counts until its rows
+/// have been streamed (its [`StatementGuard`] travels with the result stream).
+#[derive(Debug, Default)]
+pub(crate) struct Statements {
+    next: std::sync::atomic::AtomicU64,
+    running: std::sync::Mutex<std::collections::BTreeMap<u64, ()>>,
+}
+
+impl Statements {
+    pub(crate) fn begin(self: &Arc<Self>) -> StatementGuard {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.running.lock().expect("running statements").insert(id, ());
+        StatementGuard { statements: self.clone(), id }
+    }
+
+    /// The id the next statement will get: every statement running now has a smaller one.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether a statement that started before `id` is still running.
+    pub(crate) fn any_running_before(&self, id: u64) -> bool {
+        self.running.lock().expect("running statements").keys().next().is_some_and(|first| *first < id)
+    }
+}
+
+/// Marks one statement as running until dropped.
+#[derive(Debug)]
+pub(crate) struct StatementGuard {
+    statements: Arc<Statements>,
+    id: u64,
+}
+
+impl Drop for StatementGuard {
+    fn drop(&mut self) {
+        self.statements.running.lock().expect("running statements").remove(&self.id);
+    }
 }
 
 impl Engine {
@@ -85,7 +127,7 @@ impl Engine {
             .with_runtime_env(runtime.clone())
             .with_default_features()
             .build();
-        let resolver = Arc::new(ConnectorResolver { connectors, state });
+        let resolver = Arc::new(ConnectorResolver { connectors, catalog: catalog.clone(), state });
         let warehouse = normalize_location(&config.warehouse)?;
         let pg_catalog = crate::pg_catalog::build(catalog.clone()).map_err(BowmanError::from)?;
         Ok(Arc::new(Engine {
@@ -98,6 +140,7 @@ impl Engine {
             password_hasher: config.password_hasher,
             functions: Default::default(),
             files,
+            statements: Default::default(),
         }))
     }
 

@@ -258,17 +258,8 @@ fn delta_replace(
     })
 }
 
-/// A partition value as it appears in a Hive directory name (`dt=2018-03-05`).
+/// A partition value as it appears in a directory name (`dt=2018-03-05`): the same encoding
+/// the file writer gives it (object_store's, which like Hive's escapes `/` as `%2F`).
 fn hive_escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        if c.is_ascii_alphanumeric() || "-_.~ :".contains(c) {
-            out.push(c);
-        } else {
-            for b in c.to_string().bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    out
+    object_store::path::PathPart::from(v.to_string()).as_ref().to_string()
 }

@@ -17,13 +17,25 @@ use datafusion::logical_expr::CreateExternalTable;
 #[derive(Debug)]
 pub(crate) struct ConnectorResolver {
     pub connectors: ConnectorRegistry,
+    /// Tables over the same LOCATION see each other's files.
+    pub catalog: Arc<bowman_catalog::Catalog>,
     /// A session sharing the engine's runtime (object stores, memory pool), handed to connectors.
     pub state: SessionState,
 }
 
 /// The DataFusion command that describes a stored table to its connector.
-pub(crate) fn external_table_command(def: &TableDef) -> Result<CreateExternalTable> {
+///
+/// For tables Bowman tracks ([`crate::tracked::TrackedTable`]) partition columns are strings
+/// here, as their directory names hold them; the tracked table types them.
+pub(crate) fn external_table_command(def: &TableDef, tracked: bool) -> Result<CreateExternalTable> {
     let mut fields = crate::types::table_fields(def).map_err(|e| DataFusionError::Plan(e.message()))?;
+    if tracked {
+        for f in fields.iter_mut() {
+            if def.partition_columns.contains(f.name()) {
+                *f = Field::new(f.name(), datafusion::arrow::datatypes::DataType::Utf8, true);
+            }
+        }
+    }
     let mut partition_cols = def.partition_columns.clone();
     if def.tracked {
         // The commit directory is one more Hive partition level, hidden by TrackedTable.
@@ -59,19 +71,52 @@ impl ConnectorResolver {
 impl TableResolver for ConnectorResolver {
     async fn resolve(&self, table: &TableDef) -> Result<Arc<dyn TableProvider>> {
         let connector = self.connector(table)?;
-        let cmd = external_table_command(table)?;
+        let layout = layout(connector.as_ref(), table);
+        let cmd = external_table_command(table, layout.is_some())?;
         let provider = connector.create(&self.state, &cmd).await?;
-        if table.tracked {
-            return Ok(Arc::new(crate::tracked::TrackedTable::new(provider, table.clone())));
+        match layout {
+            Some(layout) => {
+                let siblings = siblings(&self.catalog.snapshot(), table);
+                Ok(Arc::new(crate::tracked::TrackedTable::new(provider, table.clone(), layout, &siblings)?))
+            }
+            None => Ok(provider),
         }
-        Ok(provider)
     }
 
     async fn resolve_as_of(&self, table: &TableDef, as_of: &str) -> Result<Arc<dyn TableProvider>> {
         let connector = self.connector(table)?;
         let (_, as_of) = AsOf::split_name(&format!("{}@{as_of}", table.name))
             .ok_or_else(|| DataFusionError::Plan(format!("'{as_of}' is not a version or timestamp of {}", table.qualified_name())))?;
-        let cmd = external_table_command(table)?;
+        let cmd = external_table_command(table, false)?;
         connector.create_as_of(&self.state, &cmd, &as_of).await
     }
+}
+
+/// How Bowman commits writes to a table: managed file tables in commit directories, external
+/// file tables (a directory LOCATION) as listed files; `None` for tables that keep their own
+/// log (Delta), remote tables, and a LOCATION that names one file.
+pub(crate) fn layout(connector: &dyn bowman_connector::Connector, table: &TableDef) -> Option<crate::tracked::Layout> {
+    if table.tracked {
+        return Some(crate::tracked::Layout::CommitDirs);
+    }
+    let files = connector.stores_files() && !connector.keeps_own_log();
+    let directory = table.location.as_deref().is_some_and(|l| !bowman_connector_files::is_single_file(l));
+    (files && table.kind == bowman_catalog::TableKind::External && directory).then_some(crate::tracked::Layout::Listed)
+}
+
+/// The other external tables over the same LOCATION as `table` (several tables may describe
+/// one directory: a writer and a reader, or a table dropped and created again).
+pub(crate) fn siblings(snapshot: &bowman_catalog::CatalogState, table: &TableDef) -> Vec<TableDef> {
+    let Some(location) = table.location.as_deref() else { return Vec::new() };
+    snapshot
+        .databases
+        .values()
+        .flat_map(|d| d.tables.values())
+        .filter(|t| {
+            t.kind == bowman_catalog::TableKind::External
+                && t.location.as_deref() == Some(location)
+                && !(t.database == table.database && t.name == table.name)
+        })
+        .cloned()
+        .collect()
 }

@@ -232,9 +232,10 @@ impl Session {
 
     /// Run one statement, within the session's `statement_timeout`.
     pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
+        let running = self.engine.statements.begin();
         let deadline = self.statement_deadline();
         let output = within(deadline, self.execute_inner(stmt)).await?;
-        Ok(with_deadline(output, deadline))
+        Ok(while_streaming(with_deadline(output, deadline), running))
     }
 
     /// When the running statement must end (`SET statement_timeout`; 0 means never).
@@ -380,8 +381,9 @@ impl Session {
     /// Run a prepared statement with its parameter values, within `statement_timeout`.
     pub async fn execute_prepared(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
         let deadline = self.statement_deadline();
+        let running = self.engine.statements.begin();
         let output = within(deadline, self.execute_prepared_inner(prepared, params)).await?;
-        Ok(with_deadline(output, deadline))
+        Ok(while_streaming(with_deadline(output, deadline), running))
     }
 
     async fn execute_prepared_inner(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
@@ -549,6 +551,23 @@ async fn within<T>(deadline: Option<tokio::time::Instant>, work: impl std::futur
     match deadline {
         None => work.await,
         Some(d) => tokio::time::timeout_at(d, work).await.map_err(|_| timed_out())?,
+    }
+}
+
+/// A statement is running until its rows have been streamed: the guard travels with them.
+fn while_streaming(output: Output, running: crate::engine::StatementGuard) -> Output {
+    let hold = |schema: SchemaRef, stream: datafusion::execution::SendableRecordBatchStream| {
+        let stream = futures::StreamExt::map(stream, move |item| {
+            let _ = &running;
+            item
+        });
+        Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream))
+            as datafusion::execution::SendableRecordBatchStream
+    };
+    match output {
+        Output::Rows { schema, stream } => Output::Rows { schema: schema.clone(), stream: hold(schema, stream) },
+        Output::CopyOut { format, schema, stream } => Output::CopyOut { format, schema: schema.clone(), stream: hold(schema, stream) },
+        other => other,
     }
 }
 

@@ -12,10 +12,8 @@ pub enum FilesError {
     MissingLocation,
     #[error("invalid LOCATION '{0}': {1}")]
     InvalidLocation(String, String),
-    #[error("LOCATION '{0}' does not exist; create it first, or omit LOCATION to make a managed table")]
+    #[error("LOCATION '{0}' does not exist, nor does the directory it would be made in; create that first, or omit LOCATION to make a managed table")]
     LocationNotFound(String),
-    #[error("LOCATION '{0}' is a file, not a directory; point LOCATION at the directory that holds the table's files")]
-    NotADirectory(String),
     #[error("cannot infer the schema: no data files at '{0}'; list the columns in CREATE TABLE, or add files first")]
     NothingToInfer(String),
     #[error("partition column '{0}' is not among the table's columns")]
@@ -38,7 +36,7 @@ impl FilesError {
             | FilesError::InvalidLocation(..)
             | FilesError::UnknownPartitionColumn(_)
             | FilesError::InvalidOption(..) => ErrorKind::InvalidOption,
-            FilesError::LocationNotFound(_) | FilesError::NotADirectory(_) | FilesError::S3BucketNotFound(_) => {
+            FilesError::LocationNotFound(_) | FilesError::S3BucketNotFound(_) => {
                 ErrorKind::NotFound
             }
             FilesError::NothingToInfer(_) => ErrorKind::NotFound,

@@ -111,30 +111,57 @@ impl FilesTableProviderFactory {
         Ok(url)
     }
 
-    /// Check that a prepared location answers: a local directory exists, or the S3 bucket can
-    /// be listed with the table's credentials.
+    /// Check that a prepared location answers, as Spark takes a LOCATION: a local file or
+    /// directory, or a directory still to be made under an existing one (the first write
+    /// creates it); on S3, that the bucket can be listed with the table's credentials (a prefix
+    /// needs no objects yet).
     pub async fn check_location(&self, state: &dyn Session, url: &ListingTableUrl) -> Result<()> {
         if url.scheme() == "file" {
             let path = url::Url::parse(url.as_str())
                 .ok()
                 .and_then(|u| u.to_file_path().ok())
                 .ok_or_else(|| FilesError::InvalidLocation(url.to_string(), "not a local path".into()))?;
-            let meta = std::fs::metadata(&path).map_err(|_| FilesError::LocationNotFound(url.to_string()))?;
-            if !meta.is_dir() {
-                return Err(FilesError::NotADirectory(url.to_string()).into());
-            }
-            return Ok(());
+            return match std::fs::metadata(&path) {
+                Ok(_) => Ok(()),
+                Err(_) => match path.parent() {
+                    Some(parent) if parent.is_dir() => Ok(()),
+                    _ => Err(FilesError::LocationNotFound(url.to_string()).into()),
+                },
+            };
         }
         let store = state.runtime_env().object_store(url)?;
         s3::check_reachable(store.as_ref(), url).await
     }
 }
 
+/// Whether a location names one file rather than a directory, as Spark decides for a path:
+/// a local path that is a file, or an S3 key whose last part ends in a data file's extension
+/// (`s3://bucket/exports/day.parquet`). Such a table reads that file and cannot be written.
+pub fn is_single_file(location: &str) -> bool {
+    let trimmed = location.trim_end_matches('/');
+    if location.ends_with('/') {
+        return false;
+    }
+    if let Some(path) = trimmed.strip_prefix("file://").or_else(|| trimmed.strip_prefix('/').map(|_| trimmed)) {
+        return std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(false);
+    }
+    if trimmed.starts_with("s3://") || trimmed.starts_with("s3a://") {
+        let last = trimmed.rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
+        let (_, ext) = match last.rsplit_once('.') {
+            Some(x) => x,
+            None => return false,
+        };
+        return matches!(ext, "parquet" | "json" | "jsonl" | "ndjson" | "csv" | "tsv" | "gz" | "bz2" | "xz" | "zst");
+    }
+    false
+}
+
 /// Parse a table location; a directory always ends in `/` so DataFusion treats it as a
-/// collection (and can insert into it).
+/// collection (and can insert into it). A location naming one file ([`is_single_file`]) stays
+/// that file.
 pub fn table_url(location: &str) -> Result<ListingTableUrl> {
     let mut location = location.to_string();
-    if !location.ends_with('/') {
+    if !location.ends_with('/') && !is_single_file(&location) {
         location.push('/');
     }
     if let Some(path) = location.strip_prefix("file://") {

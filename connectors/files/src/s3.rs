@@ -76,9 +76,9 @@ impl S3Stores {
                 store.clone()
             } else {
                 // Client options first: `with_client_options` replaces the whole set, so keys
-                // such as `allow_http` must be applied after it.
-                let mut builder = AmazonS3Builder::from_env()
-                    .with_bucket_name(&bucket)
+                // such as `allow_http` must be applied after it — the `AWS_*` environment's
+                // too, which is why this does not start from `AmazonS3Builder::from_env`.
+                let mut builder = AmazonS3Builder::new()
                     .with_client_options(
                         ClientOptions::new()
                             .with_connect_timeout(Duration::from_secs(5))
@@ -89,6 +89,10 @@ impl S3Stores {
                         max_retries: 3,
                         retry_timeout: Duration::from_secs(20),
                     });
+                for (k, v) in environment() {
+                    builder = builder.with_config(k, v);
+                }
+                builder = builder.with_bucket_name(&bucket);
                 for (k, v) in settings {
                     builder = builder.with_config(k, v);
                 }
@@ -108,6 +112,35 @@ impl S3Stores {
     }
 }
 
+/// The standard `AWS_*` environment (`AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, `AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, ...), the lowest layer of S3 settings, as `object_store` reads it.
+fn environment() -> Vec<(AmazonS3ConfigKey, String)> {
+    let mut out = Vec::new();
+    for (k, v) in std::env::vars() {
+        let key = k.to_ascii_lowercase();
+        if !key.starts_with("aws_") {
+            continue;
+        }
+        if let Ok(parsed) = AmazonS3ConfigKey::from_str(&key) {
+            if !matches!(parsed, AmazonS3ConfigKey::Bucket) {
+                out.push((parsed, v));
+            }
+        }
+    }
+    out
+}
+
+/// What an S3 client error means for the user, with what to set when it is a setting.
+pub(crate) fn explain(reason: String) -> String {
+    if reason.contains("builder error") || reason.contains("URL scheme is not allowed") {
+        return format!(
+            "{reason} (an http:// endpoint needs plain HTTP allowed: OPTIONS (allow_http 'true'), \
+             BOWMAN_S3_ALLOW_HTTP=true, or AWS_ALLOW_HTTP=true)"
+        );
+    }
+    reason
+}
+
 /// List the table's prefix once to prove the endpoint answers, the credentials work and the
 /// bucket exists.
 pub(crate) async fn check_reachable(store: &dyn ObjectStore, url: &ListingTableUrl) -> Result<()> {
@@ -125,7 +158,7 @@ pub(crate) async fn check_reachable(store: &dyn ObjectStore, url: &ListingTableU
                 _ if reason.contains("AccessDenied") || reason.contains("SignatureDoesNotMatch") || reason.contains("InvalidAccessKeyId") => {
                     FilesError::S3AccessDenied { location, reason }
                 }
-                _ => FilesError::S3Unreachable { location, reason },
+                _ => FilesError::S3Unreachable { location, reason: explain(reason) },
             }
             .into())
         }

@@ -60,8 +60,9 @@ def aws_env():
 class Server:
     """The real bowman binary on `data`, started (and restarted) with the AWS environment."""
 
-    def __init__(self, data):
+    def __init__(self, data, extra_env=None):
         self.data = data
+        self.env = dict(aws_env(), **(extra_env or {}))
         self.proc = None
         self.start()
 
@@ -69,7 +70,7 @@ class Server:
         self.proc = subprocess.Popen(
             [bowman_bin(), "serve", "--data-dir", self.data, "--pg-addr", "127.0.0.1:0", "--flight-addr",
              "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, text=True, env=aws_env())
+            stdout=subprocess.PIPE, text=True, env=self.env)
         for line in self.proc.stdout:
             if line.startswith("pgwire listening on "):
                 self.host, port = line.split()[-1].rsplit(":", 1)
@@ -277,3 +278,60 @@ def test_kill_9_during_overwrites_restarts_to_old_or_new(lake):
         outcomes.append("new" if got == target else "old")
         current = got
     assert "old" in outcomes and "new" in outcomes, f"both outcomes should occur across the rounds: {outcomes}"
+
+
+def test_a_location_naming_one_file_reads_that_file(lake):
+    server, client, bucket = lake
+    client.put_object(Bucket=bucket, Key="exports/day.parquet", Body=spark_file([("a", "x"), ("b", "y")]))
+    client.put_object(Bucket=bucket, Key="exports/other.parquet", Body=spark_file([("c", "z")]))
+    with server.connect() as conn:
+        conn.execute(f"CREATE EXTERNAL TABLE day STORED AS PARQUET LOCATION 's3a://{bucket}/exports/day.parquet'")
+        assert conn.execute("SELECT count(*) FROM day").fetchone() == (2,)
+        with pytest.raises(psycopg.Error):
+            conn.execute("INSERT INTO day VALUES ('d', 'w')")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        # A prefix that does not exist yet is a table to be written.
+        conn.execute(f"CREATE TABLE fresh (a INT) USING parquet LOCATION 's3://{bucket}/not/yet/there'")
+        conn.execute("INSERT INTO fresh VALUES (1)")
+        assert conn.execute("SELECT a FROM fresh").fetchall() == [(1,)]
+
+
+def test_s3_settings_layers_options_over_server_over_aws_environment():
+    """OPTIONS > server settings (BOWMAN_S3_*) > AWS_*: a wrong secret in a lower layer is
+    overridden by a right one above it, and a missing allow_http is named in the error."""
+    bucket = f"layers-{uuid.uuid4().hex[:8]}"
+    client = s3()
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="t/part.parquet", Body=spark_file([("a", "x")]))
+    data = tempfile.mkdtemp(prefix="bowman-layers-")
+    server = Server(data, {"AWS_SECRET_ACCESS_KEY": "wrong-secret", "BOWMAN_S3_SECRET_ACCESS_KEY": S3_SECRET})
+    try:
+        with server.connect() as conn:
+            # Server settings beat the environment.
+            conn.execute(f"CREATE EXTERNAL TABLE a STORED AS PARQUET LOCATION 's3://{bucket}/t'")
+            assert conn.execute("SELECT count(*) FROM a").fetchone() == (1,)
+            # Table OPTIONS beat the server: a wrong secret there is refused (without showing
+            # it), and the right one works.
+            with pytest.raises(psycopg.Error) as denied:
+                conn.execute(f"CREATE EXTERNAL TABLE b STORED AS PARQUET LOCATION 's3://{bucket}/t' "
+                             f"OPTIONS (secret_access_key 'not-it')")
+            assert "not-it" not in str(denied.value)
+            conn.execute(f"CREATE EXTERNAL TABLE c STORED AS PARQUET LOCATION 's3://{bucket}/t' "
+                         f"OPTIONS (secret_access_key '{S3_SECRET}')")
+            assert conn.execute("SELECT count(*) FROM c").fetchone() == (1,)
+    finally:
+        server.stop()
+
+
+def test_an_http_endpoint_without_allow_http_says_what_to_set():
+    data = tempfile.mkdtemp(prefix="bowman-http-")
+    server = Server(data, {"AWS_ALLOW_HTTP": "false"})
+    try:
+        with server.connect() as conn:
+            with pytest.raises(psycopg.Error) as e:
+                conn.execute("CREATE EXTERNAL TABLE a STORED AS PARQUET LOCATION 's3://bowman-test/x'")
+            assert "allow_http" in str(e.value) and "AWS_ALLOW_HTTP" in str(e.value), str(e.value)
+            assert e.value.sqlstate and e.value.sqlstate.startswith("08"), e.value.sqlstate
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()

@@ -108,12 +108,12 @@ impl ObjectStore for CountingStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         bump(&self.calls.lists);
-        self.inner.list(prefix)
+        skip_vanished(self.inner.list(prefix))
     }
 
     fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
         bump(&self.calls.lists);
-        self.inner.list_with_offset(prefix, offset)
+        skip_vanished(self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -130,4 +130,14 @@ impl ObjectStore for CountingStore {
         bump(&self.calls.renames);
         self.inner.rename_opts(from, to, options).await
     }
+}
+
+/// A file deleted while its directory is being listed is simply not there. object_store's
+/// local store reads each entry's metadata after reading the directory, and reports a file
+/// that went in between as an error that would fail the whole scan (Bowman deletes replaced
+/// files while other statements list the same table).
+fn skip_vanished(stream: BoxStream<'static, Result<ObjectMeta>>) -> BoxStream<'static, Result<ObjectMeta>> {
+    stream
+        .filter(|item| futures::future::ready(!matches!(item, Err(object_store::Error::NotFound { .. }))))
+        .boxed()
 }

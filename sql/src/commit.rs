@@ -68,10 +68,13 @@ pub(crate) async fn written_by(session: &Session, def: &TableDef, layout: Layout
     Ok(written_by_commit(layout, paths.iter().map(String::as_str), commit))
 }
 
-/// After a successful write through `provider`, make it visible. Untracked tables need nothing.
 /// Refuse, before anything is written, a write whose mode the table cannot commit: only tables
-/// whose files Bowman tracks (or Delta, which keeps its own log) can be overwritten.
+/// whose files Bowman tracks (or Delta, which keeps its own log) can be overwritten. Tells a
+/// tracked table what is coming, so an overwrite lists the files it may replace first.
 pub(crate) fn check_write_mode(provider: &Arc<dyn TableProvider>, mode: &WriteMode) -> Result<()> {
+    if let Some(t) = tracked(provider) {
+        t.set_overwrite(!matches!(mode, WriteMode::Append));
+    }
     if tracked(provider).is_some() || delta(provider).is_some() || matches!(mode, WriteMode::Append) {
         return Ok(());
     }

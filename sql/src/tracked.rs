@@ -86,6 +86,9 @@ pub(crate) struct TrackedTable {
     sibling_retired: HashSet<String>,
     pub(crate) def: TableDef,
     pending: Mutex<Option<PendingWrite>>,
+    /// Whether the write planned next may replace files (only then are other engines' files
+    /// listed before it runs).
+    overwrite: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for TrackedTable {
@@ -136,7 +139,13 @@ impl TrackedTable {
             sibling_retired,
             def,
             pending: Mutex::new(None),
+            overwrite: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Say whether the next write through this provider may replace files.
+    pub(crate) fn set_overwrite(&self, overwrite: bool) {
+        self.overwrite.store(overwrite, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The write planned through this provider.
@@ -153,6 +162,21 @@ impl TrackedTable {
 
     /// A filter over the declared columns as a filter over the connector's table.
     fn inner_filter(&self, e: &Expr) -> Result<Expr> {
+        // `p = 'value'` on a string partition column means the same on the directory text, and
+        // kept in that form it lets the listing go straight to `p=value/`.
+        if let Expr::BinaryExpr(b) = e {
+            if b.op == datafusion::logical_expr::Operator::Eq {
+                let text_eq = |c: &Expr, v: &Expr| match (c, v) {
+                    (Expr::Column(c), Expr::Literal(ScalarValue::Utf8(Some(v)), _)) => {
+                        self.partition_type(&c.name) == Some(&DataType::Utf8) && v != HIVE_NULL_PARTITION
+                    }
+                    _ => false,
+                };
+                if text_eq(&b.left, &b.right) || text_eq(&b.right, &b.left) {
+                    return Ok(e.clone());
+                }
+            }
+        }
         Ok(e.clone()
             .transform_up(|e| match &e {
                 Expr::Column(c) => match self.partition_type(&c.name) {
@@ -381,8 +405,8 @@ impl TableProvider for TrackedTable {
         };
         let projected: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, input)?);
         let foreign = match self.layout {
-            Layout::Listed => self.foreign_files(state).await?,
-            Layout::CommitDirs => Vec::new(),
+            Layout::Listed if self.overwrite.load(std::sync::atomic::Ordering::SeqCst) => self.foreign_files(state).await?,
+            _ => Vec::new(),
         };
         *self.pending.lock().expect("pending write") = Some(PendingWrite { commit, foreign });
         // The sink only appends files; which ones become live is the commit's call.

@@ -260,7 +260,7 @@ impl RedshiftConnector {
         }
         remote_opts.retain(|k, _| options::REMOTE_OPTIONS.iter().any(|s| s.name == k));
         let o = RemoteOptions::parse(&remote_opts, &name)?;
-        let pg = PgDatabase::open(&o, Flavor::Redshift)?;
+        let pg = PgDatabase::open(&o, Flavor::Redshift, &name)?;
         let mut secrets = o.secrets();
         let unload = match lower.get("tempdir") {
             None => None,

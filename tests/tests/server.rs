@@ -1172,6 +1172,21 @@ async fn geodata_function_survives_restart() {
     .await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "Wayne|Michigan|Detroit|48206|US");
+    // Field access on the call itself, as Spark writes it: in the SELECT list, WHERE and GROUP BY.
+    let (out, err, ok) = psql(
+        server.pg_addr,
+        "SELECT geodata(lon, lat).city, geodata(lon, lat).state_code FROM (VALUES (-83.1186093, 42.3677203)) AS p(lon, lat);
+         SELECT geodata(lon, lat).state, count(*) FROM (VALUES (-83.1186093, 42.3677203), (-83.05, 42.33), (2.35, 48.85)) AS p(lon, lat)
+           WHERE geodata(lon, lat).country_code = 'US' GROUP BY geodata(lon, lat).state;
+         SELECT geodata(-83.1186093, 42.3677203).CITY;",
+        &["-A", "-t"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "Detroit|MI\nMichigan|2\nDetroit");
+    let e = c.simple_query("SELECT geodata(-83.1186093, 42.3677203).no_such_field").await.unwrap_err();
+    assert!(e.as_db_error().is_some_and(|d| d.message().contains("no_such_field")), "{e:?}");
+    assert_eq!(answer(&c.simple_query(query).await.unwrap()), expected, "the connection is still usable");
     // Reading several fields of one geodata(...) computes it once per row: the physical plan
     // holds one call, not one per field.
     let rows = c

@@ -64,6 +64,24 @@ impl MySqlDatabase {
             Some(("mariadb" | "mysql", rest)) => format!("mysql://{rest}"),
             _ => url.to_string(),
         };
+        // Connector/J URLs carry the user as a parameter (`?user=bowman`), which the driver's
+        // URL parser does not take.
+        let (url, url_user) = match url::Url::parse(&url) {
+            Ok(mut parsed) if parsed.query_pairs().any(|(k, _)| k == "user") => {
+                let mut user = None;
+                let kept: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .filter_map(|(k, v)| if k == "user" { user = Some(v.into_owned()); None } else { Some((k.into_owned(), v.into_owned())) })
+                    .collect();
+                if kept.is_empty() {
+                    parsed.set_query(None);
+                } else {
+                    parsed.query_pairs_mut().clear().extend_pairs(kept);
+                }
+                (parsed.to_string(), user)
+            }
+            _ => (url, None),
+        };
         let opts = Opts::from_url(&url).map_err(|e| {
             ConnectorError::new(
                 ErrorKind::InvalidOption,
@@ -78,7 +96,7 @@ impl MySqlDatabase {
                 "SET SESSION time_zone = '+00:00'",
                 "SET NAMES utf8mb4",
             ]);
-        if let Some(u) = &o.user {
+        if let Some(u) = o.user.as_ref().or(url_user.as_ref()) {
             b = b.user(Some(u.clone()));
         }
         if let Some(p) = &o.password {

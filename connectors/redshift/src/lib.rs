@@ -430,4 +430,21 @@ mod tests {
         assert!(k.ends_with("ACCESS_KEY_ID 'AK' SECRET_ACCESS_KEY 's''\\\\x' FORMAT AS PARQUET"), "{k}");
         assert_eq!(s3_prefix("s3://bucket/a/b/").unwrap(), Path::from("a/b"));
     }
+
+    #[tokio::test]
+    async fn forwarded_credentials_become_the_unload_keys_and_secrets() {
+        use object_store::aws::AwsCredential;
+        let provider: object_store::aws::AwsCredentialProvider = Arc::new(object_store::StaticCredentialProvider::new(AwsCredential {
+            key_id: "AKIDFWD".into(),
+            secret_key: "fwd-secret".into(),
+            token: Some("fwd-token".into()),
+        }));
+        let (auth, secrets) = UnloadCredentials::Forwarded(provider).resolve("s3://b/p", "dw.t").await.unwrap();
+        let statement = unload_statement("SELECT 1", "s3://b/p/x/", &auth);
+        assert!(
+            statement.ends_with("ACCESS_KEY_ID 'AKIDFWD' SECRET_ACCESS_KEY 'fwd-secret' SESSION_TOKEN 'fwd-token' FORMAT AS PARQUET"),
+            "{statement}"
+        );
+        assert_eq!(secrets, vec!["fwd-secret".to_string(), "fwd-token".to_string()]);
+    }
 }

@@ -139,7 +139,7 @@ impl TlsOptions {
             mode = Some(TlsMode::VerifyCa);
         }
         let tls = TlsOptions { mode, root_cert };
-        if tls.mode.is_some_and(|m| m != TlsMode::Disable) {
+        if tls.root_cert.is_some() && tls.mode.is_some_and(|m| m != TlsMode::Disable) {
             // A missing or unreadable CA file is a mistake in the table's options, said when
             // the table is created rather than at the first connection.
             tls.roots(table)?;

@@ -10,6 +10,7 @@ mod commit;
 mod copy;
 mod ddl;
 mod engine;
+mod field_access;
 mod ingest;
 mod functions;
 mod insert;

@@ -23,6 +23,7 @@ use crate::error::{BowmanError, Result};
 
 /// Rewrite the Spark clauses of `query` (and of the queries it is made of) in place.
 pub(crate) fn rewrite_query(query: &mut ast::Query) -> Result<()> {
+    crate::field_access::rewrite_field_access(query);
     if let Some(with) = &mut query.with {
         for cte in &mut with.cte_tables {
             rewrite_query(&mut cte.query)?;
@@ -210,6 +211,7 @@ fn rewrite_table_factor(factor: &mut ast::TableFactor) -> Result<()> {
 
 /// Apply the rewrite to the queries inside a statement (SELECT, INSERT ... SELECT, EXPLAIN).
 pub(crate) fn rewrite_statement(stmt: &mut ast::Statement) -> Result<()> {
+    crate::field_access::rewrite_field_access(stmt);
     match stmt {
         ast::Statement::Query(q) => rewrite_query(q),
         ast::Statement::Insert(ins) => match &mut ins.source {

@@ -52,6 +52,11 @@ def test_known_answer_detroit(dsn):
         # NULL-safe and out of range: a NULL struct, and a struct of NULLs.
         cur.execute("SELECT geodata(NULL, 42.0) IS NULL, get_field(geodata(500, 42.0), 'county') IS NULL")
         assert cur.fetchone() == (True, True)
+        # Field access on the call, as Spark writes it, with bound parameters too.
+        cur.execute("SELECT geodata(lon, lat).city, geodata(lon, lat).zip_code FROM (VALUES (-83.1186093, 42.3677203)) AS p(lon, lat)")
+        assert cur.fetchone() == ("Detroit", "48206")
+        cur.execute("SELECT geodata(%s, %s).county", (-83.1186093, 42.3677203))
+        assert cur.fetchone() == ("Wayne",)
 
 
 def test_counties_agree_with_shapely(dsn):

@@ -312,3 +312,39 @@ pub fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
     format!("{prefix}_{}_{nanos}", std::process::id())
 }
+
+/// What scripts/test sets up for TLS to the remote databases: a CA that signed the private
+/// servers' certificates (for 127.0.0.1 and localhost), a CA that signed nothing, a PostgreSQL
+/// role that may only connect over TLS, and a MariaDB that refuses connections without TLS.
+pub struct TlsEnv {
+    pub ca: String,
+    pub other_ca: String,
+    pub pg_tls_only_url: String,
+    pub mysql_tls_url: String,
+}
+
+impl TlsEnv {
+    /// `None` (skip) when scripts/test did not set these, unless services are required.
+    pub fn from_env() -> Option<TlsEnv> {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        match (
+            get("BOWMAN_TEST_TLS_CA"),
+            get("BOWMAN_TEST_TLS_OTHER_CA"),
+            get("BOWMAN_TEST_PG_TLS_ONLY_URL"),
+            get("BOWMAN_TEST_MYSQL_TLS_URL"),
+        ) {
+            (Some(ca), Some(other_ca), Some(pg_tls_only_url), Some(mysql_tls_url)) => {
+                Some(TlsEnv { ca, other_ca, pg_tls_only_url, mysql_tls_url })
+            }
+            _ => {
+                assert!(
+                    std::env::var("BOWMAN_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "BOWMAN_TEST_TLS_CA / BOWMAN_TEST_TLS_OTHER_CA / BOWMAN_TEST_PG_TLS_ONLY_URL / BOWMAN_TEST_MYSQL_TLS_URL \
+                     are not set, but services are required: run scripts/test"
+                );
+                eprintln!("skipping: no TLS test servers (run scripts/test)");
+                None
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bowman_tests::{BinServer, S3Env, TestServer, connect, mysql_url, pg_url, psql, text_column, unique_name};
+use bowman_tests::{BinServer, S3Env, TestServer, TlsEnv, connect, mysql_url, pg_url, psql, text_column, unique_name};
 use mysql_async::prelude::Queryable;
 
 fn code(e: &tokio_postgres::Error) -> String {
@@ -366,4 +366,270 @@ async fn remote_types_map_as_documented() {
     server.stop().await;
     pgc.batch_execute(&format!("DROP SCHEMA {ns} CASCADE")).await.unwrap();
     myc.query_drop(format!("DROP DATABASE {ns}")).await.unwrap();
+}
+
+/// A query option whose answer says whether its own connection to PostgreSQL is encrypted.
+const PG_SSL_QUERY: &str = "SELECT ssl::text AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+
+/// TLS to PostgreSQL (Aurora PostgreSQL enforces it): sslmode as libpq and pgjdbc spell it, in
+/// the URL or the OPTIONS; verify-full checks the CA and the host name and fails with 08001
+/// otherwise, leaving the session usable; a role the server only admits over TLS connects with
+/// sslmode require and is refused without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_verifies_the_server() {
+    let (Some(pg), Some(tls)) = (pg_url(), TlsEnv::from_env()) else { return };
+    let ns = unique_name("bowman_tls");
+    let pgc = bowman_tests::remote::seed_postgres(&pg, &ns).await;
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let ca = &tls.ca;
+    let port = pg.rsplit(':').next().and_then(|p| p.split('/').next()).unwrap().to_string();
+    let ssl_of = |name: &str, url: String, extra: &str| {
+        format!("CREATE TABLE {name} USING postgres OPTIONS (url '{url}', query '{PG_SSL_QUERY}'{extra})")
+    };
+    for (name, url, extra, encrypted) in [
+        ("t_require", format!("{pg}?sslmode=require"), String::new(), "true"),
+        ("t_full", pg.clone(), format!(", sslmode 'verify-full', sslrootcert '{ca}'"), "true"),
+        ("t_full_url", format!("{pg}?sslmode=verify-full&sslrootcert={ca}"), String::new(), "true"),
+        ("t_full_localhost", format!("postgres://postgres@localhost:{port}/postgres"), format!(", sslmode 'verify-full', sslrootcert '{ca}'"), "true"),
+        ("t_jdbc", format!("jdbc:postgresql://127.0.0.1:{port}/postgres?user=postgres&sslmode=verify-ca&sslrootcert={ca}"), String::new(), "true"),
+        // libpq's and pgjdbc's default is prefer: encrypted when the server offers it.
+        ("t_default", pg.clone(), String::new(), "true"),
+        ("t_disable", pg.clone(), ", sslmode 'disable'".to_string(), "false"),
+        // verify-ca checks the chain only: a name the certificate does not hold is accepted.
+        ("t_ca_other_name", format!("postgres://postgres@wrong-name.invalid:{port}/postgres?hostaddr=127.0.0.1"), format!(", sslmode 'verify-ca', sslrootcert '{ca}'"), "true"),
+    ] {
+        c.batch_execute(&ssl_of(name, url, &extra)).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let rows = c.simple_query(&format!("SELECT ssl FROM {name}")).await.unwrap();
+        assert_eq!(text_column(&rows, 0), vec![encrypted], "{name}");
+    }
+    // A real table over verify-full, read and written.
+    c.batch_execute(&format!(
+        "CREATE TABLE people USING postgres OPTIONS (url '{pg}', dbtable '{ns}.people', sslmode 'verify-full', sslrootcert '{ca}');
+         CREATE TABLE sink USING postgres OPTIONS (url '{pg}', dbtable '{ns}.sink', sslmode 'verify-full', sslrootcert '{ca}');
+         INSERT INTO sink SELECT id, name, score, born FROM people WHERE id <= 2;"
+    ))
+    .await
+    .unwrap();
+    let rows = c.simple_query("SELECT count(*) FROM people").await.unwrap();
+    assert_eq!(text_column(&rows, 0), vec!["5"]);
+    let n: i64 = pgc.query_one(&format!("SELECT count(*) FROM {ns}.sink"), &[]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+
+    // An untrusted CA, and a host name the certificate does not hold: 08001, a message that
+    // says what is wrong, and the session goes on.
+    let e = c
+        .batch_execute(&ssl_of("bad_ca", pg.clone(), &format!(", sslmode 'verify-full', sslrootcert '{}'", tls.other_ca)))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "08001", "{e:?}");
+    let msg = e.as_db_error().unwrap().message().to_string();
+    assert!(msg.contains("trusted CA") && msg.contains("bad_ca"), "{msg}");
+    let e = c
+        .batch_execute(&ssl_of(
+            "bad_name",
+            format!("postgres://postgres@wrong-name.invalid:{port}/postgres?hostaddr=127.0.0.1"),
+            &format!(", sslmode 'verify-full', sslrootcert '{ca}'"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "08001", "{e:?}");
+    let msg = e.as_db_error().unwrap().message().to_string();
+    assert!(msg.contains("does not name this host"), "{msg}");
+    // A CA file that does not exist, and a mode that does not: the options are wrong (22023).
+    let e = c.batch_execute(&ssl_of("no_ca", pg.clone(), ", sslmode 'verify-full', sslrootcert '/nonexistent/ca.pem'")).await.unwrap_err();
+    assert_eq!(code(&e), "22023", "{e:?}");
+    assert!(e.as_db_error().unwrap().message().contains("/nonexistent/ca.pem"), "{e:?}");
+    let e = c.batch_execute(&ssl_of("bad_mode", pg.clone(), ", sslmode 'sometimes'")).await.unwrap_err();
+    assert_eq!(code(&e), "22023", "{e:?}");
+    let rows = c.simple_query("SELECT count(*) FROM people").await.unwrap();
+    assert_eq!(text_column(&rows, 0), vec!["5"], "the session is still usable");
+
+    // A server that admits this role only over TLS (pg_hba hostssl), as Aurora PostgreSQL 15+
+    // does every connection: refused without TLS, served with it.
+    let only = &tls.pg_tls_only_url;
+    let e = c.batch_execute(&ssl_of("plain_refused", only.clone(), ", sslmode 'disable'")).await.unwrap_err();
+    assert!(code(&e).starts_with("28"), "{e:?}");
+    assert!(e.as_db_error().unwrap().message().contains("no encryption"), "{e:?}");
+    c.batch_execute(&ssl_of("tls_only", format!("{only}?sslmode=require"), "")).await.unwrap();
+    let rows = c.simple_query("SELECT ssl FROM tls_only").await.unwrap();
+    assert_eq!(text_column(&rows, 0), vec!["true"]);
+    // The Redshift connector speaks the same protocol, with the same options.
+    c.batch_execute(&format!(
+        "CREATE TABLE rs USING redshift OPTIONS (url 'jdbc:redshift://127.0.0.1:{port}/postgres', user 'bowman_tls_only',
+           query '{PG_SSL_QUERY}', sslmode 'verify-full', sslrootcert '{ca}')"
+    ))
+    .await
+    .unwrap();
+    let rows = c.simple_query("SELECT ssl FROM rs").await.unwrap();
+    assert_eq!(text_column(&rows, 0), vec!["true"]);
+    pgc.batch_execute(&format!("DROP SCHEMA {ns} CASCADE")).await.unwrap();
+}
+
+/// TLS to MariaDB/MySQL: sslMode as the mysql client and Connector/J spell it; a server that
+/// requires secure transport refuses plain connections and serves TLS ones; VERIFY_IDENTITY
+/// with an untrusted CA fails with 08001 and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_over_tls_verifies_the_server() {
+    let Some(tls) = TlsEnv::from_env() else { return };
+    let _ = rustls_provider();
+    let my = &tls.mysql_tls_url;
+    let ns = unique_name("bowman_tls");
+    let seed_opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(my).unwrap())
+        .ssl_opts(mysql_async::SslOpts::default().with_root_certs(vec![std::path::PathBuf::from(&tls.ca).into()]));
+    let mut myc = mysql_async::Conn::new(seed_opts).await.expect("connect to the TLS MariaDB");
+    myc.query_drop(format!("CREATE DATABASE {ns}; CREATE TABLE {ns}.t (id INT PRIMARY KEY, name VARCHAR(20)); INSERT INTO {ns}.t VALUES (1, 'a'), (2, 'b')"))
+        .await
+        .unwrap();
+    let port = my.rsplit(':').next().and_then(|p| p.split('/').next()).unwrap().to_string();
+    let ca = &tls.ca;
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let cipher = "SELECT VARIABLE_VALUE AS cipher FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = ''SSL_CIPHER''";
+
+    // Refused without TLS.
+    let e = c
+        .batch_execute(&format!("CREATE TABLE plain USING mysql OPTIONS (url '{my}', dbtable '{ns}.t')"))
+        .await
+        .unwrap_err();
+    assert!(["28P01", "08004"].contains(&code(&e).as_str()), "{e:?}");
+    for (name, url, extra) in [
+        ("t_required", my.clone(), ", sslMode 'REQUIRED'".to_string()),
+        ("t_identity", my.clone(), format!(", sslMode 'VERIFY_IDENTITY', sslrootcert '{ca}'")),
+        ("t_identity_url", format!("{my}?ssl-mode=VERIFY_IDENTITY&serverSslCert={ca}"), String::new()),
+        ("t_localhost", format!("mysql://root@localhost:{port}/test"), format!(", ssl_mode 'verify_identity', sslrootcert '{ca}'")),
+        ("t_jdbc", format!("jdbc:mysql://127.0.0.1:{port}/test?user=root&useSSL=true&requireSSL=true"), String::new()),
+        (
+            "t_jdbc_verify",
+            format!("jdbc:mysql://127.0.0.1:{port}/test?user=root&useSSL=true&verifyServerCertificate=true&trustCertificateKeyStoreUrl=file:{ca}"),
+            String::new(),
+        ),
+    ] {
+        c.batch_execute(&format!("CREATE TABLE {name} USING mysql OPTIONS (url '{url}', query '{cipher}'{extra})"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let rows = c.simple_query(&format!("SELECT cipher FROM {name}")).await.unwrap();
+        let got = text_column(&rows, 0);
+        // SSL_CIPHER is empty on a connection without TLS.
+        assert!(got.len() == 1 && !got[0].is_empty(), "{name}: not encrypted: {got:?}");
+    }
+    c.batch_execute(&format!("CREATE TABLE t USING mysql OPTIONS (url '{my}', dbtable '{ns}.t', sslMode 'VERIFY_IDENTITY', sslrootcert '{ca}')"))
+        .await
+        .unwrap();
+    c.batch_execute("INSERT INTO t VALUES (3, 'c')").await.unwrap();
+    let rows = c.simple_query("SELECT count(*), max(name) FROM t").await.unwrap();
+    assert_eq!((text_column(&rows, 0), text_column(&rows, 1)), (vec!["3".to_string()], vec!["c".to_string()]));
+
+    let e = c
+        .batch_execute(&format!(
+            "CREATE TABLE bad_ca USING mysql OPTIONS (url '{my}', dbtable '{ns}.t', sslMode 'VERIFY_IDENTITY', sslrootcert '{}')",
+            tls.other_ca
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "08001", "{e:?}");
+    assert!(e.as_db_error().unwrap().message().contains("bad_ca"), "{e:?}");
+    let rows = c.simple_query("SELECT count(*) FROM t").await.unwrap();
+    assert_eq!(text_column(&rows, 0), vec!["3"], "the session is still usable");
+    myc.query_drop(format!("DROP DATABASE {ns}")).await.unwrap();
+}
+
+/// Redshift's `forward_spark_s3_credentials 'true'`, as the data team's table statement has it:
+/// the UNLOAD gets the server's own S3 credentials (here from the AWS_* environment, with a
+/// session token), and the secret never shows in an error, the server log (at debug, driver
+/// logging included), SHOW CREATE TABLE, DESCRIBE or the catalog's files. PostgreSQL stands in
+/// for Redshift: it receives the UNLOAD (its log shows what was sent) and cannot run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redshift_forwards_the_servers_s3_credentials() {
+    let (Some(pg), Some(s3)) = (pg_url(), S3Env::from_env()) else { return };
+    let ns = unique_name("bowman_fwd");
+    let pgc = bowman_tests::remote::seed_postgres(&pg, &ns).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bowman.log");
+    let key_id = format!("AKIAFWD{}", std::process::id());
+    let (secret, token) = ("fwd-secret-4c1e9b", "fwd-token-77b2d0");
+    let server = BinServer::spawn_logging(
+        &dir.path().join("data"),
+        &[
+            ("BOWMAN_LOG", "debug"),
+            ("AWS_ACCESS_KEY_ID", key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_SESSION_TOKEN", token),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT", s3.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ],
+        Some(&log),
+    );
+    let c = connect(server.pg_addr).await;
+    let rs_url = pg.replacen("postgres://postgres@", "jdbc:redshift://", 1);
+    let tempdir = format!("s3a://{}/redshift-tmp/{ns}", s3.bucket);
+    c.batch_execute(&format!(
+        "CREATE TABLE sales USING com.databricks.spark.redshift
+         OPTIONS (url '{rs_url}', user 'postgres', dbtable '{ns}.people', tempdir '{tempdir}', forward_spark_s3_credentials 'true')"
+    ))
+    .await
+    .unwrap();
+    // The read becomes an UNLOAD with the forwarded keys; the stand-in refuses the statement.
+    let e = c.simple_query("SELECT count(*) FROM sales").await.unwrap_err();
+    assert_eq!(code(&e), "42601", "PostgreSQL received the UNLOAD: {e:?}");
+    assert!(e.as_db_error().unwrap().message().contains("UNLOAD"), "{e:?}");
+    if let Ok(pg_log) = std::env::var("BOWMAN_TEST_PG_LOG") {
+        let sent = std::fs::read_to_string(pg_log).unwrap();
+        assert!(
+            sent.contains(&format!("ACCESS_KEY_ID '{key_id}' SECRET_ACCESS_KEY '{secret}' SESSION_TOKEN '{token}'")),
+            "the UNLOAD carries the server's credentials"
+        );
+    }
+    // Both ways of giving credentials at once, or a bad value: the options are wrong.
+    let e = c
+        .batch_execute(&format!(
+            "CREATE TABLE both USING redshift OPTIONS (url '{rs_url}', user 'postgres', dbtable '{ns}.people', tempdir '{tempdir}',
+               forward_spark_s3_credentials 'true', aws_iam_role 'arn:aws:iam::1:role/r')"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22023", "{e:?}");
+    let e = c
+        .batch_execute(&format!(
+            "CREATE TABLE bad USING redshift OPTIONS (url '{rs_url}', user 'postgres', dbtable '{ns}.people', tempdir '{tempdir}', forward_spark_s3_credentials 'yes please')"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22023", "{e:?}");
+
+    let (out, err, _) = psql(
+        server.pg_addr,
+        "SHOW CREATE TABLE sales; DESCRIBE EXTENDED sales; SELECT * FROM information_schema.tables;
+         SELECT relname, reloptions FROM pg_catalog.pg_class; SELECT * FROM sales;",
+        &[],
+    )
+    .await;
+    assert!(out.contains("forward_spark_s3_credentials"), "SHOW CREATE TABLE shows the option: {out}");
+    let shown = format!("{out}\n{err}\n{e:?}");
+    drop(c);
+    let mut server = server;
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(30));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("redshift unload"), "the UNLOAD is logged, without its credentials: {logged}");
+    let mut stored = Vec::new();
+    let mut dirs = vec![dir.path().join("data")];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                stored.extend(std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    for s in [secret, token] {
+        assert!(!shown.contains(s), "{s} shown to the client:\n{shown}");
+        assert!(!logged.contains(s), "{s} in the server log:\n{logged}");
+        assert!(!stored.contains(s), "{s} stored in the catalog");
+    }
+    pgc.batch_execute(&format!("DROP SCHEMA {ns} CASCADE")).await.unwrap();
 }

@@ -1172,6 +1172,21 @@ async fn geodata_function_survives_restart() {
     .await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "Wayne|Michigan|Detroit|48206|US");
+    // Field access on the call itself, as Spark writes it: in the SELECT list, WHERE and GROUP BY.
+    let (out, err, ok) = psql(
+        server.pg_addr,
+        "SELECT geodata(lon, lat).city, geodata(lon, lat).state_code FROM (VALUES (-83.1186093, 42.3677203)) AS p(lon, lat);
+         SELECT geodata(lon, lat).state, count(*) FROM (VALUES (-83.1186093, 42.3677203), (-84.5555, 42.7325), (-40.0, 30.0)) AS p(lon, lat)
+           WHERE geodata(lon, lat).country_code = 'US' GROUP BY geodata(lon, lat).state;
+         SELECT geodata(-83.1186093, 42.3677203).CITY;",
+        &["-A", "-t"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "Detroit|MI\nMichigan|2\nDetroit");
+    let e = c.simple_query("SELECT geodata(-83.1186093, 42.3677203).no_such_field").await.unwrap_err();
+    assert!(e.as_db_error().is_some_and(|d| d.message().contains("no_such_field")), "{e:?}");
+    assert_eq!(answer(&c.simple_query(query).await.unwrap()), expected, "the connection is still usable");
     // Reading several fields of one geodata(...) computes it once per row: the physical plan
     // holds one call, not one per field.
     let rows = c
@@ -1189,6 +1204,23 @@ async fn geodata_function_survives_restart() {
         })
         .collect();
     assert_eq!(physical.matches("geodata(").count(), 1, "{physical}");
+    // So do several fields read off the same call.
+    let rows = c
+        .simple_query(
+            "EXPLAIN SELECT geodata(x, y).city, geodata(x, y).state, geodata(x, y).zip_code
+             FROM (VALUES (-83.1186093, 42.3677203)) AS p(x, y)",
+        )
+        .await
+        .unwrap();
+    let physical: String = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("physical_plan") => r.get(1).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    // (The output columns are named after the call; the call itself reads the VALUES columns.)
+    assert_eq!(physical.matches("geodata(column").count(), 1, "{physical}");
     let e = c.batch_execute("CREATE FUNCTION geodata USING geodata OPTIONS (states '/nonexistent.csv')").await.unwrap_err();
     assert_eq!(code(&e), "42723", "{e:?}");
     let e = c.batch_execute("CREATE FUNCTION other USING geodata OPTIONS (states '/nonexistent/layer.csv')").await.unwrap_err();

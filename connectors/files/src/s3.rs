@@ -164,3 +164,44 @@ pub(crate) async fn check_reachable(store: &dyn ObjectStore, url: &ListingTableU
         }
     }
 }
+
+impl S3Stores {
+    /// Where the credentials for `bucket` come from, through the same layers as the bucket's
+    /// client: the table's options, the server's S3 settings, then the `AWS_*` environment
+    /// (static keys, web identity, container or instance credentials).
+    pub(crate) fn credential_provider(
+        &self,
+        bucket: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<object_store::aws::AwsCredentialProvider> {
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let mut settings = s3_keys(&self.defaults.0)?;
+        settings.extend(s3_keys(options)?);
+        for (k, v) in settings {
+            builder = builder.with_config(k, v);
+        }
+        let s3 = builder.build().map_err(|e| FilesError::InvalidOption("s3".into(), format!("s3://{bucket}"), e.to_string()))?;
+        Ok(s3.credentials().clone())
+    }
+}
+
+impl crate::FilesTableProviderFactory {
+    /// The server's own S3 credentials for the bucket of `location` (`s3://bucket/...`), as file
+    /// tables there would use them; Redshift's `forward_spark_s3_credentials` hands them to UNLOAD.
+    /// Ask the provider for the credential each time: temporary ones are refreshed.
+    pub fn s3_credential_provider(
+        &self,
+        location: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<object_store::aws::AwsCredentialProvider> {
+        let rest = location
+            .strip_prefix("s3://")
+            .or_else(|| location.strip_prefix("s3a://"))
+            .ok_or_else(|| FilesError::InvalidLocation(location.to_string(), "not an s3:// URL".into()))?;
+        let bucket = rest.split('/').next().unwrap_or_default();
+        if bucket.is_empty() {
+            return Err(FilesError::InvalidLocation(location.to_string(), "no bucket name".into()).into());
+        }
+        self.s3.credential_provider(bucket, options)
+    }
+}

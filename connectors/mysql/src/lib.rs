@@ -14,7 +14,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use bowman_connector_remote::tls::{TlsMode, TlsOptions};
 
 use async_trait::async_trait;
 use bowman_connector::{Connector, ConnectorError, ErrorKind, OptionSpec};
@@ -33,7 +36,7 @@ use datafusion::sql::unparser::dialect::{Dialect, MySqlDialect};
 use futures::TryStreamExt;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Column, Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, TxOpts, Value};
+use mysql_async::{Column, Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, SslOpts, TxOpts, Value};
 
 const BATCH_ROWS: usize = 8192;
 /// The character set number MySQL reports for binary strings.
@@ -61,6 +64,24 @@ impl MySqlDatabase {
             Some(("mariadb" | "mysql", rest)) => format!("mysql://{rest}"),
             _ => url.to_string(),
         };
+        // Connector/J URLs carry the user as a parameter (`?user=bowman`), which the driver's
+        // URL parser does not take.
+        let (url, url_user) = match url::Url::parse(&url) {
+            Ok(mut parsed) if parsed.query_pairs().any(|(k, _)| k == "user") => {
+                let mut user = None;
+                let kept: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .filter_map(|(k, v)| if k == "user" { user = Some(v.into_owned()); None } else { Some((k.into_owned(), v.into_owned())) })
+                    .collect();
+                if kept.is_empty() {
+                    parsed.set_query(None);
+                } else {
+                    parsed.query_pairs_mut().clear().extend_pairs(kept);
+                }
+                (parsed.to_string(), user)
+            }
+            _ => (url, None),
+        };
         let opts = Opts::from_url(&url).map_err(|e| {
             ConnectorError::new(
                 ErrorKind::InvalidOption,
@@ -75,18 +96,19 @@ impl MySqlDatabase {
                 "SET SESSION time_zone = '+00:00'",
                 "SET NAMES utf8mb4",
             ]);
-        if let Some(u) = &o.user {
+        if let Some(u) = o.user.as_ref().or(url_user.as_ref()) {
             b = b.user(Some(u.clone()));
         }
         if let Some(p) = &o.password {
             b = b.pass(Some(p.clone()));
         }
+        b = b.ssl_opts(ssl_opts(&o.tls));
         let opts = Opts::from(b);
         let user = opts.user().unwrap_or("root").to_string();
         let describe = format!("{}:{}/{}", opts.ip_or_hostname(), opts.tcp_port(), opts.db_name().unwrap_or(""));
         let identity = format!("mysql://{user}@{describe}");
         let mut h = DefaultHasher::new();
-        (o.password.as_deref(), o.pool_size).hash(&mut h);
+        (o.password.as_deref(), o.pool_size, &o.tls).hash(&mut h);
         let key = format!("{identity}#{:x}", h.finish());
         Ok(Arc::new(MySqlDatabase {
             opts,
@@ -112,18 +134,26 @@ impl MySqlDatabase {
                     1064 => (ErrorKind::InvalidOption, "42601".to_string()),
                     1062 => (ErrorKind::Conflict, "23505".to_string()),
                     3024 | 1969 => (ErrorKind::Io, "57014".to_string()),
+                    // ER_SECURE_TRANSPORT_REQUIRED: the server refuses connections without TLS.
+                    3159 => (ErrorKind::Unreachable, "08004".to_string()),
                     _ => (ErrorKind::Io, se.state.clone()),
                 };
                 let e = ConnectorError::new(kind, format!("MySQL at {} (table {table}): {} (error {})", self.describe, se.message, se.code));
                 if code == "HY000" { e } else { e.with_sqlstate(code) }
             }
-            _ if connecting => ConnectorError::new(
-                ErrorKind::Unreachable,
-                format!(
-                    "cannot connect to MySQL at {} for table {table}: {e}; check the url and that the server accepts connections",
-                    self.describe
-                ),
-            ),
+            _ if connecting => {
+                let hint = match &e {
+                    mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+                        "the server does not offer TLS: set sslMode DISABLED, or enable TLS on the server"
+                    }
+                    _ => bowman_connector_remote::tls::handshake_hint(&format!("{e:?}"))
+                        .unwrap_or("check the url and that the server accepts connections"),
+                };
+                ConnectorError::new(
+                    ErrorKind::Unreachable,
+                    format!("cannot connect to MySQL at {} for table {table}: {e}; {hint}", self.describe),
+                )
+            }
             _ => ConnectorError::new(ErrorKind::ConnectionLost, format!("MySQL at {} (table {table}): {e}", self.describe)),
         };
         let message = redact(&err.message, &self.secrets);
@@ -195,6 +225,26 @@ impl MySqlDatabase {
         }
         Ok(Schema::new(fields))
     }
+}
+
+/// The driver's TLS settings for a table's `sslMode` (MySQL's default: no TLS).
+fn ssl_opts(tls: &TlsOptions) -> Option<SslOpts> {
+    let mode = tls.mode_or(TlsMode::Disable);
+    if mode == TlsMode::Disable || mode == TlsMode::Prefer {
+        // mysql_async cannot fall back to a plain connection, so PREFERRED connects as DISABLED.
+        return None;
+    }
+    // mysql_async builds its rustls configuration with the process's default provider.
+    let _ = bowman_connector_remote::tls::provider();
+    let mut ssl = SslOpts::default();
+    if let Some(ca) = &tls.root_cert {
+        ssl = ssl.with_root_certs(vec![PathBuf::from(ca).into()]).with_disable_built_in_roots(true);
+    }
+    Some(match mode {
+        TlsMode::Require => ssl.with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true),
+        TlsMode::VerifyCa => ssl.with_danger_skip_domain_validation(true),
+        _ => ssl,
+    })
 }
 
 /// The Arrow type of a MySQL result column. Unsigned integers widen (BIGINT UNSIGNED becomes

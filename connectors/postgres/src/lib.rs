@@ -11,6 +11,7 @@
 
 pub mod decode;
 pub mod pool;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -33,7 +34,9 @@ use datafusion::logical_expr::CreateExternalTable;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::sql::unparser::dialect::{Dialect, PostgreSqlDialect};
 use futures::{StreamExt, TryStreamExt, pin_mut};
+use bowman_connector_remote::tls::TlsMode;
 use tokio_postgres::Config;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 
 use crate::decode::BatchDecoder;
@@ -109,7 +112,20 @@ pub fn pg_config(o: &RemoteOptions, flavor: Flavor) -> Result<Config, ConnectorE
     if let Some(t) = o.query_timeout {
         config.options(format!("-c statement_timeout={}", t.as_millis()));
     }
+    config.ssl_mode(match o.tls.mode_or(TlsMode::Prefer) {
+        TlsMode::Disable => SslMode::Disable,
+        TlsMode::Prefer => SslMode::Prefer,
+        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+    });
     Ok(config)
+}
+
+/// The TLS connector a table's `sslmode` asks for (libpq's default, `prefer`, when none is given).
+pub fn pg_tls(o: &RemoteOptions, table: &str) -> Result<Option<tls::MakeRustls>, ConnectorError> {
+    match o.tls.mode_or(TlsMode::Prefer) {
+        TlsMode::Disable => Ok(None),
+        mode => Ok(Some(tls::MakeRustls(o.tls.client_config(mode, table)?))),
+    }
 }
 
 fn host_port(config: &Config) -> String {
@@ -126,20 +142,21 @@ fn host_port(config: &Config) -> String {
 impl PgDatabase {
     /// The database a table's options name, sharing one pool with every table that names the
     /// same server, database, user and password.
-    pub fn open(o: &RemoteOptions, flavor: Flavor) -> Result<Arc<Self>, ConnectorError> {
+    pub fn open(o: &RemoteOptions, flavor: Flavor, table: &str) -> Result<Arc<Self>, ConnectorError> {
         let config = pg_config(o, flavor)?;
+        let tls = pg_tls(o, table)?;
         let db = config.get_dbname().unwrap_or("postgres").to_string();
         let user = config.get_user().unwrap_or_default().to_string();
         let describe = format!("{}/{db}", host_port(&config));
         let identity = format!("{}://{user}@{describe}", flavor.kind());
         let mut h = DefaultHasher::new();
-        (o.password.as_deref(), o.query_timeout, o.connect_timeout).hash(&mut h);
+        (o.password.as_deref(), o.query_timeout, o.connect_timeout, &o.tls).hash(&mut h);
         let key = format!("{identity}#{:x}", h.finish());
         let pool = POOLS
             .lock()
             .expect("pools")
             .entry(key)
-            .or_insert_with(|| PgPool::new(config, o.pool_size, o.connect_timeout))
+            .or_insert_with(|| PgPool::new(config, tls, o.pool_size, o.connect_timeout))
             .clone();
         Ok(Arc::new(PgDatabase { flavor, pool, describe, identity, secrets: o.secrets(), batch_size: o.batch_size }))
     }
@@ -163,13 +180,12 @@ impl PgDatabase {
             }
             ConnectorError::new(kind, msg).with_sqlstate(code)
         } else if connecting {
+            let source = std::error::Error::source(&e).map(|s| format!(" ({s})")).unwrap_or_default();
+            let hint = bowman_connector_remote::tls::handshake_hint(&format!("{e:?}{source}"))
+                .unwrap_or("check the url and that the server accepts connections");
             ConnectorError::new(
                 ErrorKind::Unreachable,
-                format!(
-                    "cannot connect to {product} at {} for table {table}: {e}{}; check the url and that the server accepts connections",
-                    self.describe,
-                    std::error::Error::source(&e).map(|s| format!(" ({s})")).unwrap_or_default()
-                ),
+                format!("cannot connect to {product} at {} for table {table}: {e}{source}; {hint}", self.describe),
             )
         } else if e.is_closed() {
             ConnectorError::new(
@@ -393,7 +409,7 @@ impl TableProviderFactory for PostgresConnector {
     async fn create(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
         let name = cmd.name.to_string();
         let o = RemoteOptions::parse(&cmd.options, &name)?;
-        let db = PgDatabase::open(&o, Flavor::Postgres)?;
+        let db = PgDatabase::open(&o, Flavor::Postgres, &name)?;
         let discover = db.discover(&o.source, &name);
         open_table(cmd, db.clone(), o.clone(), discover).await
     }
@@ -416,7 +432,7 @@ impl Connector for PostgresConnector {
     async fn validate(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<()> {
         let name = cmd.name.to_string();
         let o = RemoteOptions::parse(&cmd.options, &name)?;
-        PgDatabase::open(&o, Flavor::Postgres)?.discover(&o.source, &name).await.map(|_| ())
+        PgDatabase::open(&o, Flavor::Postgres, &name)?.discover(&o.source, &name).await.map(|_| ())
     }
 }
 

@@ -8,9 +8,13 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::tls::MakeRustls;
+
 #[derive(Debug)]
 pub struct PgPool {
     config: Config,
+    /// `None`: plain connections (`sslmode disable`).
+    tls: Option<MakeRustls>,
     idle: Mutex<Vec<Client>>,
     permits: Arc<Semaphore>,
     connect_timeout: Duration,
@@ -26,8 +30,8 @@ pub struct PooledClient {
 }
 
 impl PgPool {
-    pub fn new(config: Config, size: usize, connect_timeout: Duration) -> Arc<Self> {
-        Arc::new(PgPool { config, idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(size)), connect_timeout })
+    pub fn new(config: Config, tls: Option<MakeRustls>, size: usize, connect_timeout: Duration) -> Arc<Self> {
+        Arc::new(PgPool { config, tls, idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(size)), connect_timeout })
     }
 
     /// A connection: an idle one, or a new one once fewer than `size` are in use.
@@ -44,15 +48,33 @@ impl PgPool {
                 None => break,
             }
         }
-        let (client, connection) = tokio::time::timeout(self.connect_timeout, self.config.connect(NoTls))
-            .await
-            .map_err(|_| ConnectFailure::Timeout(format!("no answer within {:?}", self.connect_timeout)))?
-            .map_err(ConnectFailure::Postgres)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "remote PostgreSQL connection ended");
+        let timeout = |_| ConnectFailure::Timeout(format!("no answer within {:?}", self.connect_timeout));
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = tokio::time::timeout(self.connect_timeout, self.config.connect(NoTls))
+                    .await
+                    .map_err(timeout)?
+                    .map_err(ConnectFailure::Postgres)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "remote PostgreSQL connection ended");
+                    }
+                });
+                client
             }
-        });
+            Some(tls) => {
+                let (client, connection) = tokio::time::timeout(self.connect_timeout, self.config.connect(tls.clone()))
+                    .await
+                    .map_err(timeout)?
+                    .map_err(ConnectFailure::Postgres)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "remote PostgreSQL connection ended");
+                    }
+                });
+                client
+            }
+        };
         Ok(PooledClient { client: Some(client), reusable: false, pool: self.clone(), _permit: permit })
     }
 }

@@ -49,6 +49,10 @@ const REDSHIFT_ONLY: &[OptionSpec] = &[
     OptionSpec::secret("temporary_aws_access_key_id", "access key Redshift uses to write to tempdir"),
     OptionSpec::secret("temporary_aws_secret_access_key", "secret key Redshift uses to write to tempdir"),
     OptionSpec::secret("temporary_aws_session_token", "session token Redshift uses to write to tempdir"),
+    OptionSpec::new(
+        "forward_spark_s3_credentials",
+        "true: Redshift writes to tempdir with Bowman's own S3 credentials (table options, server [s3] settings, AWS_* environment)",
+    ),
 ];
 
 /// How Redshift authenticates to S3 for UNLOAD.
@@ -78,13 +82,49 @@ pub fn unload_statement(query: &str, target: &str, auth: &UnloadAuth) -> String 
     format!("UNLOAD ({}) TO {} {auth} FORMAT AS PARQUET", lit(query), lit(target))
 }
 
+/// How the UNLOAD's credentials are found: given in the options, or Bowman's own S3
+/// credentials asked for at each UNLOAD (`forward_spark_s3_credentials`), so temporary
+/// credentials are current.
+#[derive(Clone)]
+enum UnloadCredentials {
+    Given(UnloadAuth),
+    Forwarded(object_store::aws::AwsCredentialProvider),
+}
+
+impl UnloadCredentials {
+    /// The credentials for one UNLOAD, and the secrets among them to scrub from messages.
+    async fn resolve(&self, tempdir: &str, table: &str) -> Result<(UnloadAuth, Vec<String>)> {
+        match self {
+            UnloadCredentials::Given(auth) => Ok((auth.clone(), Vec::new())),
+            UnloadCredentials::Forwarded(provider) => {
+                let c = provider.get_credential().await.map_err(|e| {
+                    // object_store's message names the source that failed, never a key.
+                    DataFusionError::External(Box::new(ConnectorError::new(
+                        ErrorKind::AccessDenied,
+                        format!(
+                            "table {table}: forward_spark_s3_credentials found no S3 credentials for {tempdir} ({e}); \
+                             set the server's [s3] access_key_id and secret_access_key, BOWMAN_S3_* or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+                        ),
+                    )))
+                })?;
+                let mut secrets = vec![c.secret_key.clone()];
+                secrets.extend(c.token.clone());
+                Ok((
+                    UnloadAuth::Keys { access_key_id: c.key_id.clone(), secret_access_key: c.secret_key.clone(), session_token: c.token.clone() },
+                    secrets,
+                ))
+            }
+        }
+    }
+}
+
 /// Where and how large reads are unloaded.
 #[derive(Clone)]
 struct Unload {
     /// `s3://bucket/prefix`, without a trailing slash.
     tempdir: String,
     store: Arc<dyn ObjectStore>,
-    auth: UnloadAuth,
+    credentials: UnloadCredentials,
 }
 
 impl std::fmt::Debug for Unload {
@@ -105,19 +145,25 @@ impl RedshiftDatabase {
     /// Run the UNLOAD for one query and stream the files it wrote.
     fn unloaded(&self, sql: String, schema: SchemaRef, table: String, unload: Unload) -> SendableRecordBatchStream {
         let pg = self.pg.clone();
-        let secrets = self.secrets.clone();
+        let mut secrets = self.secrets.clone();
         let mut builder = RecordBatchReceiverStream::builder(schema.clone(), 2);
         let tx = builder.tx();
         builder.spawn(async move {
             let id = uuid::Uuid::new_v4();
             let target = format!("{}/{id}/", unload.tempdir);
-            let statement = unload_statement(&sql, &target, &unload.auth);
+            let (auth, forwarded) = unload.credentials.resolve(&unload.tempdir, &table).await?;
+            secrets.extend(forwarded);
+            let statement = unload_statement(&sql, &target, &auth);
             let client = pg.connect(&table).await?;
             // The statement carries credentials: it is never logged, and errors are scrubbed.
             tracing::debug!(%target, "redshift unload");
-            client.batch_execute(&statement).await.map_err(|e| {
-                let e = pg.error(e, &table, false);
-                DataFusionError::Execution(redact(&e.to_string(), &secrets))
+            client.batch_execute(&statement).await.map_err(|e| match pg.error(e, &table, false) {
+                // The remote's SQLSTATE is kept; the message is scrubbed of every credential.
+                DataFusionError::External(inner) => match inner.downcast::<ConnectorError>() {
+                    Ok(ce) => DataFusionError::External(Box::new(ConnectorError { message: redact(&ce.message, &secrets), ..*ce })),
+                    Err(other) => DataFusionError::Execution(redact(&other.to_string(), &secrets)),
+                },
+                other => DataFusionError::Execution(redact(&other.to_string(), &secrets)),
             })?;
             drop(client);
             let prefix = s3_prefix(&target)?;
@@ -260,7 +306,7 @@ impl RedshiftConnector {
         }
         remote_opts.retain(|k, _| options::REMOTE_OPTIONS.iter().any(|s| s.name == k));
         let o = RemoteOptions::parse(&remote_opts, &name)?;
-        let pg = PgDatabase::open(&o, Flavor::Redshift)?;
+        let pg = PgDatabase::open(&o, Flavor::Redshift, &name)?;
         let mut secrets = o.secrets();
         let unload = match lower.get("tempdir") {
             None => None,
@@ -268,28 +314,58 @@ impl RedshiftConnector {
                 let resolve = |k: &str| -> Result<Option<String>> {
                     lower.get(k).map(|v| bowman_connector::resolve_env_refs(k, v)).transpose().map_err(Into::into)
                 };
-                let auth = match (resolve("aws_iam_role")?, resolve("temporary_aws_access_key_id")?, resolve("temporary_aws_secret_access_key")?) {
-                    (Some(role), _, _) => UnloadAuth::IamRole(role),
-                    (None, Some(id), Some(secret)) => {
-                        let token = resolve("temporary_aws_session_token")?;
-                        secrets.push(secret.clone());
-                        secrets.extend(token.clone());
-                        UnloadAuth::Keys { access_key_id: id, secret_access_key: secret, session_token: token }
-                    }
-                    _ => {
-                        return Err(ConnectorError::new(
-                            ErrorKind::InvalidOption,
-                            format!("table {name}: tempdir needs aws_iam_role, or temporary_aws_access_key_id and temporary_aws_secret_access_key, for Redshift to write there"),
-                        )
-                        .into());
-                    }
+                let forward = match resolve("forward_spark_s3_credentials")? {
+                    None => false,
+                    Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(ConnectorError::new(
+                                ErrorKind::InvalidOption,
+                                format!("table {name}: forward_spark_s3_credentials must be 'true' or 'false', not '{v}'"),
+                            )
+                            .into());
+                        }
+                    },
+                };
+                // Hadoop's s3a:// and s3n:// name the same objects; UNLOAD only takes s3://.
+                let tempdir = match tempdir.split_once("://") {
+                    Some(("s3a" | "s3n", rest)) => format!("s3://{rest}"),
+                    _ => tempdir.clone(),
                 };
                 let tempdir = tempdir.trim_end_matches('/').to_string();
                 let s3_options: BTreeMap<String, String> =
                     lower.iter().filter(|(k, _)| !REDSHIFT_ONLY.iter().any(|s| s.name == *k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let credentials = match (resolve("aws_iam_role")?, resolve("temporary_aws_access_key_id")?, resolve("temporary_aws_secret_access_key")?) {
+                    (Some(_), _, _) | (_, Some(_), Some(_)) if forward => {
+                        return Err(ConnectorError::new(
+                            ErrorKind::InvalidOption,
+                            format!("table {name}: give forward_spark_s3_credentials, aws_iam_role or temporary_aws_* keys, only one of them"),
+                        )
+                        .into());
+                    }
+                    _ if forward => UnloadCredentials::Forwarded(self.files.s3_credential_provider(&tempdir, &s3_options)?),
+                    (Some(role), _, _) => UnloadCredentials::Given(UnloadAuth::IamRole(role)),
+                    (None, Some(id), Some(secret)) => {
+                        let token = resolve("temporary_aws_session_token")?;
+                        secrets.push(secret.clone());
+                        secrets.extend(token.clone());
+                        UnloadCredentials::Given(UnloadAuth::Keys { access_key_id: id, secret_access_key: secret, session_token: token })
+                    }
+                    _ => {
+                        return Err(ConnectorError::new(
+                            ErrorKind::InvalidOption,
+                            format!(
+                                "table {name}: tempdir needs aws_iam_role, temporary_aws_access_key_id and temporary_aws_secret_access_key, \
+                                 or forward_spark_s3_credentials 'true', for Redshift to write there"
+                            ),
+                        )
+                        .into());
+                    }
+                };
                 let url = self.files.prepare_location(state, &format!("{tempdir}/"), &s3_options)?;
                 let store = state.runtime_env().object_store(&url)?;
-                Some(Unload { tempdir, store, auth })
+                Some(Unload { tempdir, store, credentials })
             }
         };
         Ok((Arc::new(RedshiftDatabase { pg, unload, secrets }), o))
@@ -353,5 +429,22 @@ mod tests {
         );
         assert!(k.ends_with("ACCESS_KEY_ID 'AK' SECRET_ACCESS_KEY 's''\\\\x' FORMAT AS PARQUET"), "{k}");
         assert_eq!(s3_prefix("s3://bucket/a/b/").unwrap(), Path::from("a/b"));
+    }
+
+    #[tokio::test]
+    async fn forwarded_credentials_become_the_unload_keys_and_secrets() {
+        use object_store::aws::AwsCredential;
+        let provider: object_store::aws::AwsCredentialProvider = Arc::new(object_store::StaticCredentialProvider::new(AwsCredential {
+            key_id: "AKIDFWD".into(),
+            secret_key: "fwd-secret".into(),
+            token: Some("fwd-token".into()),
+        }));
+        let (auth, secrets) = UnloadCredentials::Forwarded(provider).resolve("s3://b/p", "dw.t").await.unwrap();
+        let statement = unload_statement("SELECT 1", "s3://b/p/x/", &auth);
+        assert!(
+            statement.ends_with("ACCESS_KEY_ID 'AKIDFWD' SECRET_ACCESS_KEY 'fwd-secret' SESSION_TOKEN 'fwd-token' FORMAT AS PARQUET"),
+            "{statement}"
+        );
+        assert_eq!(secrets, vec!["fwd-secret".to_string(), "fwd-token".to_string()]);
     }
 }

@@ -18,6 +18,7 @@ pub mod options;
 pub mod pushdown;
 pub mod table;
 pub mod text;
+pub mod tls;
 
 use std::fmt::Debug;
 use std::sync::Arc;

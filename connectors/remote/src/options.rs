@@ -8,6 +8,8 @@ use std::time::Duration;
 use bowman_connector::{ConnectorError, ErrorKind, OptionSpec, resolve_env_refs, split_secret_options};
 use chrono::{NaiveDate, NaiveDateTime};
 
+use crate::tls::{TlsOptions, split_url_tls};
+
 pub const REMOTE_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("url", "connection URL: postgres://host:port/db, mysql://host:port/db or a jdbc: URL"),
     OptionSpec::new("dbtable", "remote table, as schema.table"),
@@ -24,7 +26,18 @@ pub const REMOTE_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("query_timeout", "alias of queryTimeout"),
     OptionSpec::new("pool_size", "connections kept to this database (default 8, at least numPartitions)"),
     OptionSpec::new("batchsize", "rows per INSERT statement when writing (default 1000)"),
-    OptionSpec::new("sslmode", "disable (default) or prefer; TLS connections are not available yet"),
+    OptionSpec::new("sslmode", "TLS: disable, prefer (PostgreSQL's default), require, verify-ca or verify-full; MySQL's DISABLED (its default), REQUIRED, VERIFY_CA, VERIFY_IDENTITY too"),
+    OptionSpec::new("ssl-mode", "alias of sslmode (MySQL's spelling)"),
+    OptionSpec::new("ssl_mode", "alias of sslmode"),
+    OptionSpec::new("sslrootcert", "PEM file of the CA certificates that sign the server's certificate ('system': the system trust store)"),
+    OptionSpec::new("serversslcert", "alias of sslrootcert (MariaDB Connector/J)"),
+    OptionSpec::new("sslca", "alias of sslrootcert"),
+    OptionSpec::new("ssl-ca", "alias of sslrootcert (MySQL's spelling)"),
+    OptionSpec::new("trustcertificatekeystoreurl", "Connector/J: a file: URL of a PEM CA file, as sslrootcert"),
+    OptionSpec::new("ssl", "pgjdbc: true means sslmode verify-full"),
+    OptionSpec::new("usessl", "Connector/J: true means sslMode REQUIRED (VERIFY_CA with verifyServerCertificate true)"),
+    OptionSpec::new("requiressl", "Connector/J: true refuses connections without TLS"),
+    OptionSpec::new("verifyservercertificate", "Connector/J: with useSSL, check the server's certificate against the CA"),
 ];
 
 /// What a table reads: a remote table or the result of a query.
@@ -46,6 +59,8 @@ pub struct RemoteOptions {
     pub query_timeout: Option<Duration>,
     pub pool_size: usize,
     pub batch_size: usize,
+    /// TLS to the database, from the URL's query and the OPTIONS (which win).
+    pub tls: TlsOptions,
 }
 
 impl std::fmt::Debug for RemoteOptions {
@@ -55,6 +70,7 @@ impl std::fmt::Debug for RemoteOptions {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "********"))
             .field("source", &self.source)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +89,15 @@ impl RemoteOptions {
         let url = o.remove("url").ok_or_else(|| {
             invalid(format!("table {table} needs OPTIONS (url '...'), e.g. url 'postgres://host:5432/database'"))
         })?;
+        // TLS settings may be in the URL (`?sslmode=require`, `?useSSL=true`); the driver gets
+        // the URL without them, and the OPTIONS win over them.
+        let (url, mut tls_keys) = split_url_tls(&url);
+        for key in crate::tls::TLS_KEYS {
+            if let Some(v) = o.get(*key) {
+                tls_keys.insert(key.to_string(), v.clone());
+            }
+        }
+        let tls = TlsOptions::parse(&tls_keys, table)?;
         let dbtable = o.remove("dbtable").or_else(|| o.remove("table"));
         let query = o.remove("query");
         let source = match (dbtable, query) {
@@ -105,14 +130,6 @@ impl RemoteOptions {
                 "table {table}: partitionColumn works with dbtable, not query; wrap the query in a view in the remote database"
             )));
         }
-        if let Some(mode) = o.get("sslmode") {
-            if !matches!(mode.as_str(), "disable" | "prefer" | "allow") {
-                return Err(ConnectorError::new(
-                    ErrorKind::Unsupported,
-                    format!("table {table}: sslmode '{mode}' needs TLS to the remote database, which Bowman does not have yet"),
-                ));
-            }
-        }
         let parts = partitioning.as_ref().map(|p| p.num).unwrap_or(1);
         let connect_timeout = secs("connect_timeout")?.unwrap_or(Duration::from_secs(10));
         let query_timeout = secs("querytimeout")?.or(secs("query_timeout")?).filter(|d| !d.is_zero());
@@ -128,6 +145,7 @@ impl RemoteOptions {
             pool_size,
             batch_size,
             partitioning,
+            tls,
         })
     }
 

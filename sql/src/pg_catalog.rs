@@ -319,6 +319,7 @@ pub(crate) fn install(ctx: &SessionContext, state: &PgCatalogState) -> datafusio
     ctx.register_udf(no_index_definition());
     ctx.register_udf(always_visible("pg_function_is_visible"));
     ctx.register_udf(always_visible("pg_type_is_visible"));
+    crate::pg_functions::register(ctx);
     generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
     Ok(())
 }
@@ -434,7 +435,7 @@ fn aggregate_scalar_subquery(query: &mut datafusion::sql::sqlparser::ast::Query)
 /// function answers true for every table, so clients listing "the tables" without a schema
 /// (SQLAlchemy's `get_table_names()`) would get every database's tables.
 pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
-    use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut};
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut};
     use std::ops::ControlFlow;
     let _ = visit_expressions_mut(stmt, |e| {
         if let Expr::Subquery(q) = e {
@@ -453,6 +454,34 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
                 }
             }
         }
+        // `(information_schema._pg_expandarray(i.indkey)).n`, `(result.keys).x`: field access on
+        // a record, which DataFusion's planner takes with the field name as a string.
+        if let Some(field) = expanded_array_field(e) {
+            *e = field;
+            return ControlFlow::<()>::Continue(());
+        }
+        if let Expr::CompoundFieldAccess { access_chain, .. } = e {
+            for access in access_chain.iter_mut() {
+                if let datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    let name = crate::parser::ident_value(field);
+                    *access = datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Value(
+                        datafusion::sql::sqlparser::ast::Value::SingleQuotedString(name).into(),
+                    ));
+                }
+            }
+        }
+        // `typreceive != 0`: a regproc column compared with the OID 0 (no function), as
+        // adbc-driver-postgresql reads pg_type. The crate keeps these columns as names, with
+        // `-` for none (how PostgreSQL prints regproc 0).
+        if let Expr::BinaryOp { left, op: BinaryOperator::Eq | BinaryOperator::NotEq, right } = e {
+            let zero = |e: &Expr| matches!(e, Expr::Value(v) if matches!(&v.value, datafusion::sql::sqlparser::ast::Value::Number(n, _) if n == "0"));
+            let none = || Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString("-".into()).into());
+            if is_regproc_column(left) && zero(right) {
+                **right = none();
+            } else if is_regproc_column(right) && zero(left) {
+                **left = none();
+            }
+        }
         if let Expr::Function(f) = e {
             let name = f.name.to_string().to_ascii_lowercase();
             if name == "generate_subscripts" || name == "pg_catalog.generate_subscripts" {
@@ -463,6 +492,18 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
                         let sql = format!("unnest(range(CAST(1 AS BIGINT), CAST(coalesce(array_length({arg}), 0) + 1 AS BIGINT)))");
                         if let Some(parsed) = pg_expr(&sql) {
                             *e = parsed;
+                            return ControlFlow::<()>::Continue(());
+                        }
+                    }
+                }
+            }
+            if name == "information_schema._pg_expandarray" || name == "_pg_expandarray" {
+                // A set-returning function in the select list: its records, unnested (the
+                // function returns them as a list; see pg_functions).
+                if let FunctionArguments::List(list) = &f.args {
+                    if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() {
+                        if let Some(parsed) = pg_expr(&format!("unnest(_pg_expandarray({arg}))")) {
+                            *e = Expr::Nested(Box::new(parsed));
                             return ControlFlow::<()>::Continue(());
                         }
                     }
@@ -484,6 +525,63 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `(information_schema._pg_expandarray(a)).x` / `.n` (already rewritten to
+/// `(unnest(_pg_expandarray(a))).x`): one field of the records, as its own set-returning call
+/// (`unnest(a)`, or the 1-based subscripts), since DataFusion cannot take a field of an
+/// unnested value. Set-returning calls of one select list are zipped, so the fields of one
+/// record stay together.
+fn expanded_array_field(e: &datafusion::sql::sqlparser::ast::Expr) -> Option<datafusion::sql::sqlparser::ast::Expr> {
+    use datafusion::sql::sqlparser::ast::{AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value};
+    let Expr::CompoundFieldAccess { root, access_chain } = e else { return None };
+    let [AccessExpr::Dot(field)] = access_chain.as_slice() else { return None };
+    let field = match field {
+        Expr::Identifier(i) => crate::parser::ident_value(i),
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let only_arg = |e: &Expr, name: &str| -> Option<Expr> {
+        let mut e = e;
+        while let Expr::Nested(inner) = e {
+            e = inner;
+        }
+        let Expr::Function(f) = e else { return None };
+        if !f.name.to_string().eq_ignore_ascii_case(name) {
+            return None;
+        }
+        match &f.args {
+            FunctionArguments::List(list) => match list.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] => Some(arg.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let array = only_arg(&only_arg(root, "unnest")?, "_pg_expandarray")?;
+    match field.as_str() {
+        "x" => pg_expr(&format!("unnest({array})")),
+        "n" => pg_expr(&format!("unnest(range(CAST(1 AS INT), CAST(coalesce(array_length({array}), 0) + 1 AS INT)))")),
+        _ => None,
+    }
+}
+
+/// The `regproc` columns of pg_type (function references the crate keeps as names).
+fn is_regproc_column(e: &datafusion::sql::sqlparser::ast::Expr) -> bool {
+    use datafusion::sql::sqlparser::ast::Expr;
+    const REGPROC: &[&str] = &["typinput", "typoutput", "typreceive", "typsend", "typmodin", "typmodout", "typanalyze", "typsubscript"];
+    let name = match e {
+        Expr::Identifier(i) => &i.value,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(i) => &i.value,
+            None => return false,
+        },
+        _ => return false,
+    };
+    REGPROC.iter().any(|c| name.eq_ignore_ascii_case(c))
 }
 
 /// `'pg_catalog.array_in'::regproc` -> `'array_in'`, in the SQL text before the compatibility

@@ -319,6 +319,7 @@ pub(crate) fn install(ctx: &SessionContext, state: &PgCatalogState) -> datafusio
     ctx.register_udf(no_index_definition());
     ctx.register_udf(always_visible("pg_function_is_visible"));
     ctx.register_udf(always_visible("pg_type_is_visible"));
+    ctx.register_udf(always_visible("pg_collation_is_visible"));
     crate::pg_functions::register(ctx);
     generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
     Ok(())
@@ -411,7 +412,7 @@ fn aggregate_scalar_subquery(query: &mut datafusion::sql::sqlparser::ast::Query)
     if grouped || select.projection.len() != 1 || select.from.is_empty() {
         return;
     }
-    let aggregates = ["count", "max", "min", "sum", "avg", "array_agg", "bool_and", "bool_or", "string_agg", "every"];
+    let aggregates = ["count", "max", "min", "sum", "avg", "array_agg", "bool_and", "bool_or", "string_agg", "every", "first_value"];
     let (expr, alias) = match &select.projection[0] {
         SelectItem::UnnamedExpr(e) => (e.clone(), None),
         SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
@@ -430,6 +431,145 @@ fn aggregate_scalar_subquery(query: &mut datafusion::sql::sqlparser::ast::Query)
     };
 }
 
+/// A correlated scalar subquery that uses the outer row other than in its correlation
+/// predicates: `(SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d WHERE a.atthasdef AND
+/// d.adrelid = a.attrelid ...)` and `(SELECT json_build_object('always', a.attidentity = 'a',
+/// 'start', s.seqstart) FROM pg_sequence s WHERE ...)` (SQLAlchemy 2.1's column reflection).
+/// DataFusion cannot decorrelate these when they sit inside another expression (a CASE), so
+/// the outer parts move out, keeping the answer:
+/// - a condition on the outer row alone becomes `CASE WHEN condition THEN (subquery) END`;
+/// - outer columns in the selected expression stay outside: the subquery selects the inner
+///   columns it needs as one struct `r`, and the expression is evaluated over `r`'s fields,
+///   NULL when the subquery finds no row (as the original would be).
+///
+/// Outer columns are recognized by their qualifier, which names no relation of the subquery's
+/// FROM (catalog queries qualify every column).
+fn hoist_outer_references(query: &datafusion::sql::sqlparser::ast::Query) -> Option<datafusion::sql::sqlparser::ast::Expr> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, SelectItem, SetExpr, TableFactor};
+    let SetExpr::Select(select) = query.body.as_ref() else { return None };
+    let grouped = match &select.group_by {
+        GroupByExpr::All(_) => true,
+        GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
+    };
+    if grouped || select.projection.len() != 1 || select.from.is_empty() || query.order_by.is_some() || query.limit_clause.is_some() {
+        return None;
+    }
+    let (projected, alias) = match &select.projection[0] {
+        SelectItem::UnnamedExpr(e) => (e.clone(), None),
+        SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
+        _ => return None,
+    };
+    let _ = alias;
+    // The relations of the subquery, by alias or (last part of the) name.
+    let mut inner: Vec<String> = Vec::new();
+    let mut add = |f: &TableFactor| match f {
+        TableFactor::Table { name, alias, .. } => match alias {
+            Some(a) => inner.push(a.name.value.to_ascii_lowercase()),
+            None => {
+                if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
+                    inner.push(last.value.to_ascii_lowercase());
+                }
+            }
+        },
+        TableFactor::Derived { alias: Some(a), .. } => inner.push(a.name.value.to_ascii_lowercase()),
+        _ => {}
+    };
+    for t in &select.from {
+        add(&t.relation);
+        for j in &t.joins {
+            add(&j.relation);
+        }
+    }
+    // Whether each column an expression names is the outer row's (`Some(true)`), the
+    // subquery's (`Some(false)`), or it names none (`None`) or both (`Some(false)`).
+    let is_outer = |parts: &[datafusion::sql::sqlparser::ast::Ident]| -> bool {
+        parts.len() >= 2 && !inner.contains(&parts[parts.len() - 2].value.to_ascii_lowercase())
+    };
+    let columns = |e: &Expr| -> Vec<(Expr, bool)> {
+        let mut found = Vec::new();
+        let _ = datafusion::sql::sqlparser::ast::visit_expressions(e, |x| {
+            match x {
+                Expr::CompoundIdentifier(parts) => found.push((x.clone(), is_outer(parts))),
+                Expr::Identifier(_) => found.push((x.clone(), false)),
+                _ => {}
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        found
+    };
+    fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+        match e {
+            Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+                conjuncts(left, out);
+                conjuncts(right, out);
+            }
+            Expr::Nested(inner) if matches!(inner.as_ref(), Expr::BinaryOp { op: BinaryOperator::And, .. }) => conjuncts(inner, out),
+            other => out.push(other.clone()),
+        }
+    }
+    let mut outer_conditions = Vec::new();
+    let mut rest = Vec::new();
+    if let Some(w) = &select.selection {
+        let mut all = Vec::new();
+        conjuncts(w, &mut all);
+        for c in all {
+            let cols = columns(&c);
+            if !cols.is_empty() && cols.iter().all(|(_, outer)| *outer) {
+                outer_conditions.push(c);
+            } else {
+                rest.push(c);
+            }
+        }
+    }
+    let projected_cols = columns(&projected);
+    let outer_in_projection = projected_cols.iter().any(|(_, outer)| *outer);
+    if outer_conditions.is_empty() && !outer_in_projection {
+        return None;
+    }
+    let mut sub = query.clone();
+    let SetExpr::Select(sub_select) = sub.body.as_mut() else { return None };
+    sub_select.selection = rest.into_iter().reduce(|a, b| Expr::BinaryOp { left: Box::new(a), op: BinaryOperator::And, right: Box::new(b) });
+    let core = if outer_in_projection {
+        let mut inner_cols: Vec<String> = Vec::new();
+        for (c, outer) in &projected_cols {
+            let text = c.to_string();
+            if !outer && !inner_cols.contains(&text) {
+                inner_cols.push(text);
+            }
+        }
+        let fields: Vec<String> = inner_cols.iter().enumerate().map(|(i, c)| format!("'c{i}', {c}")).collect();
+        let record = if fields.is_empty() { "named_struct('c', 1)".to_string() } else { format!("named_struct({})", fields.join(", ")) };
+        sub_select.projection = vec![SelectItem::UnnamedExpr(pg_expr(&format!("first_value({record})"))?)];
+        let r = format!("({sub})");
+        let mut text = projected.to_string();
+        // Replace the inner columns by the struct's fields, longest first so that `s.seqmin`
+        // is not replaced inside `s.seqminvalue`.
+        let mut by_length: Vec<(usize, &String)> = inner_cols.iter().enumerate().collect();
+        by_length.sort_by_key(|(_, c)| std::cmp::Reverse(c.len()));
+        let mut placeholders = Vec::new();
+        for (i, c) in by_length {
+            let mark = format!("__bowman_inner_{i}__");
+            text = text.replace(c.as_str(), &mark);
+            placeholders.push((mark, format!("get_field({r}, 'c{i}')")));
+        }
+        for (mark, field) in placeholders {
+            text = text.replace(&mark, &field);
+        }
+        format!("CASE WHEN {r} IS NULL THEN NULL ELSE {text} END")
+    } else {
+        let mut wrapped = sub.clone();
+        aggregate_scalar_subquery(&mut wrapped);
+        format!("({wrapped})")
+    };
+    let sql = if outer_conditions.is_empty() {
+        core
+    } else {
+        let condition = outer_conditions.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND ");
+        format!("CASE WHEN {condition} THEN {core} ELSE NULL END")
+    };
+    pg_expr(&sql).map(|e| Expr::Nested(Box::new(e)))
+}
+
 /// `pg_table_is_visible(oid)` as PostgreSQL means it: the relation is in a schema on the search
 /// path, which for a Bowman session is its current database (and pg_catalog). The crate's
 /// function answers true for every table, so clients listing "the tables" without a schema
@@ -439,6 +579,10 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
     use std::ops::ControlFlow;
     let _ = visit_expressions_mut(stmt, |e| {
         if let Expr::Subquery(q) = e {
+            if let Some(hoisted) = hoist_outer_references(q) {
+                *e = hoisted;
+                return ControlFlow::<()>::Continue(());
+            }
             aggregate_scalar_subquery(q);
         }
         // `'pg_catalog.array_in'::regproc`: the crate's pg_type keeps procedures by name

@@ -27,6 +27,93 @@ pub(crate) fn register(ctx: &SessionContext) {
     ctx.register_udf(no_text("shobj_description", &[2]));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     ctx.register_udf(like_escape());
+    ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject { signature: Signature::variadic_any(Volatility::Immutable) }));
+}
+
+/// `json_build_object(key, value, ...)`: a JSON object as text (SQLAlchemy 2.1's column
+/// reflection builds identity and collation details with it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        if args.len() % 2 != 0 {
+            return plan_err!("json_build_object: argument list must have even number of elements");
+        }
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::StringArray;
+        use std::fmt::Write;
+        let rows = args.number_rows;
+        let arrays: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(rows)).collect::<Result<_>>()?;
+        let texts: Vec<ArrayRef> =
+            arrays.iter().map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8)).collect::<std::result::Result<_, _>>()?;
+        let quote = |s: &str, out: &mut String| {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 0x20 => {
+                        let _ = write!(out, "\\u{:04x}", c as u32);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        };
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let mut json = String::from("{");
+            for pair in 0..arrays.len() / 2 {
+                let (k, v) = (pair * 2, pair * 2 + 1);
+                if arrays[k].is_null(row) || arrays[k].data_type() == &DataType::Null {
+                    return exec_err!("json_build_object: null value not allowed for object key");
+                }
+                if pair > 0 {
+                    json.push_str(", ");
+                }
+                quote(texts[k].as_string::<i32>().value(row), &mut json);
+                json.push_str(" : ");
+                let value = texts[v].as_string::<i32>();
+                match arrays[v].data_type() {
+                    DataType::Null => json.push_str("null"),
+                    _ if arrays[v].is_null(row) => json.push_str("null"),
+                    DataType::Boolean
+                    | DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::UInt8
+                    | DataType::UInt16
+                    | DataType::UInt32
+                    | DataType::UInt64
+                    | DataType::Float32
+                    | DataType::Float64
+                    | DataType::Decimal128(..) => json.push_str(value.value(row)),
+                    _ => quote(value.value(row), &mut json),
+                }
+            }
+            json.push('}');
+            out.push(Some(json));
+        }
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+    }
 }
 
 /// `x LIKE p ESCAPE 'c'` with an escape character other than backslash (SQLAlchemy's
@@ -109,6 +196,68 @@ fn like_escape() -> ScalarUDF {
             })
         }),
     )
+}
+
+/// `current_setting(name [, missing_ok])` over a snapshot of the session's settings, for names
+/// that are bound parameters (SQLAlchemy 2.1 sends `current_setting($1)`); literal names are
+/// inlined before planning.
+pub(crate) fn current_setting(values: std::collections::HashMap<String, String>) -> ScalarUDF {
+    #[derive(Debug)]
+    struct CurrentSetting {
+        signature: Signature,
+        values: std::collections::BTreeMap<String, String>,
+    }
+    impl PartialEq for CurrentSetting {
+        fn eq(&self, other: &Self) -> bool {
+            self.values == other.values
+        }
+    }
+    impl Eq for CurrentSetting {}
+    impl std::hash::Hash for CurrentSetting {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.values.hash(state)
+        }
+    }
+    impl ScalarUDFImpl for CurrentSetting {
+        fn name(&self) -> &str {
+            "current_setting"
+        }
+        fn signature(&self) -> &Signature {
+            &self.signature
+        }
+        fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+            Ok(DataType::Utf8)
+        }
+        fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+            use datafusion::arrow::array::StringArray;
+            let rows = args.number_rows;
+            let names = datafusion::arrow::compute::cast(&args.args[0].to_array(rows)?, &DataType::Utf8)?;
+            let missing_ok = match args.args.get(1) {
+                Some(a) => Some(datafusion::arrow::compute::cast(&a.to_array(rows)?, &DataType::Boolean)?),
+                None => None,
+            };
+            let names = names.as_string::<i32>();
+            let out: StringArray = (0..rows)
+                .map(|i| {
+                    if names.is_null(i) {
+                        return Ok(None);
+                    }
+                    match self.values.get(&crate::settings::setting_key(names.value(i))) {
+                        Some(v) => Ok(Some(v.clone())),
+                        None if missing_ok.as_ref().is_some_and(|m| m.as_boolean().value(i)) => Ok(None),
+                        None => Err(datafusion::error::DataFusionError::External(Box::new(
+                            crate::error::BowmanError::UnknownSetting(names.value(i).to_string()),
+                        ))),
+                    }
+                })
+                .collect::<Result<_>>()?;
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }
+    }
+    ScalarUDF::new_from_impl(CurrentSetting {
+        signature: Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(2)], Volatility::Stable),
+        values: values.into_iter().collect(),
+    })
 }
 
 /// A text function whose answer, for every object Bowman has, is NULL.

@@ -447,6 +447,7 @@ impl Session {
         self.inline_current_setting(&mut stmt)?;
         crate::column_names::distinct_select_names(&mut stmt);
         crate::pg_functions::rewrite_like_escape(&mut stmt);
+        self.ctx.register_udf(crate::pg_functions::current_setting(crate::settings::snapshot(self)));
         crate::spark::rewrite_statement(&mut stmt)?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;

@@ -604,8 +604,10 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
             *e = field;
             return ControlFlow::<()>::Continue(());
         }
-        if let Expr::CompoundFieldAccess { access_chain, .. } = e {
-            for access in access_chain.iter_mut() {
+        // (`t.col[i]` keeps its form: DataFusion resolves names before a subscript itself.)
+        if let Expr::CompoundFieldAccess { root, access_chain } = e {
+            let named_root = matches!(root.as_ref(), Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+            for access in access_chain.iter_mut().filter(|_| !named_root) {
                 if let datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) = access {
                     let name = crate::parser::ident_value(field);
                     *access = datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Value(

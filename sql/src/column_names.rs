@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(renamed("SELECT 1, 1, x, 2"), "SELECT 1 AS \"?column?\", 1 AS \"?column?#2\", x, 2");
         assert_eq!(
             renamed("SELECT * FROM (SELECT CAST(a AS INT), CAST(a AS INT) FROM t) s"),
-            "SELECT * FROM (SELECT CAST(a AS INT) AS \"a\", CAST(a AS INT) AS \"a#2\" FROM t) AS s"
+            "SELECT * FROM (SELECT CAST(a AS INT) AS \"a\", CAST(a AS INT) AS \"a#2\" FROM t) s"
         );
         let schema = Schema::new(vec![
             Field::new("version", datafusion::arrow::datatypes::DataType::Utf8, true),

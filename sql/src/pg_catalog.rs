@@ -454,12 +454,11 @@ fn hoist_outer_references(query: &datafusion::sql::sqlparser::ast::Query) -> Opt
     if grouped || select.projection.len() != 1 || select.from.is_empty() || query.order_by.is_some() || query.limit_clause.is_some() {
         return None;
     }
-    let (projected, alias) = match &select.projection[0] {
-        SelectItem::UnnamedExpr(e) => (e.clone(), None),
-        SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
+    // A scalar subquery's column name is not seen outside it.
+    let projected = match &select.projection[0] {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
         _ => return None,
     };
-    let _ = alias;
     // The relations of the subquery, by alias or (last part of the) name.
     let mut inner: Vec<String> = Vec::new();
     let mut add = |f: &TableFactor| match f {
@@ -480,8 +479,7 @@ fn hoist_outer_references(query: &datafusion::sql::sqlparser::ast::Query) -> Opt
             add(&j.relation);
         }
     }
-    // Whether each column an expression names is the outer row's (`Some(true)`), the
-    // subquery's (`Some(false)`), or it names none (`None`) or both (`Some(false)`).
+    // A column is the outer row's when its qualifier names no relation of the subquery.
     let is_outer = |parts: &[datafusion::sql::sqlparser::ast::Ident]| -> bool {
         parts.len() >= 2 && !inner.contains(&parts[parts.len() - 2].value.to_ascii_lowercase())
     };
@@ -645,7 +643,9 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
             }
             if name == "information_schema._pg_expandarray" || name == "_pg_expandarray" {
                 // A set-returning function in the select list: its records, unnested (the
-                // function returns them as a list; see pg_functions).
+                // function returns them as a list; see pg_functions). The compatibility parser
+                // drops the schema. Expressions are visited children first, so the call this
+                // creates is not rewritten again.
                 if let FunctionArguments::List(list) = &f.args {
                     if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() {
                         if let Some(parsed) = pg_expr(&format!("unnest(_pg_expandarray({arg}))")) {

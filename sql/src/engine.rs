@@ -137,7 +137,11 @@ impl Engine {
         let catalog = Arc::new(BowmanCatalogProvider::new(self.catalog.clone(), self.resolver.clone()));
         let temp_views = catalog.temp_views();
         ctx.register_catalog(CATALOG_NAME, catalog.clone());
-        let information_schema = crate::information_schema::InformationSchema::new(ctx.state().catalog_list(), ctx.state().table_functions().clone());
+        let information_schema = crate::information_schema::InformationSchema::new(
+            ctx.state().catalog_list(),
+            self.catalog.clone(),
+            ctx.state().table_functions().clone(),
+        );
         let _ = datafusion::catalog::CatalogProvider::register_schema(catalog.as_ref(), "information_schema", Arc::new(information_schema));
         if let Err(e) = crate::pg_catalog::install(&ctx, &self.pg_catalog) {
             tracing::error!(error = %e, "pg_catalog is unavailable in this session");

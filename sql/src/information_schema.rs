@@ -27,12 +27,19 @@ use datafusion::physical_plan::ExecutionPlan;
 pub(crate) struct InformationSchema {
     /// The session's catalogs; weak because this schema is itself registered in one of them.
     catalogs: Weak<dyn CatalogProviderList>,
+    /// Bowman's catalog: column types of Bowman tables come from their stored definitions, as
+    /// pg_catalog's do, without opening the table (which could reach S3 or a remote database).
+    catalog: Arc<bowman_catalog::Catalog>,
     table_functions: HashMap<String, Arc<TableFunction>>,
 }
 
 impl InformationSchema {
-    pub(crate) fn new(catalogs: &Arc<dyn CatalogProviderList>, table_functions: HashMap<String, Arc<TableFunction>>) -> Self {
-        InformationSchema { catalogs: Arc::downgrade(catalogs), table_functions }
+    pub(crate) fn new(
+        catalogs: &Arc<dyn CatalogProviderList>,
+        catalog: Arc<bowman_catalog::Catalog>,
+        table_functions: HashMap<String, Arc<TableFunction>>,
+    ) -> Self {
+        InformationSchema { catalogs: Arc::downgrade(catalogs), catalog, table_functions }
     }
 
     fn catalogs(&self) -> Result<Arc<dyn CatalogProviderList>> {
@@ -52,7 +59,7 @@ impl SchemaProvider for InformationSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if name.eq_ignore_ascii_case("columns") {
-            return Ok(Some(Arc::new(Columns { catalogs: self.catalogs.clone(), schema: columns_schema() })));
+            return Ok(Some(Arc::new(Columns { catalogs: self.catalogs.clone(), catalog: self.catalog.clone(), schema: columns_schema() })));
         }
         self.datafusion()?.table(name).await
     }
@@ -62,10 +69,13 @@ impl SchemaProvider for InformationSchema {
     }
 }
 
-/// `information_schema.columns`, built when scanned from the tables' Arrow schemas.
+/// `information_schema.columns`, built when scanned: Bowman tables from their stored
+/// definitions (the same nullability and types as pg_attribute), other tables (pg_catalog, views)
+/// from their schemas.
 #[derive(Debug)]
 struct Columns {
     catalogs: Weak<dyn CatalogProviderList>,
+    catalog: Arc<bowman_catalog::Catalog>,
     schema: SchemaRef,
 }
 
@@ -272,6 +282,7 @@ impl Columns {
             }
         }
         let mut rows = Vec::new();
+        let snapshot = self.catalog.snapshot();
         for catalog_name in catalogs.catalog_names() {
             if !Wanted::admits(&wanted.catalog, &catalog_name) {
                 continue;
@@ -287,9 +298,21 @@ impl Columns {
                     None => schema.table_names(),
                 };
                 for table_name in tables {
-                    let Some(table) = schema.table(&table_name).await? else { continue };
-                    for (i, field) in table.schema().fields().iter().enumerate() {
-                        rows.push((catalog_name.clone(), schema_name.clone(), table_name.clone(), i, field.clone()));
+                    let stored = match snapshot.table(&schema_name, &table_name) {
+                        Some(def) if !def.columns.is_empty() && catalog_name == crate::engine::CATALOG_NAME => {
+                            crate::types::table_fields(def).ok()
+                        }
+                        _ => None,
+                    };
+                    let fields: Vec<datafusion::arrow::datatypes::FieldRef> = match stored {
+                        Some(fields) => fields.into_iter().map(Arc::new).collect(),
+                        None => match schema.table(&table_name).await? {
+                            Some(table) => table.schema().fields().iter().cloned().collect(),
+                            None => continue,
+                        },
+                    };
+                    for (i, field) in fields.into_iter().enumerate() {
+                        rows.push((catalog_name.clone(), schema_name.clone(), table_name.clone(), i, field));
                     }
                 }
             }

@@ -284,7 +284,7 @@ def test_information_schema_columns_use_postgres_type_names(dsn, lake):
         ("placed", "timestamp without time zone", "timestamp", None, None, None, "YES", 7),
         ("raw", "bytea", "bytea", None, None, None, "YES", 8),
         ("tags", "ARRAY", "_text", None, None, None, "YES", 9),
-        ("dt", "date", "date", None, None, None, "NO", 10),  # partition values are never NULL
+        ("dt", "date", "date", None, None, None, "YES", 10),
     ]
 
 

@@ -315,3 +315,39 @@ def test_flight_sql_qmark_placeholders(flight_uri, lake):
         with pytest.raises(Exception) as err:
             cur.execute("SELECT ?, $1", (1,))
         assert "42601" in str(err.value)
+
+
+# --- psycopg2 (Airflow's PostgresHook, older tools) -----------------------------------------------
+
+
+def test_psycopg2_transactions_copy_and_warnings(bowman, lake):
+    psycopg2 = pytest.importorskip("psycopg2")
+    import io
+
+    host, port = bowman
+    conn = psycopg2.connect(host=host, port=port, user="bowman", dbname="bowman")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT id, customer FROM {lake} WHERE id = %s", (1,))
+            assert cur.fetchall() == [(1, "acme")]
+            cur.execute("SELECT version(), version()")
+            assert [d.name for d in cur.description] == ["version", "version"]
+        conn.rollback()
+        assert not any("WARNING" in n for n in conn.notices), conn.notices
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS cur_lake.pg2 (a INT)")
+            cur.execute("INSERT INTO cur_lake.pg2 VALUES (1)")
+        conn.rollback()
+        assert any(n.startswith("WARNING:") and "committed" in n for n in conn.notices), conn.notices
+        with conn.cursor() as cur:
+            buf = io.BytesIO()
+            cur.copy_expert(f"COPY (SELECT id FROM {lake} ORDER BY id) TO STDOUT (FORMAT binary)", buf)
+            data = buf.getvalue()
+            assert data.startswith(b"PGCOPY\n\xff\r\n\x00") and data.endswith(b"\xff\xff")
+            assert len(data) == 19 + 3 * (2 + 4 + 4) + 2  # header, three one-int4 tuples, trailer
+            text = io.StringIO()
+            cur.copy_expert(f"COPY (SELECT id FROM {lake} ORDER BY id) TO STDOUT", text)
+            assert text.getvalue() == "1\n2\n3\n"
+        conn.commit()
+    finally:
+        conn.close()

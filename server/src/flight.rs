@@ -130,7 +130,9 @@ impl BowmanFlight {
     /// The result schema a statement will have (empty for commands), from planning it.
     async fn plan_schema(&self, sql: &str) -> Result<(SchemaRef, Vec<Option<datafusion::arrow::datatypes::DataType>>), Status> {
         let mut session = self.session();
-        let prepared = session.prepare(sql).await.map_err(status)?;
+        // ADBC and JDBC-style clients write `?` (qmark); Bowman plans PostgreSQL's `$n`.
+        let sql = bowman_sql::qmark_to_dollar(sql).map_err(status)?;
+        let prepared = session.prepare(&sql).await.map_err(status)?;
         let schema = prepared.output_schema().unwrap_or_else(|| Arc::new(Schema::empty()));
         Ok((schema, prepared.param_types().to_vec()))
     }
@@ -138,7 +140,8 @@ impl BowmanFlight {
     /// Run a statement with one row of parameters.
     async fn run(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Output, Status> {
         let mut session = self.session();
-        let prepared = session.prepare(sql).await.map_err(status)?;
+        let sql = bowman_sql::qmark_to_dollar(sql).map_err(status)?;
+        let prepared = session.prepare(&sql).await.map_err(status)?;
         session.execute_prepared(&prepared, &ParamValues::List(params.into_iter().map(Into::into).collect())).await.map_err(status)
     }
 

@@ -44,8 +44,11 @@ pub struct Connection {
     registered: std::sync::atomic::AtomicBool,
     /// A COPY ... FROM STDIN in progress: where its data goes, and the load consuming it.
     copy_in: Mutex<Option<CopyIn>>,
-    /// Progress reports of the running statement, sent to the client as NOTICE messages.
-    progress: Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    /// Progress reports and warnings of the running statement, sent to the client as
+    /// NoticeResponse messages.
+    progress: Mutex<tokio::sync::mpsc::UnboundedReceiver<bowman_sql::Notice>>,
+    /// Names of the prepared statements the client has parsed (for `DEALLOCATE ALL`).
+    statements: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Statements running or streaming rows; shutdown waits for this to reach zero.
     active: Arc<AtomicUsize>,
 }
@@ -60,6 +63,7 @@ impl Connection {
             registered: std::sync::atomic::AtomicBool::new(false),
             copy_in: Mutex::new(None),
             progress: Mutex::new(rx),
+            statements: Default::default(),
             active: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -73,15 +77,45 @@ impl Connection {
     {
         let mut progress = self.progress.lock().await;
         tokio::pin!(work);
+        let notice = |n: bowman_sql::Notice| {
+            PgWireBackendMessage::NoticeResponse(ErrorInfo::new(n.severity.to_owned(), n.code.to_owned(), n.message).into())
+        };
         loop {
             tokio::select! {
-                done = &mut work => return Ok(done),
-                Some(message) = progress.recv() => {
-                    let notice = ErrorInfo::new("NOTICE".to_owned(), "00000".to_owned(), message);
-                    client.send(PgWireBackendMessage::NoticeResponse(notice.into())).await?;
+                done = &mut work => {
+                    // What the statement said just before it finished (a ROLLBACK's warning).
+                    while let Ok(n) = progress.try_recv() {
+                        client.send(notice(n)).await?;
+                    }
+                    return Ok(done);
+                }
+                Some(n) = progress.recv() => client.send(notice(n)).await?,
+            }
+        }
+    }
+
+    /// `DEALLOCATE name | ALL`: forget the client's prepared statements, as PostgreSQL does
+    /// (psycopg sends it when its statement cache turns over, and after a ROLLBACK).
+    fn deallocate<C>(&self, client: &C, name: Option<&str>) -> Result<(), BowmanError>
+    where
+        C: ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let mut names = self.statements.lock().expect("statement names");
+        match name {
+            Some(name) => {
+                if !names.remove(name) && client.portal_store().get_statement(name).is_none() {
+                    return Err(BowmanError::InvalidStatementName(name.to_string()));
+                }
+                client.portal_store().rm_statement(name);
+            }
+            None => {
+                for name in std::mem::take(&mut *names) {
+                    client.portal_store().rm_statement(&name);
                 }
             }
         }
+        Ok(())
     }
 
     /// Stop what this connection is running (a CancelRequest arrived for it).
@@ -446,6 +480,12 @@ fn to_response(output: Output, format: &Format, options: Arc<FormatOptions>, con
                 "COPY FROM STDIN over the extended protocol; send it as a simple query (psql's \\copy does)".into(),
             )));
         }
+        Output::CopyOut { format, schema, stream: batches } if format.binary => {
+            let columns = schema.fields().len();
+            let fields = Arc::new(arrow_schema_to_pg_fields(&schema, &Format::UnifiedBinary, Some(options))?);
+            let guard = ActiveGuard::new(&conn.active);
+            Response::CopyOut(binary_copy_out(columns, fields, until_canceled(conn, batches), guard))
+        }
         Output::CopyOut { format, schema, stream: batches } => {
             let columns = schema.fields().len();
             let guard = ActiveGuard::new(&conn.active);
@@ -458,6 +498,56 @@ fn to_response(output: Output, format: &Format, options: Arc<FormatOptions>, con
             Response::CopyOut(CopyResponse::new(0, columns, data))
         }
     })
+}
+
+/// `COPY ... TO STDOUT (FORMAT binary)` as PostgreSQL sends it: one CopyData message per row
+/// (clients such as psycopg parse one row per message), the first one prefixed with the
+/// signature, flags (no OIDs) and an empty header extension, then the trailer (-1); with no
+/// rows, the header and the trailer in one message. A row is a DataRow's body: the field count,
+/// then each value's length (-1 for NULL) and its binary encoding, the same as binary results.
+fn binary_copy_out(
+    columns: usize,
+    fields: Arc<Vec<FieldInfo>>,
+    batches: impl futures::Stream<Item = PgWireResult<datafusion::arrow::array::RecordBatch>> + Send + 'static,
+    guard: ActiveGuard,
+) -> CopyResponse {
+    use bytes::{BufMut, BytesMut};
+    const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+    let header = || {
+        let mut h = BytesMut::with_capacity(21);
+        h.put_slice(SIGNATURE);
+        h.put_i32(0);
+        h.put_i32(0);
+        h
+    };
+    let header_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = header_sent.clone();
+    let rows = batches
+        .map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send> = match batch {
+                Ok(batch) => Box::new(encode_recordbatch(fields.clone(), batch)),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            };
+            stream::iter(rows)
+        })
+        .flatten()
+        .map(move |row| {
+            let row = row?;
+            let mut out = if sent.swap(true, Ordering::SeqCst) { BytesMut::with_capacity(2 + row.data.len()) } else { header() };
+            out.put_i16(row.field_count);
+            out.put_slice(&row.data);
+            Ok(CopyData::new(out.freeze()))
+        });
+    let trailer = stream::once(async move {
+        let _still_streaming = guard;
+        let mut out = if header_sent.load(Ordering::SeqCst) { BytesMut::with_capacity(2) } else { header() };
+        out.put_i16(-1);
+        Ok(CopyData::new(out.freeze()))
+    });
+    // Format 0 here so that pgwire does not append a trailer of its own; the response says 1.
+    let mut response = CopyResponse::new(0, columns, rows.chain(trailer));
+    response.format = 1;
+    response
 }
 
 #[async_trait]
@@ -476,6 +566,12 @@ impl SimpleQueryHandler for QueryHandler {
         let mut session = self.conn.session.lock().await;
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
+            if let bowman_sql::Statement::Deallocate { name } = &stmt {
+                if let Err(e) = self.conn.deallocate(client, name.as_deref()) {
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            }
             let result = self.conn.with_progress(client, self.conn.cancelable(session.execute(stmt))).await?;
             match result {
                 Ok(Output::CopyIn(target)) => {
@@ -585,6 +681,51 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
+    /// pgwire's own Parse handling, keeping the names of named statements for DEALLOCATE ALL.
+    async fn on_parse<C>(&self, client: &mut C, message: pgwire::messages::extendedquery::Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.clone().unwrap_or_else(|| pgwire::api::DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        if message.name.as_deref().is_some_and(|n| !n.is_empty()) {
+            self.conn.statements.lock().expect("statement names").insert(name);
+        }
+        client
+            .send(PgWireBackendMessage::ParseComplete(pgwire::messages::extendedquery::ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    /// pgwire's own Close handling (psycopg closes statements this way when libpq has
+    /// `PQsendClosePrepared`), keeping the statement names in step.
+    async fn on_close<C>(&self, client: &mut C, message: pgwire::messages::extendedquery::Close) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::messages::extendedquery::{TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT};
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => {
+                client.portal_store().rm_statement(name);
+                self.conn.statements.lock().expect("statement names").remove(name);
+            }
+            TARGET_TYPE_BYTE_PORTAL => client.portal_store().rm_portal(name),
+            _ => {}
+        }
+        client.send(PgWireBackendMessage::CloseComplete(pgwire::messages::extendedquery::CloseComplete::new())).await?;
+        Ok(())
+    }
+
     async fn do_describe_statement<C>(&self, _client: &mut C, target: &StoredStatement<Prepared>) -> PgWireResult<DescribeStatementResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -645,6 +786,9 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         let _running = ActiveGuard::new(&self.conn.active);
         self.conn.register(client, &self.registry);
+        if let Some(bowman_sql::Statement::Deallocate { name }) = &portal.statement.statement.statement {
+            self.conn.deallocate(client, name.as_deref()).map_err(pg_error)?;
+        }
         let params = portal_params(portal)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let output = {

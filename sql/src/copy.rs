@@ -1,5 +1,6 @@
-//! `COPY (query) TO STDOUT` and `COPY table [(columns)] TO STDOUT`, in PostgreSQL's text and
-//! CSV formats, streamed batch by batch.
+//! `COPY (query) TO STDOUT` and `COPY table [(columns)] TO STDOUT`, in PostgreSQL's text, CSV
+//! and binary formats, streamed batch by batch. Text and CSV are encoded here; binary uses the
+//! per-type binary encodings of result rows, so the front end that has them writes it.
 
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ use crate::session::Session;
 /// How COPY writes rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyFormat {
+    /// PostgreSQL's binary COPY format (`FORMAT binary`, `WITH BINARY`): a signature and header,
+    /// then each row as a field count and length-prefixed binary values, then a trailer.
+    pub binary: bool,
     pub csv: bool,
     pub header: bool,
     pub delimiter: char,
@@ -25,14 +29,16 @@ pub struct CopyFormat {
 impl CopyFormat {
     fn from_options(options: &[ast::CopyOption], legacy: &[ast::CopyLegacyOption]) -> Result<CopyFormat> {
         let mut csv = false;
+        let mut binary = false;
         let mut header = false;
         let (mut delimiter, mut null, mut quote) = (None, None, '"');
         for o in options {
             match o {
                 ast::CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
-                    "csv" => csv = true,
-                    "text" => csv = false,
-                    other => return Err(BowmanError::NotSupported(format!("COPY format {other}; use text or csv"))),
+                    "csv" => (csv, binary) = (true, false),
+                    "text" => (csv, binary) = (false, false),
+                    "binary" => (csv, binary) = (false, true),
+                    other => return Err(BowmanError::InvalidValue(format!("COPY format \"{other}\" not recognized; use text, csv or binary"))),
                 },
                 ast::CopyOption::Header(h) => header = *h,
                 ast::CopyOption::Delimiter(d) => delimiter = Some(*d),
@@ -54,16 +60,26 @@ impl CopyFormat {
                         }
                     }
                 }
+                ast::CopyLegacyOption::Binary => binary = true,
                 ast::CopyLegacyOption::Delimiter(d) => delimiter = Some(*d),
                 ast::CopyLegacyOption::Null(n) => null = Some(n.clone()),
                 ast::CopyLegacyOption::Header => header = true,
                 other => return Err(BowmanError::NotSupported(format!("COPY option {other}"))),
             }
         }
+        if binary {
+            // PostgreSQL refuses the text options in binary mode (42601).
+            for (given, name) in [(delimiter.is_some(), "DELIMITER"), (null.is_some(), "NULL"), (header, "HEADER")] {
+                if given {
+                    return Err(BowmanError::Syntax(format!("cannot specify {name} in BINARY mode")));
+                }
+            }
+        }
         if header && !csv {
             return Err(BowmanError::InvalidValue("COPY HEADER is available only in CSV mode".into()));
         }
         Ok(CopyFormat {
+            binary,
             csv,
             header,
             delimiter: delimiter.unwrap_or(if csv { ',' } else { '\t' }),
@@ -229,6 +245,9 @@ pub(crate) fn copy_from(session: &Session, stmt: ast::Statement) -> Result<Outpu
         return Err(BowmanError::UndefinedColumn(format!("{w} is not a column of {}", def.qualified_name())));
     }
     let format = CopyFormat::from_options(&options, &legacy_options)?;
+    if format.binary {
+        return Err(BowmanError::NotSupported("COPY FROM STDIN in binary format; send text or csv".into()));
+    }
     Ok(Output::CopyIn(CopyInTarget { database, table: def.name.clone(), columns: wanted, format }))
 }
 
@@ -389,6 +408,8 @@ impl Session {
             }
         });
         let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, batches));
-        self.ingest(Some(&target.database), &target.table, crate::ingest::IngestMode::Append, stream).await
+        let rows = self.ingest(Some(&target.database), &target.table, crate::ingest::IngestMode::Append, stream).await?;
+        self.transaction.wrote("COPY");
+        Ok(rows)
     }
 }

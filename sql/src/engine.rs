@@ -179,7 +179,13 @@ impl Engine {
         let ctx = SessionContext::new_with_state(state);
         let catalog = Arc::new(BowmanCatalogProvider::new(self.catalog.clone(), self.resolver.clone()));
         let temp_views = catalog.temp_views();
-        ctx.register_catalog(CATALOG_NAME, catalog);
+        ctx.register_catalog(CATALOG_NAME, catalog.clone());
+        let information_schema = crate::information_schema::InformationSchema::new(
+            ctx.state().catalog_list(),
+            self.catalog.clone(),
+            ctx.state().table_functions().clone(),
+        );
+        let _ = datafusion::catalog::CatalogProvider::register_schema(catalog.as_ref(), "information_schema", Arc::new(information_schema));
         if let Err(e) = crate::pg_catalog::install(&ctx, &self.pg_catalog) {
             tracing::error!(error = %e, "pg_catalog is unavailable in this session");
         }
@@ -205,7 +211,9 @@ fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, bowman_catalog::DEFAULT_DATABASE)
         .with_create_default_catalog_and_schema(false)
-        .with_information_schema(true);
+        // Bowman registers its own information_schema (crate::information_schema), which
+        // DataFusion would otherwise answer before asking any catalog.
+        .with_information_schema(false);
     // One writer per output (per partition, for partitioned tables) instead of DataFusion's
     // default of at least four files per write: small writes should not make small files.
     // Files still roll over at `soft_max_rows_per_output_file`.

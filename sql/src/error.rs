@@ -47,6 +47,8 @@ pub enum BowmanError {
     InvalidCursor(String),
     #[error("cursor \"{0}\" already exists")]
     DuplicateCursor(String),
+    #[error("prepared statement \"{0}\" does not exist")]
+    InvalidStatementName(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -75,6 +77,7 @@ impl BowmanError {
             BowmanError::Canceled(_) => "57014",
             BowmanError::InvalidCursor(_) => "34000",
             BowmanError::DuplicateCursor(_) => "42P03",
+            BowmanError::InvalidStatementName(_) => "26000",
             BowmanError::Internal(_) => "XX000",
         }
     }

@@ -6,11 +6,13 @@
 //! crate never speaks a wire protocol: it returns [`Output`] (a stream of Arrow record batches or
 //! a command tag) and [`BowmanError`] (with its SQLSTATE).
 
+mod column_names;
 mod commit;
 mod copy;
 mod ddl;
 mod engine;
 mod field_access;
+mod information_schema;
 mod ingest;
 mod functions;
 mod insert;
@@ -19,19 +21,23 @@ pub mod error;
 mod output;
 pub mod parser;
 mod pg_catalog;
+mod pg_functions;
+mod placeholders;
 mod resolver;
 mod session;
 mod settings;
 mod spark;
 mod tracked;
+mod transaction;
 pub mod types;
 
 pub use engine::{CATALOG_NAME, Engine, EngineConfig};
 pub use error::{BowmanError, Result};
 pub use copy::{CopyFormat, CopyInTarget};
 pub use ingest::IngestMode;
-pub use output::Output;
+pub use output::{Notice, Output};
 pub use parser::{Statement, parse_sql};
+pub use placeholders::qmark_to_dollar;
 pub use session::{Prepared, Session};
 pub use settings::{parse_duration_ms, reported_name};
 

@@ -7,6 +7,16 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use crate::error::{BowmanError, Result};
 
+/// A message for the client while or after a statement runs (pgwire's NoticeResponse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// `NOTICE` (progress, information) or `WARNING` (something the user should act on).
+    pub severity: &'static str,
+    /// The SQLSTATE: `00000` for notices, `01000` for warnings.
+    pub code: &'static str,
+    pub message: String,
+}
+
 /// What a statement produced.
 pub enum Output {
     /// Rows, streamed: the statement's work happens as the stream is polled.

@@ -106,6 +106,9 @@ pub enum Statement {
     Fetch { name: String, count: Option<u64> },
     /// `CLOSE name | ALL`.
     CloseCursor { name: Option<String> },
+    /// `DEALLOCATE [PREPARE] name | ALL`: forget a prepared statement of the connection (the
+    /// front end that keeps them does it); `name` None is ALL.
+    Deallocate { name: Option<String> },
     /// `OPTIMIZE t [WHERE partition predicate] [SORT BY (cols) | ZORDER BY (cols)]`: rewrite
     /// each selected partition's files into as few files as possible, in one atomic commit.
     Optimize { name: TableName, predicate: Option<ast::Expr>, sort_by: Vec<ast::Expr>, zorder: bool },
@@ -562,6 +565,15 @@ impl BowmanParser<'_> {
                 }
                 let name = ident_value(&self.parser.parse_identifier()?);
                 return Ok(Statement::CloseCursor { name: Some(name) });
+            }
+            "DEALLOCATE" => {
+                self.parser.next_token();
+                self.eat_word("PREPARE");
+                if self.eat_word("ALL") {
+                    return Ok(Statement::Deallocate { name: None });
+                }
+                let name = ident_value(&self.parser.parse_identifier()?);
+                return Ok(Statement::Deallocate { name: Some(name) });
             }
             "SAVEPOINT" | "RELEASE" => {
                 self.parser.next_token();
@@ -1078,6 +1090,10 @@ mod tests {
         assert_eq!(one("SHOW transaction isolation level"), Statement::Show { name: "transaction isolation level".into() });
         assert_eq!(one("BEGIN ISOLATION LEVEL READ COMMITTED"), Statement::Begin);
         assert!(matches!(one("select 1"), Statement::Standard(_)));
+        assert_eq!(one("DEALLOCATE _pg3_0"), Statement::Deallocate { name: Some("_pg3_0".into()) });
+        assert_eq!(one("deallocate prepare S_1"), Statement::Deallocate { name: Some("s_1".into()) });
+        assert_eq!(one("DEALLOCATE ALL"), Statement::Deallocate { name: None });
+        assert_eq!(one("DEALLOCATE PREPARE ALL"), Statement::Deallocate { name: None });
         let Statement::Optimize { name, predicate, sort_by, zorder } = one("OPTIMIZE ev.t WHERE dt >= '2018-03-05' SORT BY (user_id, ts)") else {
             panic!()
         };

@@ -319,6 +319,8 @@ pub(crate) fn install(ctx: &SessionContext, state: &PgCatalogState) -> datafusio
     ctx.register_udf(no_index_definition());
     ctx.register_udf(always_visible("pg_function_is_visible"));
     ctx.register_udf(always_visible("pg_type_is_visible"));
+    ctx.register_udf(always_visible("pg_collation_is_visible"));
+    crate::pg_functions::register(ctx);
     generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
     Ok(())
 }
@@ -410,7 +412,7 @@ fn aggregate_scalar_subquery(query: &mut datafusion::sql::sqlparser::ast::Query)
     if grouped || select.projection.len() != 1 || select.from.is_empty() {
         return;
     }
-    let aggregates = ["count", "max", "min", "sum", "avg", "array_agg", "bool_and", "bool_or", "string_agg", "every"];
+    let aggregates = ["count", "max", "min", "sum", "avg", "array_agg", "bool_and", "bool_or", "string_agg", "every", "first_value"];
     let (expr, alias) = match &select.projection[0] {
         SelectItem::UnnamedExpr(e) => (e.clone(), None),
         SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
@@ -429,15 +431,156 @@ fn aggregate_scalar_subquery(query: &mut datafusion::sql::sqlparser::ast::Query)
     };
 }
 
+/// A correlated scalar subquery that uses the outer row other than in its correlation
+/// predicates: `(SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d WHERE a.atthasdef AND
+/// d.adrelid = a.attrelid ...)` and `(SELECT json_build_object('always', a.attidentity = 'a',
+/// 'start', s.seqstart) FROM pg_sequence s WHERE ...)` (SQLAlchemy 2.1's column reflection).
+/// DataFusion cannot decorrelate these when they sit inside another expression (a CASE), so
+/// the outer parts move out, keeping the answer:
+/// - a condition on the outer row alone becomes `CASE WHEN condition THEN (subquery) END`;
+/// - outer columns in the selected expression stay outside: the subquery selects the inner
+///   columns it needs as one struct `r`, and the expression is evaluated over `r`'s fields,
+///   NULL when the subquery finds no row (as the original would be).
+///
+/// Outer columns are recognized by their qualifier, which names no relation of the subquery's
+/// FROM (catalog queries qualify every column).
+fn hoist_outer_references(query: &datafusion::sql::sqlparser::ast::Query) -> Option<datafusion::sql::sqlparser::ast::Expr> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, SelectItem, SetExpr, TableFactor};
+    let SetExpr::Select(select) = query.body.as_ref() else { return None };
+    let grouped = match &select.group_by {
+        GroupByExpr::All(_) => true,
+        GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
+    };
+    if grouped || select.projection.len() != 1 || select.from.is_empty() || query.order_by.is_some() || query.limit_clause.is_some() {
+        return None;
+    }
+    // A scalar subquery's column name is not seen outside it.
+    let projected = match &select.projection[0] {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+        _ => return None,
+    };
+    // The relations of the subquery, by alias or (last part of the) name.
+    let mut inner: Vec<String> = Vec::new();
+    let mut add = |f: &TableFactor| match f {
+        TableFactor::Table { name, alias, .. } => match alias {
+            Some(a) => inner.push(a.name.value.to_ascii_lowercase()),
+            None => {
+                if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
+                    inner.push(last.value.to_ascii_lowercase());
+                }
+            }
+        },
+        TableFactor::Derived { alias: Some(a), .. } => inner.push(a.name.value.to_ascii_lowercase()),
+        _ => {}
+    };
+    for t in &select.from {
+        add(&t.relation);
+        for j in &t.joins {
+            add(&j.relation);
+        }
+    }
+    // A column is the outer row's when its qualifier names no relation of the subquery.
+    let is_outer = |parts: &[datafusion::sql::sqlparser::ast::Ident]| -> bool {
+        parts.len() >= 2 && !inner.contains(&parts[parts.len() - 2].value.to_ascii_lowercase())
+    };
+    let columns = |e: &Expr| -> Vec<(Expr, bool)> {
+        let mut found = Vec::new();
+        let _ = datafusion::sql::sqlparser::ast::visit_expressions(e, |x| {
+            match x {
+                Expr::CompoundIdentifier(parts) => found.push((x.clone(), is_outer(parts))),
+                Expr::Identifier(_) => found.push((x.clone(), false)),
+                _ => {}
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        found
+    };
+    fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+        match e {
+            Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+                conjuncts(left, out);
+                conjuncts(right, out);
+            }
+            Expr::Nested(inner) if matches!(inner.as_ref(), Expr::BinaryOp { op: BinaryOperator::And, .. }) => conjuncts(inner, out),
+            other => out.push(other.clone()),
+        }
+    }
+    let mut outer_conditions = Vec::new();
+    let mut rest = Vec::new();
+    if let Some(w) = &select.selection {
+        let mut all = Vec::new();
+        conjuncts(w, &mut all);
+        for c in all {
+            let cols = columns(&c);
+            if !cols.is_empty() && cols.iter().all(|(_, outer)| *outer) {
+                outer_conditions.push(c);
+            } else {
+                rest.push(c);
+            }
+        }
+    }
+    let projected_cols = columns(&projected);
+    let outer_in_projection = projected_cols.iter().any(|(_, outer)| *outer);
+    if outer_conditions.is_empty() && !outer_in_projection {
+        return None;
+    }
+    let mut sub = query.clone();
+    let SetExpr::Select(sub_select) = sub.body.as_mut() else { return None };
+    sub_select.selection = rest.into_iter().reduce(|a, b| Expr::BinaryOp { left: Box::new(a), op: BinaryOperator::And, right: Box::new(b) });
+    let core = if outer_in_projection {
+        let mut inner_cols: Vec<String> = Vec::new();
+        for (c, outer) in &projected_cols {
+            let text = c.to_string();
+            if !outer && !inner_cols.contains(&text) {
+                inner_cols.push(text);
+            }
+        }
+        let fields: Vec<String> = inner_cols.iter().enumerate().map(|(i, c)| format!("'c{i}', {c}")).collect();
+        let record = if fields.is_empty() { "named_struct('c', 1)".to_string() } else { format!("named_struct({})", fields.join(", ")) };
+        sub_select.projection = vec![SelectItem::UnnamedExpr(pg_expr(&format!("first_value({record})"))?)];
+        let r = format!("({sub})");
+        let mut text = projected.to_string();
+        // Replace the inner columns by the struct's fields, longest first so that `s.seqmin`
+        // is not replaced inside `s.seqminvalue`.
+        let mut by_length: Vec<(usize, &String)> = inner_cols.iter().enumerate().collect();
+        by_length.sort_by_key(|(_, c)| std::cmp::Reverse(c.len()));
+        let mut placeholders = Vec::new();
+        for (i, c) in by_length {
+            let mark = format!("__bowman_inner_{i}__");
+            text = text.replace(c.as_str(), &mark);
+            placeholders.push((mark, format!("get_field({r}, 'c{i}')")));
+        }
+        for (mark, field) in placeholders {
+            text = text.replace(&mark, &field);
+        }
+        format!("CASE WHEN {r} IS NULL THEN NULL ELSE {text} END")
+    } else {
+        let mut wrapped = sub.clone();
+        aggregate_scalar_subquery(&mut wrapped);
+        format!("({wrapped})")
+    };
+    let sql = if outer_conditions.is_empty() {
+        core
+    } else {
+        let condition = outer_conditions.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND ");
+        format!("CASE WHEN {condition} THEN {core} ELSE NULL END")
+    };
+    pg_expr(&sql).map(|e| Expr::Nested(Box::new(e)))
+}
+
 /// `pg_table_is_visible(oid)` as PostgreSQL means it: the relation is in a schema on the search
 /// path, which for a Bowman session is its current database (and pg_catalog). The crate's
 /// function answers true for every table, so clients listing "the tables" without a schema
 /// (SQLAlchemy's `get_table_names()`) would get every database's tables.
 pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
-    use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut};
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut};
     use std::ops::ControlFlow;
     let _ = visit_expressions_mut(stmt, |e| {
         if let Expr::Subquery(q) = e {
+            if let Some(hoisted) = hoist_outer_references(q) {
+                *e = hoisted;
+                return ControlFlow::<()>::Continue(());
+            }
             aggregate_scalar_subquery(q);
         }
         // `'pg_catalog.array_in'::regproc`: the crate's pg_type keeps procedures by name
@@ -453,6 +596,36 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
                 }
             }
         }
+        // `(information_schema._pg_expandarray(i.indkey)).n`, `(result.keys).x`: field access on
+        // a record, which DataFusion's planner takes with the field name as a string.
+        if let Some(field) = expanded_array_field(e) {
+            *e = field;
+            return ControlFlow::<()>::Continue(());
+        }
+        // (`t.col[i]` keeps its form: DataFusion resolves names before a subscript itself.)
+        if let Expr::CompoundFieldAccess { root, access_chain } = e {
+            let named_root = matches!(root.as_ref(), Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+            for access in access_chain.iter_mut().filter(|_| !named_root) {
+                if let datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    let name = crate::parser::ident_value(field);
+                    *access = datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Value(
+                        datafusion::sql::sqlparser::ast::Value::SingleQuotedString(name).into(),
+                    ));
+                }
+            }
+        }
+        // `typreceive != 0`: a regproc column compared with the OID 0 (no function), as
+        // adbc-driver-postgresql reads pg_type. The crate keeps these columns as names, with
+        // `-` for none (how PostgreSQL prints regproc 0).
+        if let Expr::BinaryOp { left, op: BinaryOperator::Eq | BinaryOperator::NotEq, right } = e {
+            let zero = |e: &Expr| matches!(e, Expr::Value(v) if matches!(&v.value, datafusion::sql::sqlparser::ast::Value::Number(n, _) if n == "0"));
+            let none = || Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString("-".into()).into());
+            if is_regproc_column(left) && zero(right) {
+                **right = none();
+            } else if is_regproc_column(right) && zero(left) {
+                **left = none();
+            }
+        }
         if let Expr::Function(f) = e {
             let name = f.name.to_string().to_ascii_lowercase();
             if name == "generate_subscripts" || name == "pg_catalog.generate_subscripts" {
@@ -463,6 +636,20 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
                         let sql = format!("unnest(range(CAST(1 AS BIGINT), CAST(coalesce(array_length({arg}), 0) + 1 AS BIGINT)))");
                         if let Some(parsed) = pg_expr(&sql) {
                             *e = parsed;
+                            return ControlFlow::<()>::Continue(());
+                        }
+                    }
+                }
+            }
+            if name == "information_schema._pg_expandarray" || name == "_pg_expandarray" {
+                // A set-returning function in the select list: its records, unnested (the
+                // function returns them as a list; see pg_functions). The compatibility parser
+                // drops the schema. Expressions are visited children first, so the call this
+                // creates is not rewritten again.
+                if let FunctionArguments::List(list) = &f.args {
+                    if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() {
+                        if let Some(parsed) = pg_expr(&format!("unnest(_pg_expandarray({arg}))")) {
+                            *e = Expr::Nested(Box::new(parsed));
                             return ControlFlow::<()>::Continue(());
                         }
                     }
@@ -484,6 +671,63 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `(information_schema._pg_expandarray(a)).x` / `.n` (already rewritten to
+/// `(unnest(_pg_expandarray(a))).x`): one field of the records, as its own set-returning call
+/// (`unnest(a)`, or the 1-based subscripts), since DataFusion cannot take a field of an
+/// unnested value. Set-returning calls of one select list are zipped, so the fields of one
+/// record stay together.
+fn expanded_array_field(e: &datafusion::sql::sqlparser::ast::Expr) -> Option<datafusion::sql::sqlparser::ast::Expr> {
+    use datafusion::sql::sqlparser::ast::{AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value};
+    let Expr::CompoundFieldAccess { root, access_chain } = e else { return None };
+    let [AccessExpr::Dot(field)] = access_chain.as_slice() else { return None };
+    let field = match field {
+        Expr::Identifier(i) => crate::parser::ident_value(i),
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let only_arg = |e: &Expr, name: &str| -> Option<Expr> {
+        let mut e = e;
+        while let Expr::Nested(inner) = e {
+            e = inner;
+        }
+        let Expr::Function(f) = e else { return None };
+        if !f.name.to_string().eq_ignore_ascii_case(name) {
+            return None;
+        }
+        match &f.args {
+            FunctionArguments::List(list) => match list.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] => Some(arg.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let array = only_arg(&only_arg(root, "unnest")?, "_pg_expandarray")?;
+    match field.as_str() {
+        "x" => pg_expr(&format!("unnest({array})")),
+        "n" => pg_expr(&format!("unnest(range(CAST(1 AS INT), CAST(coalesce(array_length({array}), 0) + 1 AS INT)))")),
+        _ => None,
+    }
+}
+
+/// The `regproc` columns of pg_type (function references the crate keeps as names).
+fn is_regproc_column(e: &datafusion::sql::sqlparser::ast::Expr) -> bool {
+    use datafusion::sql::sqlparser::ast::Expr;
+    const REGPROC: &[&str] = &["typinput", "typoutput", "typreceive", "typsend", "typmodin", "typmodout", "typanalyze", "typsubscript"];
+    let name = match e {
+        Expr::Identifier(i) => &i.value,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(i) => &i.value,
+            None => return false,
+        },
+        _ => return false,
+    };
+    REGPROC.iter().any(|c| name.eq_ignore_ascii_case(c))
 }
 
 /// `'pg_catalog.array_in'::regproc` -> `'array_in'`, in the SQL text before the compatibility

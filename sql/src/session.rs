@@ -26,11 +26,13 @@ pub struct Session {
     pub(crate) ctx: SessionContext,
     pub(crate) settings: Settings,
     /// Where long statements report progress (pgwire turns these into NOTICE messages).
-    progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<crate::output::Notice>>,
     /// Open cursors (DECLARE ... CURSOR), by name: each holds its query's running stream.
     cursors: std::collections::HashMap<String, Cursor>,
     /// `CREATE TEMPORARY VIEW ... USING` tables of this session.
     pub(crate) temp_views: bowman_catalog::provider::TempViews,
+    /// The open `BEGIN` block and the writes it has made (each already committed).
+    pub(crate) transaction: crate::transaction::TransactionBlock,
 }
 
 /// A declared cursor: the query runs as rows are fetched, never buffered beyond one batch.
@@ -134,13 +136,16 @@ fn placeholder_cast_types(plan: &LogicalPlan) -> Result<Vec<(String, DataType)>>
 fn plan_output_schema(plan: &LogicalPlan) -> Option<SchemaRef> {
     match plan {
         LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => None,
-        other => Some(Arc::new(other.schema().as_arrow().clone())),
+        other => {
+            let schema = other.schema().as_arrow();
+            Some(crate::column_names::client_schema(schema).unwrap_or_else(|| Arc::new(schema.clone())))
+        }
     }
 }
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext) -> Self {
-        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default() }
+        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default(), transaction: Default::default() }
     }
 
     /// Make this session call the engine's current data-built functions (created, replaced or
@@ -155,14 +160,24 @@ impl Session {
 
     /// Send the client a NOTICE (when it listens for them).
     pub(crate) fn notice(&self, message: impl Into<String>) {
+        self.send_notice("NOTICE", "00000", message.into());
+    }
+
+    /// Send the client a WARNING (when it listens for them).
+    pub(crate) fn warning(&self, message: impl Into<String>) {
+        self.send_notice("WARNING", "01000", message.into());
+    }
+
+    fn send_notice(&self, severity: &'static str, code: &'static str, message: String) {
         if let Some(p) = &self.progress {
-            let _ = p.send(message.into());
+            let _ = p.send(crate::output::Notice { severity, code, message });
         }
     }
 
-    /// Report the progress of long statements (rows written so far, elapsed time) to `sink`,
-    /// every `progress_interval` (a session setting; 2s by default).
-    pub fn set_progress_sink(&mut self, sink: tokio::sync::mpsc::UnboundedSender<String>) {
+    /// Where notices and warnings go: the progress of long statements (rows written so far,
+    /// elapsed time, every `progress_interval`, a session setting; 2s by default) and
+    /// warnings such as a ROLLBACK that cannot undo.
+    pub fn set_progress_sink(&mut self, sink: tokio::sync::mpsc::UnboundedSender<crate::output::Notice>) {
         self.progress = Some(sink);
     }
 
@@ -170,7 +185,9 @@ impl Session {
     async fn run_write(&self, plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>, label: &str) -> Result<usize> {
         let task = self.ctx.task_ctx();
         let run = datafusion::physical_plan::collect(plan.clone(), task);
-        let Some(progress) = &self.progress else { return Ok(count_rows(&run.await?)) };
+        if self.progress.is_none() {
+            return Ok(count_rows(&run.await?));
+        }
         let interval_ms = self
             .setting("progress_interval")
             .and_then(|v| crate::settings::parse_duration_ms(&v))
@@ -197,7 +214,7 @@ impl Session {
                         .and_then(|input| input.metrics())
                         .and_then(|m| m.output_rows())
                         .unwrap_or(0);
-                    let _ = progress.send(format!(
+                    self.notice(format!(
                         "{label}: {} rows read, {written} written ({:.0}s)",
                         rows_read(plan.as_ref()),
                         started.elapsed().as_secs_f64()
@@ -234,7 +251,11 @@ impl Session {
     pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
         let running = self.engine.statements.begin();
         let deadline = self.statement_deadline();
+        let writes = crate::transaction::writes(&stmt);
         let output = within(deadline, self.execute_inner(stmt)).await?;
+        if writes {
+            self.transaction.wrote(&write_tag(&output));
+        }
         Ok(while_streaming(with_deadline(output, deadline), running))
     }
 
@@ -265,13 +286,20 @@ impl Session {
             Statement::Set { name, value } => crate::settings::set(self, &name, value),
             Statement::Reset { name } => crate::settings::reset(self, name.as_deref()),
             Statement::Show { name } => crate::settings::show(self, &name),
-            Statement::Begin => Ok(Output::TransactionStart),
+            Statement::Begin => {
+                self.transaction.begin();
+                Ok(Output::TransactionStart)
+            }
             Statement::Commit => {
                 self.cursors.retain(|_, c| c.hold);
+                self.transaction.end(false);
                 Ok(Output::TransactionEnd { tag: "COMMIT".into() })
             }
             Statement::Rollback => {
                 self.cursors.retain(|_, c| c.hold);
+                if let Some(warning) = self.transaction.end(true) {
+                    self.warning(warning);
+                }
                 Ok(Output::TransactionEnd { tag: "ROLLBACK".into() })
             }
             Statement::Savepoint { tag } => Ok(Output::command(&tag)),
@@ -289,6 +317,8 @@ impl Session {
                 self.cursors.clear();
                 Ok(Output::command("CLOSE CURSOR ALL"))
             }
+            // The front end that keeps prepared statements (pgwire) forgets them before this.
+            Statement::Deallocate { name } => Ok(Output::command(if name.is_some() { "DEALLOCATE" } else { "DEALLOCATE ALL" })),
             other => crate::ddl::execute(self, other).await,
         }
     }
@@ -383,6 +413,9 @@ impl Session {
         let deadline = self.statement_deadline();
         let running = self.engine.statements.begin();
         let output = within(deadline, self.execute_prepared_inner(prepared, params)).await?;
+        if prepared.statement.as_ref().is_some_and(crate::transaction::writes) {
+            self.transaction.wrote(&write_tag(&output));
+        }
         Ok(while_streaming(with_deadline(output, deadline), running))
     }
 
@@ -414,6 +447,9 @@ impl Session {
     async fn plan_standard(&self, mut stmt: ast::Statement) -> Result<LogicalPlan> {
         check_supported(&stmt)?;
         self.inline_current_setting(&mut stmt)?;
+        crate::column_names::distinct_select_names(&mut stmt);
+        crate::pg_functions::rewrite_like_escape(&mut stmt);
+        self.ctx.register_udf(crate::pg_functions::current_setting(crate::settings::snapshot(self)));
         crate::spark::rewrite_statement(&mut stmt)?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;
@@ -512,7 +548,7 @@ impl Session {
         }
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await?;
+        let (schema, stream) = crate::column_names::client_rows(schema, df.execute_stream().await?);
         Ok(Output::Rows { schema, stream })
     }
 }
@@ -535,6 +571,14 @@ impl Session {
         let plan = datafusion::logical_expr::LogicalPlanBuilder::insert_into(input, table, source, InsertOp::Append)?.build()?;
         let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
         self.run_write(physical, &label).await
+    }
+}
+
+/// How a write shows in a ROLLBACK's warning: its command tag.
+fn write_tag(output: &Output) -> String {
+    match output {
+        Output::Command { tag, .. } if !tag.is_empty() => tag.clone(),
+        _ => "a statement".to_string(),
     }
 }
 

@@ -13,6 +13,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("client_encoding", "UTF8"),
     ("datestyle", "ISO, MDY"),
+    // Bowman tables have no access method; SQLAlchemy 2.1 compares pg_am names with this.
+    ("default_table_access_method", "heap"),
     ("default_transaction_isolation", "read committed"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),
@@ -170,6 +172,23 @@ pub(crate) fn show_value(session: &Session, name: &str) -> Option<String> {
         "search_path" => Some(session.current_database()),
         _ => default_of(&k).map(str::to_string),
     }
+}
+
+/// Every setting's current value, by its lower-case name (what `current_setting(name)` reads
+/// when the name is only known at execution, as a bound parameter).
+pub(crate) fn snapshot(session: &Session) -> std::collections::HashMap<String, String> {
+    let mut values: std::collections::HashMap<String, String> =
+        DEFAULTS.iter().map(|(n, _)| (n.to_string(), show_value(session, n).unwrap_or_default())).collect();
+    values.insert("search_path".into(), session.current_database());
+    for (k, v) in &session.settings.values {
+        values.insert(k.clone(), v.clone());
+    }
+    values
+}
+
+/// The name `current_setting` looks up for `name`.
+pub(crate) fn setting_key(name: &str) -> String {
+    key(name.trim())
 }
 
 pub(crate) fn show(session: &Session, name: &str) -> Result<Output> {

@@ -1,5 +1,6 @@
 // What DBeaver, Metabase and Tableau ask Bowman through the PostgreSQL JDBC driver on connect
-// and sync: DatabaseMetaData's schemas, tables, columns and types, then a parameterised query.
+// and sync: DatabaseMetaData's schemas, tables, columns, primary keys, indexes and types, then
+// a parameterised query.
 // Run by tests/tests/server.rs with `java -cp <driver.jar> MetaDataCheck.java <jdbc url>`; any
 // failure exits non-zero with the reason.
 import java.sql.*;
@@ -47,6 +48,20 @@ public class MetaDataCheck {
                 "placed:" + Types.TIMESTAMP + ":timestamp:4",
                 "dt:" + Types.DATE + ":date:5");
             check(columns.equals(expected), "getColumns: " + columns);
+
+            // Bowman tables declare no primary keys or indexes: both answer no rows, with the
+            // columns JDBC defines (pgjdbc asks with information_schema._pg_expandarray).
+            try (ResultSet rs = md.getPrimaryKeys(null, "jdbc_lake", "orders")) {
+                ResultSetMetaData rm = rs.getMetaData();
+                List<String> names = new ArrayList<>();
+                for (int i = 1; i <= rm.getColumnCount(); i++) names.add(rm.getColumnName(i).toLowerCase());
+                check(names.equals(List.of("table_cat", "table_schem", "table_name", "column_name", "key_seq", "pk_name")), "getPrimaryKeys columns: " + names);
+                check(!rs.next(), "getPrimaryKeys: no primary key");
+            }
+            try (ResultSet rs = md.getIndexInfo(null, "jdbc_lake", "orders", false, true)) {
+                check(rs.getMetaData().getColumnCount() >= 13, "getIndexInfo columns");
+                check(!rs.next(), "getIndexInfo: no index");
+            }
 
             int types = 0;
             try (ResultSet rs = md.getTypeInfo()) {

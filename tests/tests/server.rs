@@ -1028,6 +1028,29 @@ async fn jdbc_database_metadata() {
     server.stop().await;
 }
 
+/// ROLLBACK cannot undo what a transaction block wrote (each statement commits when it runs),
+/// so after writes psql shows a WARNING saying so; a ROLLBACK after reads says nothing.
+#[tokio::test]
+async fn psql_rollback_after_writes_warns_that_they_were_committed() {
+    let server = TestServer::start().await;
+    let (out, err, ok) = psql(
+        server.pg_addr,
+        "CREATE TABLE rb (a INT);
+         BEGIN; SELECT count(*) FROM rb; ROLLBACK;
+         \\echo ==after-read
+         BEGIN; INSERT INTO rb VALUES (1); INSERT INTO rb VALUES (2); ROLLBACK;
+         SELECT count(*) AS n FROM rb;",
+        &["-v", "ON_ERROR_STOP=1"],
+    )
+    .await;
+    assert!(ok, "{err}\n{out}");
+    assert_eq!(err.matches("WARNING:").count(), 1, "{err}");
+    assert!(err.contains("ROLLBACK did not undo 2 write statements") && err.contains("committed"), "{err}");
+    // The rows are there, as the warning says.
+    assert!(out.contains("==after-read") && out.contains(" n \n---\n 2\n(1 row)"), "{out}");
+    server.stop().await;
+}
+
 /// COPY ... TO STDOUT in text and CSV, as psql's \copy and drivers' copy_expert use it.
 #[tokio::test]
 async fn copy_to_stdout_in_text_and_csv() {

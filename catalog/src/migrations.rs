@@ -76,6 +76,21 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             created_at BIGINT NOT NULL
         )",
     ],
+}, Migration {
+    version: 5,
+    description: "views created with CREATE VIEW (their query text and columns)",
+    statements: &[
+        "CREATE TABLE bowman_views (
+            database_name TEXT NOT NULL REFERENCES bowman_databases(name),
+            name TEXT NOT NULL,
+            query TEXT NOT NULL,
+            query_database TEXT NOT NULL,
+            columns TEXT NOT NULL,
+            comment TEXT,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (database_name, name)
+        )",
+    ],
 }];
 
 pub(crate) fn latest_version() -> i64 {

@@ -23,6 +23,7 @@ mod session;
 mod settings;
 mod spark;
 mod tracked;
+mod views;
 pub mod types;
 
 pub use engine::{CATALOG_NAME, Engine, EngineConfig};

@@ -213,6 +213,7 @@ impl Session {
     }
 
     pub(crate) fn set_current_database(&self, db: &str) {
+        let db = bowman_catalog::canonical_database(db);
         self.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = db.to_string();
     }
 
@@ -412,6 +413,7 @@ impl Session {
     async fn plan_standard(&self, mut stmt: ast::Statement) -> Result<LogicalPlan> {
         check_supported(&stmt)?;
         self.inline_current_setting(&mut stmt)?;
+        crate::views::rewrite_information_schema_views(&mut stmt);
         crate::spark::rewrite_statement(&mut stmt)?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;

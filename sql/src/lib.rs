@@ -17,6 +17,7 @@ mod jdbc;
 pub mod error;
 mod output;
 pub mod parser;
+mod params;
 mod pg_catalog;
 mod resolver;
 mod session;

@@ -405,7 +405,8 @@ impl Session {
                 let plan = plan.replace_params_with_values(params)?;
                 self.run_plan(plan).await
             }
-            (_, Some(stmt)) => self.dispatch(stmt.clone()).await,
+            // Statements Bowman runs itself (Spark's INSERT forms) get their `$n` values as literals.
+            (_, Some(stmt)) => self.dispatch(crate::params::bind_literals(stmt.clone(), params)?).await,
             (_, None) => Ok(Output::command("")),
         }
     }

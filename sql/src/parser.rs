@@ -1169,6 +1169,35 @@ mod tests {
     }
 
     #[test]
+    fn views_and_the_public_schema() {
+        let Statement::CreateView(cv) = one("CREATE OR REPLACE VIEW public.V (a COMMENT 'x', b) COMMENT 'v' AS SELECT 1, 2") else {
+            panic!()
+        };
+        assert_eq!(cv.name, TableName { database: Some("default".into()), name: "v".into() });
+        assert!(cv.or_replace && !cv.temporary && !cv.if_not_exists);
+        assert_eq!(cv.columns, vec![("a".to_string(), Some("x".to_string())), ("b".to_string(), None)]);
+        assert_eq!(cv.comment.as_deref(), Some("v"));
+        assert_eq!(cv.query.to_string(), "SELECT 1, 2");
+        // dbt's form: three-part name, parenthesised query.
+        let Statement::CreateView(cv) = one(r#"create view "bowman"."public"."m__dbt_tmp" as (select 1 as a)"#) else { panic!() };
+        assert_eq!(cv.name.to_string(), "default.m__dbt_tmp");
+        let Statement::CreateView(cv) = one("CREATE TEMP VIEW IF NOT EXISTS t AS SELECT * FROM a JOIN b USING (id)") else { panic!() };
+        assert!(cv.temporary && cv.if_not_exists);
+        // The Spark source form stays a table definition.
+        assert!(matches!(one("CREATE TEMPORARY VIEW r USING postgres OPTIONS (url 'x')"), Statement::CreateTable(_)));
+        assert_eq!(
+            one("DROP VIEW IF EXISTS a, ev.b CASCADE"),
+            Statement::DropView {
+                names: vec![TableName { database: None, name: "a".into() }, TableName { database: Some("ev".into()), name: "b".into() }],
+                if_exists: true
+            }
+        );
+        assert!(matches!(one("ALTER VIEW v RENAME TO w"), Statement::RenameTable { .. }));
+        assert!(matches!(one("SHOW CREATE VIEW v"), Statement::ShowCreateTable { .. }));
+        assert!(parse_sql("CREATE VIEW v SELECT 1").is_err());
+    }
+
+    #[test]
     fn syntax_errors_have_positions() {
         let e = parse_sql("SELECT 1 FROM").unwrap_err();
         assert_eq!(e.sqlstate(), "42601");

@@ -18,6 +18,12 @@ pub enum CatalogError {
     TableExists(String, String),
     #[error("table '{0}.{1}' does not exist")]
     TableNotFound(String, String),
+    /// A table statement named a view (`DROP TABLE v`).
+    #[error("\"{0}.{1}\" is not a table; use DROP VIEW to remove a view")]
+    NotATable(String, String),
+    /// A view statement named a table (`DROP VIEW t`, `CREATE OR REPLACE VIEW t`).
+    #[error("\"{0}.{1}\" is not a view; use DROP TABLE to remove a table")]
+    NotAView(String, String),
     #[error("role \"{0}\" already exists")]
     UserExists(String),
     #[error("role \"{0}\" does not exist")]

@@ -78,6 +78,21 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     ],
 }, Migration {
     version: 5,
+    description: "views created with CREATE VIEW (their query text and columns)",
+    statements: &[
+        "CREATE TABLE bowman_views (
+            database_name TEXT NOT NULL REFERENCES bowman_databases(name),
+            name TEXT NOT NULL,
+            query TEXT NOT NULL,
+            query_database TEXT NOT NULL,
+            columns TEXT NOT NULL,
+            comment TEXT,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (database_name, name)
+        )",
+    ],
+}, Migration {
+    version: 6,
     description: "files an overwrite of an external table retired: hidden from readers until deleted",
     statements: &[
         "CREATE TABLE bowman_retired_files (

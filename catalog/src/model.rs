@@ -119,6 +119,34 @@ impl TableDef {
 pub struct DatabaseEntry {
     pub def: DatabaseDef,
     pub tables: BTreeMap<String, TableDef>,
+    /// Views share the tables' namespace: a name is a table or a view, never both.
+    pub views: BTreeMap<String, ViewDef>,
+}
+
+/// A view (`CREATE VIEW v AS SELECT ...`): a stored query, planned again each time it is read.
+///
+/// As in Spark, the catalog keeps the view's columns as they were when it was created, and a
+/// read casts the query's output to them: a view over a table whose columns changed fails with
+/// a clear error instead of silently returning other columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewDef {
+    pub database: String,
+    pub name: String,
+    /// The query as the user wrote it (`SELECT ...`), in Bowman's dialect.
+    pub query: String,
+    /// The database unqualified names in `query` refer to: the current database of the session
+    /// that created the view (PostgreSQL's and Spark's binding rule).
+    pub query_database: String,
+    /// The view's columns: names from the column list, else from the query; Spark types.
+    pub columns: Vec<ColumnDef>,
+    pub comment: Option<String>,
+    pub created_at: i64,
+}
+
+impl ViewDef {
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.database, self.name)
+    }
 }
 
 /// A consistent picture of the whole catalog at one store version.
@@ -155,11 +183,17 @@ impl FunctionDef {
 }
 
 impl CatalogState {
+    /// A database by name; `public` names the default database (see
+    /// [`canonical_database`](crate::canonical_database)).
     pub fn database(&self, name: &str) -> Option<&DatabaseEntry> {
-        self.databases.get(name)
+        self.databases.get(crate::canonical_database(name))
     }
 
     pub fn table(&self, database: &str, name: &str) -> Option<&TableDef> {
-        self.databases.get(database)?.tables.get(name)
+        self.database(database)?.tables.get(name)
+    }
+
+    pub fn view(&self, database: &str, name: &str) -> Option<&ViewDef> {
+        self.database(database)?.views.get(name)
     }
 }

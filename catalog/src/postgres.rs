@@ -171,7 +171,21 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
             created_at: r.get(4),
         })
         .collect();
-    assemble(version, databases, tables, live, retired, users, functions)
+    let views = tx
+        .query("SELECT database_name, name, query, query_database, columns, comment, created_at FROM bowman_views", &[])
+        .await?
+        .into_iter()
+        .map(|r| crate::store::ViewRow {
+            database: r.get(0),
+            name: r.get(1),
+            query: r.get(2),
+            query_database: r.get(3),
+            columns: r.get(4),
+            comment: r.get(5),
+            created_at: r.get(6),
+        })
+        .collect();
+    assemble(version, databases, tables, live, retired, users, functions, views)
 }
 
 async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
@@ -278,6 +292,18 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
                 &[database, name, path],
             )
             .await?;
+        }
+        Op::InsertView(def) => {
+            let row = crate::store::ViewRow::encode(def)?;
+            tx.execute(
+                "INSERT INTO bowman_views (database_name, name, query, query_database, columns, comment, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&row.database, &row.name, &row.query, &row.query_database, &row.columns, &row.comment, &row.created_at],
+            )
+            .await?;
+        }
+        Op::DeleteView { database, name } => {
+            tx.execute("DELETE FROM bowman_views WHERE database_name = $1 AND name = $2", &[database, name]).await?;
         }
         Op::DeleteLiveDir { database, name, dir } => {
             tx.execute(

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 
-use crate::model::TableDef;
+use crate::model::{TableDef, ViewDef};
 use crate::store::Catalog;
 
 /// Turns a stored table definition into something DataFusion can scan (and insert into).
@@ -22,6 +22,11 @@ pub trait TableResolver: Send + Sync + std::fmt::Debug {
     /// Open the table as of an earlier state. `as_of` is what follows the `@` in the name the
     /// SQL layer gave a `VERSION AS OF` / `TIMESTAMP AS OF` reference (`events@v3`).
     async fn resolve_as_of(&self, table: &TableDef, as_of: &str) -> Result<Arc<dyn TableProvider>>;
+
+    /// Open a view: a provider whose scan plans the view's stored query.
+    async fn resolve_view(&self, view: &ViewDef) -> Result<Arc<dyn TableProvider>> {
+        Err(DataFusionError::NotImplemented(format!("views ({})", view.qualified_name())))
+    }
 }
 
 /// `events@v3` -> (`events`, `v3`).
@@ -55,8 +60,16 @@ impl BowmanCatalogProvider {
 }
 
 impl CatalogProvider for BowmanCatalogProvider {
+    /// The default database is listed under its PostgreSQL name, `public` (what
+    /// `information_schema` shows); `default` still resolves in [`Self::schema`].
     fn schema_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.catalog.snapshot().databases.keys().cloned().collect();
+        let mut names: Vec<String> = self
+            .catalog
+            .snapshot()
+            .databases
+            .keys()
+            .map(|n| if n == crate::DEFAULT_DATABASE { crate::PUBLIC_SCHEMA.to_string() } else { n.clone() })
+            .collect();
         names.extend(self.system.read().expect("system schemas").keys().cloned());
         names
     }
@@ -74,7 +87,7 @@ impl CatalogProvider for BowmanCatalogProvider {
         Some(Arc::new(DatabaseSchemaProvider {
             catalog: self.catalog.clone(),
             resolver: self.resolver.clone(),
-            database: name.to_string(),
+            database: crate::canonical_database(name).to_string(),
             temp: self.temp.clone(),
         }))
     }
@@ -95,7 +108,7 @@ impl SchemaProvider for DatabaseSchemaProvider {
         self.catalog
             .snapshot()
             .database(&self.database)
-            .map(|d| d.tables.keys().cloned().collect())
+            .map(|d| d.tables.keys().chain(d.views.keys()).cloned().collect())
             .unwrap_or_default()
     }
 
@@ -106,6 +119,9 @@ impl SchemaProvider for DatabaseSchemaProvider {
         let snapshot = self.catalog.snapshot();
         if let Some(def) = snapshot.table(&self.database, name) {
             return self.resolver.resolve(def).await.map(Some);
+        }
+        if let Some(view) = snapshot.view(&self.database, name) {
+            return self.resolver.resolve_view(view).await.map(Some);
         }
         match split_as_of(name) {
             Some((base, as_of)) => match snapshot.table(&self.database, base) {
@@ -122,6 +138,7 @@ impl SchemaProvider for DatabaseSchemaProvider {
         }
         let snapshot = self.catalog.snapshot();
         snapshot.table(&self.database, name).is_some()
+            || snapshot.view(&self.database, name).is_some()
             || split_as_of(name).is_some_and(|(base, _)| snapshot.table(&self.database, base).is_some())
     }
 }

@@ -117,7 +117,21 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    assemble(version, databases, tables, live, retired, users, functions)
+    let mut stmt = conn.prepare("SELECT database_name, name, query, query_database, columns, comment, created_at FROM bowman_views")?;
+    let views = stmt
+        .query_map([], |r| {
+            Ok(crate::store::ViewRow {
+                database: r.get(0)?,
+                name: r.get(1)?,
+                query: r.get(2)?,
+                query_database: r.get(3)?,
+                columns: r.get(4)?,
+                comment: r.get(5)?,
+                created_at: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    assemble(version, databases, tables, live, retired, users, functions, views)
 }
 
 fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
@@ -195,6 +209,17 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
         }
         Op::DeleteFunction(name) => {
             tx.execute("DELETE FROM bowman_functions WHERE name = ?1", params![name])?;
+        }
+        Op::InsertView(def) => {
+            let row = crate::store::ViewRow::encode(def)?;
+            tx.execute(
+                "INSERT INTO bowman_views (database_name, name, query, query_database, columns, comment, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![row.database, row.name, row.query, row.query_database, row.columns, row.comment, row.created_at],
+            )?;
+        }
+        Op::DeleteView { database, name } => {
+            tx.execute("DELETE FROM bowman_views WHERE database_name = ?1 AND name = ?2", params![database, name])?;
         }
         Op::InsertLiveDir { database, name, dir } => {
             tx.execute(

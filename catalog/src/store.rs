@@ -4,10 +4,20 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use crate::error::{CatalogError, Result};
-use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, LiveDir, RetiredFile, TableDef, TableKind};
+use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, LiveDir, TableDef, TableKind, ViewDef, RetiredFile};
 
 /// The database every session starts in, as in Spark and Hive.
 pub const DEFAULT_DATABASE: &str = "default";
+
+/// PostgreSQL's name for the default schema. PostgreSQL clients and tools (psql, DBeaver,
+/// Metabase, dbt profiles, `search_path`) assume it exists, so `public` is a second name of the
+/// default database: `public.t` is `default.t`, and the catalog never stores `public`.
+pub const PUBLIC_SCHEMA: &str = "public";
+
+/// The stored name of a database: `public` is the default database.
+pub fn canonical_database(name: &str) -> &str {
+    if name == PUBLIC_SCHEMA { DEFAULT_DATABASE } else { name }
+}
 
 /// One atomic change to the catalog.
 #[derive(Debug, Clone)]
@@ -16,9 +26,15 @@ pub enum CatalogChange {
     DropDatabase { name: String, if_exists: bool, cascade: bool },
     CreateTable { def: TableDef, if_not_exists: bool },
     DropTable { database: String, name: String, if_exists: bool },
-    /// `ALTER TABLE ... RENAME TO`: the same table (data, live directories, secrets) under a new
-    /// name, possibly in another database.
+    /// `ALTER TABLE|VIEW ... RENAME TO`: the same table (data, live directories, secrets) or
+    /// view under a new name, possibly in another database. PostgreSQL (and dbt) rename views
+    /// with ALTER TABLE too.
     RenameTable { database: String, name: String, new_database: String, new_name: String },
+    /// `CREATE [OR REPLACE] VIEW [IF NOT EXISTS] v AS ...`. Views and tables share one
+    /// namespace; OR REPLACE replaces a view, never a table.
+    CreateView { def: ViewDef, or_replace: bool, if_not_exists: bool },
+    /// `DROP VIEW [IF EXISTS] v`: fails on a table, as DROP TABLE fails on a view.
+    DropView { database: String, name: String, if_exists: bool },
     /// `CREATE USER name PASSWORD '...'` (the caller hashes the password).
     CreateUser { name: String, password_hash: String, if_not_exists: bool },
     /// `ALTER USER name PASSWORD '...'`.
@@ -47,6 +63,43 @@ pub enum CatalogChange {
     },
     /// Forget retired files of an external table once they are deleted.
     ForgetRetired { database: String, name: String, paths: Vec<String> },
+}
+
+impl CatalogChange {
+    /// The same change with `public` spelled as the default database it names, so the store
+    /// only ever records `default`.
+    pub fn canonical(self) -> Self {
+        fn c(name: String) -> String {
+            canonical_database(&name).to_string()
+        }
+        use CatalogChange as C;
+        match self {
+            C::CreateDatabase { mut def, if_not_exists } => {
+                def.name = c(def.name);
+                C::CreateDatabase { def, if_not_exists }
+            }
+            C::DropDatabase { name, if_exists, cascade } => C::DropDatabase { name: c(name), if_exists, cascade },
+            C::CreateTable { mut def, if_not_exists } => {
+                def.database = c(def.database);
+                C::CreateTable { def, if_not_exists }
+            }
+            C::DropTable { database, name, if_exists } => C::DropTable { database: c(database), name, if_exists },
+            C::RenameTable { database, name, new_database, new_name } => {
+                C::RenameTable { database: c(database), name, new_database: c(new_database), new_name }
+            }
+            C::CreateView { mut def, or_replace, if_not_exists } => {
+                def.database = c(def.database);
+                def.query_database = c(def.query_database);
+                C::CreateView { def, or_replace, if_not_exists }
+            }
+            C::DropView { database, name, if_exists } => C::DropView { database: c(database), name, if_exists },
+            C::CommitWrite { database, name, replace, add, expect, retire_files } => {
+                C::CommitWrite { database: c(database), name, replace, add, expect, retire_files }
+            }
+            C::ForgetRetired { database, name, paths } => C::ForgetRetired { database: c(database), name, paths },
+            other => other,
+        }
+    }
 }
 
 /// What an overwrite replaces.
@@ -90,6 +143,8 @@ pub(crate) enum Op {
     DeleteUser(String),
     InsertFunction(FunctionDef),
     DeleteFunction(String),
+    InsertView(ViewDef),
+    DeleteView { database: String, name: String },
 }
 
 /// A versioned, transactional home for the catalog.
@@ -196,8 +251,11 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             if name == DEFAULT_DATABASE {
                 return Err(CatalogError::ProtectedDatabase(name.clone()));
             }
-            if !entry.tables.is_empty() && !cascade {
+            if (!entry.tables.is_empty() || !entry.views.is_empty()) && !cascade {
                 return Err(CatalogError::DatabaseNotEmpty(name.clone()));
+            }
+            for v in entry.views.values() {
+                ops.push(Op::DeleteView { database: v.database.clone(), name: v.name.clone() });
             }
             for t in entry.tables.values() {
                 ops.push(Op::DeleteTable { database: t.database.clone(), name: t.name.clone() });
@@ -209,13 +267,55 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             let Some(entry) = state.databases.get(&def.database) else {
                 return Err(CatalogError::DatabaseNotFound(def.database.clone()));
             };
-            if entry.tables.contains_key(&def.name) {
+            if entry.tables.contains_key(&def.name) || entry.views.contains_key(&def.name) {
                 if *if_not_exists {
                     return Ok((ops, dropped));
                 }
                 return Err(CatalogError::TableExists(def.database.clone(), def.name.clone()));
             }
             ops.push(Op::InsertTable(def.clone()));
+        }
+        CatalogChange::CreateView { def, or_replace, if_not_exists } => {
+            let Some(entry) = state.databases.get(&def.database) else {
+                return Err(CatalogError::DatabaseNotFound(def.database.clone()));
+            };
+            if entry.tables.contains_key(&def.name) {
+                if *if_not_exists && !or_replace {
+                    return Ok((ops, dropped));
+                }
+                if *or_replace {
+                    return Err(CatalogError::NotAView(def.database.clone(), def.name.clone()));
+                }
+                return Err(CatalogError::TableExists(def.database.clone(), def.name.clone()));
+            }
+            if entry.views.contains_key(&def.name) {
+                if *or_replace {
+                    ops.push(Op::DeleteView { database: def.database.clone(), name: def.name.clone() });
+                } else if *if_not_exists {
+                    return Ok((ops, dropped));
+                } else {
+                    return Err(CatalogError::TableExists(def.database.clone(), def.name.clone()));
+                }
+            }
+            ops.push(Op::InsertView(def.clone()));
+        }
+        CatalogChange::DropView { database, name, if_exists } => {
+            let Some(entry) = state.databases.get(database) else {
+                if *if_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::DatabaseNotFound(database.clone()));
+            };
+            if entry.tables.contains_key(name) {
+                return Err(CatalogError::NotAView(database.clone(), name.clone()));
+            }
+            if !entry.views.contains_key(name) {
+                if *if_exists {
+                    return Ok((ops, dropped));
+                }
+                return Err(CatalogError::TableNotFound(database.clone(), name.clone()));
+            }
+            ops.push(Op::DeleteView { database: database.clone(), name: name.clone() });
         }
         CatalogChange::CommitWrite { .. } | CatalogChange::ForgetRetired { .. } => unreachable!("handled above"),
         CatalogChange::CreateUser { name, password_hash, if_not_exists } => {
@@ -265,13 +365,25 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             ops.push(Op::DeleteFunction(name.clone()));
         }
         CatalogChange::RenameTable { database, name, new_database, new_name } => {
-            let t = state.table(database, name).ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
             let Some(target) = state.databases.get(new_database) else {
                 return Err(CatalogError::DatabaseNotFound(new_database.clone()));
             };
-            if target.tables.contains_key(new_name) {
+            if target.tables.contains_key(new_name) || target.views.contains_key(new_name) {
                 return Err(CatalogError::TableExists(new_database.clone(), new_name.clone()));
             }
+            if let Some(v) = state.databases.get(database).and_then(|d| d.views.get(name)) {
+                let mut renamed = v.clone();
+                renamed.database = new_database.clone();
+                renamed.name = new_name.clone();
+                ops.push(Op::DeleteView { database: database.clone(), name: name.clone() });
+                ops.push(Op::InsertView(renamed));
+                return Ok((ops, dropped));
+            }
+            let t = state
+                .databases
+                .get(database)
+                .and_then(|d| d.tables.get(name))
+                .ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
             let mut renamed = t.clone();
             renamed.database = new_database.clone();
             renamed.name = new_name.clone();
@@ -285,6 +397,9 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
                 }
                 return Err(CatalogError::DatabaseNotFound(database.clone()));
             };
+            if entry.views.contains_key(name) {
+                return Err(CatalogError::NotATable(database.clone(), name.clone()));
+            }
             let Some(t) = entry.tables.get(name) else {
                 if *if_exists {
                     return Ok((ops, dropped));
@@ -392,6 +507,7 @@ pub(crate) fn assemble(
     retired: Vec<(String, String, RetiredFile)>,
     users: Vec<(String, String)>,
     functions: Vec<FunctionRow>,
+    views: Vec<ViewRow>,
 ) -> Result<CatalogState> {
     let mut state = CatalogState {
         version,
@@ -404,7 +520,7 @@ pub(crate) fn assemble(
         state.functions.insert(def.name.clone(), def);
     }
     for def in databases {
-        state.databases.insert(def.name.clone(), DatabaseEntry { def, tables: BTreeMap::new() });
+        state.databases.insert(def.name.clone(), DatabaseEntry { def, tables: BTreeMap::new(), views: BTreeMap::new() });
     }
     for row in tables {
         let def = row.decode()?;
@@ -413,6 +529,14 @@ pub(crate) fn assemble(
             .get_mut(&def.database)
             .ok_or_else(|| CatalogError::Corrupt(format!("table {} has no database", def.qualified_name())))?;
         entry.tables.insert(def.name.clone(), def);
+    }
+    for row in views {
+        let def = row.decode()?;
+        let entry = state
+            .databases
+            .get_mut(&def.database)
+            .ok_or_else(|| CatalogError::Corrupt(format!("view {} has no database", def.qualified_name())))?;
+        entry.views.insert(def.name.clone(), def);
     }
     for (database, table, dir) in live {
         if let Some(t) = state.databases.get_mut(&database).and_then(|d| d.tables.get_mut(&table)) {
@@ -495,7 +619,7 @@ impl Catalog {
 
     /// Apply one change atomically and refresh the snapshot.
     pub async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome> {
-        let outcome = self.store.apply(change).await?;
+        let outcome = self.store.apply(change.canonical()).await?;
         self.refresh().await?;
         Ok(outcome)
     }
@@ -538,6 +662,46 @@ impl FunctionRow {
             secret_options: parse(&self.secret_options)?,
             name: self.name.clone(),
             kind: self.kind.clone(),
+            created_at: self.created_at,
+        })
+    }
+}
+
+
+/// A view row as both stores keep it: its columns as JSON text.
+pub(crate) struct ViewRow {
+    pub database: String,
+    pub name: String,
+    pub query: String,
+    pub query_database: String,
+    pub columns: String,
+    pub comment: Option<String>,
+    pub created_at: i64,
+}
+
+impl ViewRow {
+    pub(crate) fn encode(def: &ViewDef) -> Result<Self> {
+        Ok(ViewRow {
+            database: def.database.clone(),
+            name: def.name.clone(),
+            query: def.query.clone(),
+            query_database: def.query_database.clone(),
+            columns: serde_json::to_string(&def.columns)?,
+            comment: def.comment.clone(),
+            created_at: def.created_at,
+        })
+    }
+
+    fn decode(self) -> Result<ViewDef> {
+        let columns: Vec<ColumnDef> = serde_json::from_str(&self.columns)
+            .map_err(|e| CatalogError::Corrupt(format!("view {}.{}: {e}", self.database, self.name)))?;
+        Ok(ViewDef {
+            database: self.database,
+            name: self.name,
+            query: self.query,
+            query_database: self.query_database,
+            columns,
+            comment: self.comment,
             created_at: self.created_at,
         })
     }

@@ -7,8 +7,20 @@ use std::sync::Arc;
 
 use bowman_catalog::{
     Catalog, CatalogChange, CatalogError, CatalogStore, ColumnDef, DatabaseDef, LiveDir, PostgresStore, Replace, SqliteStore,
-    TableDef, TableKind,
+    TableDef, TableKind, ViewDef,
 };
+
+fn view(database: &str, name: &str, query: &str) -> ViewDef {
+    ViewDef {
+        database: database.into(),
+        name: name.into(),
+        query: query.into(),
+        query_database: "default".into(),
+        columns: vec![ColumnDef { name: "a".into(), data_type: "INT".into(), nullable: true, comment: None }],
+        comment: Some("a view".into()),
+        created_at: 3,
+    }
+}
 
 fn db(name: &str) -> DatabaseDef {
     DatabaseDef { name: name.into(), comment: None, location: None, created_at: 1 }
@@ -173,6 +185,56 @@ async fn exercise(store: Arc<dyn CatalogStore>) {
         .await
         .unwrap();
     catalog.apply(commit(Replace::Nothing, vec![dir("dt=9", "c4")])).await.unwrap();
+
+    // Views: one namespace with tables, versioned like every change, renamed by ALTER TABLE.
+    let before = catalog.snapshot().version;
+    catalog.apply(CatalogChange::CreateView { def: view("ev", "v", "SELECT a FROM t"), or_replace: false, if_not_exists: false }).await.unwrap();
+    assert!(catalog.snapshot().version > before);
+    assert_eq!(other.refresh().await.unwrap().view("ev", "v"), Some(&view("ev", "v", "SELECT a FROM t")));
+    let create_view = |name: &str, or_replace, if_not_exists| CatalogChange::CreateView {
+        def: view("ev", name, "SELECT 2 AS a"),
+        or_replace,
+        if_not_exists,
+    };
+    assert!(matches!(catalog.apply(create_view("v", false, false)).await, Err(CatalogError::TableExists(..))));
+    assert!(!catalog.apply(create_view("v", false, true)).await.unwrap().applied);
+    catalog.apply(create_view("v", true, false)).await.unwrap();
+    assert_eq!(catalog.snapshot().view("ev", "v").unwrap().query, "SELECT 2 AS a");
+    assert!(matches!(catalog.apply(create_view("t", true, false)).await, Err(CatalogError::NotAView(..))));
+    assert!(matches!(catalog.apply(create_view("t", false, false)).await, Err(CatalogError::TableExists(..))));
+    assert!(matches!(
+        catalog.apply(CatalogChange::CreateTable { def: table("ev", "v"), if_not_exists: false }).await,
+        Err(CatalogError::TableExists(..))
+    ));
+    assert!(matches!(
+        catalog.apply(CatalogChange::DropTable { database: "ev".into(), name: "v".into(), if_exists: true }).await,
+        Err(CatalogError::NotATable(..))
+    ));
+    assert!(matches!(
+        catalog.apply(CatalogChange::DropView { database: "ev".into(), name: "t".into(), if_exists: true }).await,
+        Err(CatalogError::NotAView(..))
+    ));
+    catalog
+        .apply(CatalogChange::RenameTable { database: "ev".into(), name: "v".into(), new_database: "public".into(), new_name: "w".into() })
+        .await
+        .unwrap();
+    assert!(catalog.snapshot().view("ev", "v").is_none());
+    assert_eq!(catalog.snapshot().view("default", "w").unwrap().database, "default", "public is stored as default");
+    assert!(catalog.snapshot().view("public", "w").is_some());
+    catalog.apply(CatalogChange::DropView { database: "public".into(), name: "w".into(), if_exists: false }).await.unwrap();
+    assert!(matches!(
+        catalog.apply(CatalogChange::DropView { database: "ev".into(), name: "w".into(), if_exists: false }).await,
+        Err(CatalogError::TableNotFound(..))
+    ));
+    assert!(!catalog.apply(CatalogChange::DropView { database: "ev".into(), name: "w".into(), if_exists: true }).await.unwrap().applied);
+    // `public` is the default database: it exists, and cannot be created or dropped apart.
+    assert!(!catalog.apply(CatalogChange::CreateDatabase { def: db("public"), if_not_exists: true }).await.unwrap().applied);
+    assert!(matches!(
+        catalog.apply(CatalogChange::DropDatabase { name: "public".into(), if_exists: false, cascade: true }).await,
+        Err(CatalogError::ProtectedDatabase(_))
+    ));
+    assert!(!catalog.snapshot().databases.contains_key("public"));
+    catalog.apply(CatalogChange::CreateView { def: view("ev", "v2", "SELECT 1 AS a"), or_replace: false, if_not_exists: false }).await.unwrap();
 
     let cascade = catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: false, cascade: true }).await.unwrap();
     assert_eq!(cascade.dropped_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t", "tracked", "untracked"]);

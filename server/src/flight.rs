@@ -206,6 +206,25 @@ impl BowmanFlight {
         }
         Ok(out)
     }
+
+    /// (database, view, Arrow schema) of every view, from the catalog snapshot.
+    #[allow(clippy::result_large_err)]
+    fn views(&self) -> Result<Vec<(String, String, Schema)>, Status> {
+        let snapshot = self.engine.catalog().snapshot();
+        let mut out = Vec::new();
+        for (db, entry) in &snapshot.databases {
+            for (name, def) in &entry.views {
+                let fields = def
+                    .columns
+                    .iter()
+                    .map(|c| bowman_sql::types::parse_type(&c.data_type).map(|(t, _)| Field::new(&c.name, t, true)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(status)?;
+                out.push((db.clone(), name.clone(), Schema::new(fields)));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Each row of a parameter batch as scalars (no batch: one execution without parameters).
@@ -563,6 +582,7 @@ impl FlightSqlService for BowmanFlight {
     async fn do_get_tables(&self, query: CommandGetTables, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
         self.check(&request)?;
         let wants_tables = query.table_types.is_empty() || query.table_types.iter().any(|t| t.eq_ignore_ascii_case("TABLE"));
+        let wants_views = query.table_types.is_empty() || query.table_types.iter().any(|t| t.eq_ignore_ascii_case("VIEW"));
         let catalog_ok = query.catalog.as_deref().is_none_or(|c| c == bowman_sql::CATALOG_NAME);
         let (schema_pattern, table_pattern) = (query.db_schema_filter_pattern.clone(), query.table_name_filter_pattern.clone());
         let mut builder = query.into_builder();
@@ -570,6 +590,13 @@ impl FlightSqlService for BowmanFlight {
             for (db, table, schema) in self.tables()? {
                 if like(schema_pattern.as_deref(), &db) && like(table_pattern.as_deref(), &table) {
                     builder.append(bowman_sql::CATALOG_NAME, &db, &table, "TABLE", &schema).map_err(Status::from)?;
+                }
+            }
+        }
+        if wants_views && catalog_ok {
+            for (db, view, schema) in self.views()? {
+                if like(schema_pattern.as_deref(), &db) && like(table_pattern.as_deref(), &view) {
+                    builder.append(bowman_sql::CATALOG_NAME, &db, &view, "VIEW", &schema).map_err(Status::from)?;
                 }
             }
         }
@@ -585,7 +612,7 @@ impl FlightSqlService for BowmanFlight {
     async fn do_get_table_types(&self, _query: CommandGetTableTypes, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
         self.check(&request)?;
         let schema = Arc::new(Schema::new(vec![Field::new("table_type", datafusion::arrow::datatypes::DataType::Utf8, false)]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(datafusion::arrow::array::StringArray::from(vec!["TABLE"]))]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(datafusion::arrow::array::StringArray::from(vec!["TABLE", "VIEW"]))]);
         Ok(Response::new(Self::batch_stream(schema, batch)))
     }
 

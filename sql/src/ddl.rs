@@ -43,6 +43,8 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
             Ok(Output::command("USE"))
         }
         Statement::CreateTable(ct) => create_table(session, *ct).await,
+        Statement::CreateView(cv) => crate::views::create_view(session, *cv).await,
+        Statement::DropView { names, if_exists } => crate::views::drop_views(session, names, if_exists).await,
         Statement::CreateUser { name, password, if_not_exists, create } => {
             let hasher = session
                 .engine
@@ -67,7 +69,8 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
         }
         Statement::RenameTable { name, to, if_exists } => {
             let database = name.database.clone().unwrap_or_else(|| session.current_database());
-            if if_exists && session.engine.catalog.snapshot().table(&database, &name.name).is_none() {
+            let snapshot = session.engine.catalog.snapshot();
+            if if_exists && snapshot.table(&database, &name.name).is_none() && snapshot.view(&database, &name.name).is_none() {
                 return Ok(Output::command("ALTER TABLE"));
             }
             let new_database = to.database.clone().unwrap_or_else(|| database.clone());
@@ -105,19 +108,32 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
             let db = database.unwrap_or_else(|| session.current_database());
             let snapshot = session.engine.catalog.snapshot();
             let entry = snapshot.database(&db).ok_or_else(|| CatalogError::DatabaseNotFound(db.clone()))?;
-            let rows = entry
-                .tables
-                .keys()
+            let mut names: Vec<&String> = entry.tables.keys().chain(entry.views.keys()).collect();
+            names.sort();
+            let mut rows: Vec<Vec<Option<String>>> = names
+                .into_iter()
                 .filter(|n| like.as_deref().is_none_or(|p| spark_like(p, n)))
                 .map(|n| vec![Some(db.clone()), Some(n.clone()), Some("false".to_string())])
                 .collect();
+            // Spark lists the session's temporary views too, without a namespace.
+            for n in session.temp_views.read().expect("temp views").keys() {
+                if like.as_deref().is_none_or(|p| spark_like(p, n)) {
+                    rows.push(vec![Some(String::new()), Some(n.clone()), Some("true".to_string())]);
+                }
+            }
             Output::text_rows(&["namespace", "tableName", "isTemporary"], rows)
         }
         Statement::ShowCreateTable { name } => {
+            if let Some(view) = lookup_view(session, &name) {
+                return Output::text_rows(&["createtab_stmt"], vec![vec![Some(crate::views::render_create_view(&view))]]);
+            }
             let def = lookup(session, &name)?;
             Output::text_rows(&["createtab_stmt"], vec![vec![Some(render_create_table(&def))]])
         }
         Statement::Describe { name, extended } => {
+            if let Some(view) = lookup_view(session, &name) {
+                return Output::text_rows(&["col_name", "data_type", "comment"], crate::views::describe_rows(&view, extended));
+            }
             let def = lookup(session, &name)?;
             Output::text_rows(&["col_name", "data_type", "comment"], describe_rows(&def, extended))
         }
@@ -141,6 +157,12 @@ pub(crate) fn statement_schema(stmt: &Statement) -> Option<SchemaRef> {
 
 pub(crate) fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// The catalog view `name` names, if it names one.
+fn lookup_view(session: &Session, name: &TableName) -> Option<bowman_catalog::ViewDef> {
+    let db = name.database.clone().unwrap_or_else(|| session.current_database());
+    session.engine.catalog.snapshot().view(&db, &name.name).cloned()
 }
 
 fn lookup(session: &Session, name: &TableName) -> Result<TableDef> {

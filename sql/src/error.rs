@@ -122,6 +122,7 @@ fn catalog_sqlstate(e: &CatalogError) -> &'static str {
         CatalogError::ProtectedDatabase(_) => "42501",
         CatalogError::TableExists(..) => "42P07",
         CatalogError::TableNotFound(..) => "42P01",
+        CatalogError::NotATable(..) | CatalogError::NotAView(..) => "42809",
         CatalogError::Conflict(_) => "40001",
         CatalogError::UserExists(_) => "42710",
         CatalogError::UserNotFound(_) => "42704",

@@ -20,6 +20,7 @@ mod jdbc;
 pub mod error;
 mod output;
 pub mod parser;
+mod params;
 mod pg_catalog;
 mod pg_functions;
 mod placeholders;
@@ -29,6 +30,7 @@ mod settings;
 mod spark;
 mod tracked;
 mod transaction;
+mod views;
 pub mod types;
 
 pub use engine::{CATALOG_NAME, Engine, EngineConfig};

@@ -60,6 +60,20 @@ pub struct CreateTable {
     pub query: Option<Box<ast::Query>>,
 }
 
+/// `CREATE [OR REPLACE] [TEMPORARY] VIEW [IF NOT EXISTS] v [(col [COMMENT '...'], ...)]
+/// [COMMENT '...'] AS query`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateView {
+    pub name: TableName,
+    pub or_replace: bool,
+    pub temporary: bool,
+    pub if_not_exists: bool,
+    /// The column list: names (and comments) for the query's columns, in order.
+    pub columns: Vec<(String, Option<String>)>,
+    pub comment: Option<String>,
+    pub query: Box<ast::Query>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SetValue {
     Default,
@@ -76,6 +90,9 @@ pub enum Statement {
     Use { database: String },
     CreateTable(Box<CreateTable>),
     DropTable { name: TableName, if_exists: bool },
+    CreateView(Box<CreateView>),
+    /// `DROP VIEW [IF EXISTS] v [, ...] [CASCADE | RESTRICT]`.
+    DropView { names: Vec<TableName>, if_exists: bool },
     /// `CREATE USER|ROLE [IF NOT EXISTS] name [WITH] [LOGIN] PASSWORD '...'`; `ALTER USER|ROLE
     /// name [WITH] PASSWORD '...'` (`create: false`).
     CreateUser { name: String, password: String, if_not_exists: bool, create: bool },
@@ -301,7 +318,15 @@ pub fn table_name_from(name: &ObjectName) -> std::result::Result<TableName, Pars
         [_, db, name] => Ok(TableName { database: Some(db.clone()), name: name.clone() }),
         _ => Err(ParserError::ParserError(format!("invalid table name {name}"))),
     }
+    .map(|mut t| {
+        // `public` is PostgreSQL's name for the default database.
+        if let Some(db) = &mut t.database {
+            *db = bowman_catalog::canonical_database(db).to_string();
+        }
+        t
+    })
 }
+
 
 struct BowmanParser<'a> {
     parser: Parser<'a>,
@@ -490,7 +515,7 @@ impl BowmanParser<'_> {
                 self.skip_to_end();
                 return Ok(Statement::Rollback);
             }
-            "ALTER" if self.peek_is(1, "TABLE") => {
+            "ALTER" if self.peek_is(1, "TABLE") || self.peek_is(1, "VIEW") => {
                 self.parser.next_token();
                 self.parser.next_token();
                 let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
@@ -699,7 +724,7 @@ impl BowmanParser<'_> {
             let like = self.parse_like()?;
             return Ok(Statement::ShowTables { database, like });
         }
-        if self.peek_is(0, "CREATE") && self.peek_is(1, "TABLE") {
+        if self.peek_is(0, "CREATE") && (self.peek_is(1, "TABLE") || self.peek_is(1, "VIEW")) {
             self.parser.next_token();
             self.parser.next_token();
             let name = table_name_from(&self.parser.parse_object_name(false)?)?;
@@ -774,6 +799,12 @@ impl BowmanParser<'_> {
             && self.peek_is(n, "VIEW")
             && (1..8).any(|k| self.peek_is(n + k, "USING"))
             && !(1..8).any(|k| self.peek_is(n + k, "AS"));
+        if self.peek_is(n, "VIEW") && !temp_view && !external {
+            for _ in 0..=n {
+                self.parser.next_token();
+            }
+            return self.parse_create_view(or_replace, temporary).map(Some);
+        }
         if !self.peek_is(n, "TABLE") && !temp_view {
             return Ok(None);
         }
@@ -831,6 +862,41 @@ impl BowmanParser<'_> {
             }
         }
         Ok(Some(Statement::CreateTable(Box::new(ct))))
+    }
+
+    /// The rest of `CREATE ... VIEW`, after the VIEW keyword.
+    fn parse_create_view(&mut self, or_replace: bool, temporary: bool) -> PResult<Statement> {
+        let if_not_exists = self.parse_if_not_exists();
+        let name = table_name_from(&self.parser.parse_object_name(false)?)?;
+        let mut columns = Vec::new();
+        if self.parser.consume_token(&Token::LParen) {
+            loop {
+                let column = ident_value(&self.parser.parse_identifier()?);
+                let comment = if self.eat_word("COMMENT") { Some(self.parser.parse_literal_string()?) } else { None };
+                columns.push((column, comment));
+                if self.parser.consume_token(&Token::Comma) {
+                    continue;
+                }
+                self.parser.expect_token(&Token::RParen)?;
+                break;
+            }
+        }
+        let mut comment = None;
+        loop {
+            if self.eat_word("COMMENT") {
+                comment = Some(self.parser.parse_literal_string()?);
+            } else if self.eat_word("TBLPROPERTIES") {
+                // Accepted and ignored, as Spark's own views keep no properties Bowman reads.
+                self.parse_options()?;
+            } else {
+                break;
+            }
+        }
+        if !self.parser.parse_keyword(Keyword::AS) {
+            return self.expected("AS before the view's query");
+        }
+        let query = self.parser.parse_query()?;
+        Ok(Statement::CreateView(Box::new(CreateView { name, or_replace, temporary, if_not_exists, columns, comment, query })))
     }
 
     fn parse_format_name(&mut self) -> PResult<String> {
@@ -992,6 +1058,20 @@ impl BowmanParser<'_> {
             };
             return Ok(Some(Statement::DropDatabase { name, if_exists, cascade }));
         }
+        if self.peek_is(1, "VIEW") {
+            self.parser.next_token();
+            self.parser.next_token();
+            let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let mut names = vec![table_name_from(&self.parser.parse_object_name(false)?)?];
+            while self.parser.consume_token(&Token::Comma) {
+                names.push(table_name_from(&self.parser.parse_object_name(false)?)?);
+            }
+            // CASCADE / RESTRICT: views are planned when read, so nothing depends on one.
+            if !self.eat_word("CASCADE") {
+                self.eat_word("RESTRICT");
+            }
+            return Ok(Some(Statement::DropView { names, if_exists }));
+        }
         if self.peek_is(1, "TABLE") {
             self.parser.next_token();
             self.parser.next_token();
@@ -1102,6 +1182,35 @@ mod tests {
         assert_eq!(sort_by.len(), 2);
         assert!(!zorder);
         assert_eq!(parse_sql("select 1; ; select 2;").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn views_and_the_public_schema() {
+        let Statement::CreateView(cv) = one("CREATE OR REPLACE VIEW public.V (a COMMENT 'x', b) COMMENT 'v' AS SELECT 1, 2") else {
+            panic!()
+        };
+        assert_eq!(cv.name, TableName { database: Some("default".into()), name: "v".into() });
+        assert!(cv.or_replace && !cv.temporary && !cv.if_not_exists);
+        assert_eq!(cv.columns, vec![("a".to_string(), Some("x".to_string())), ("b".to_string(), None)]);
+        assert_eq!(cv.comment.as_deref(), Some("v"));
+        assert_eq!(cv.query.to_string(), "SELECT 1, 2");
+        // dbt's form: three-part name, parenthesised query.
+        let Statement::CreateView(cv) = one(r#"create view "bowman"."public"."m__dbt_tmp" as (select 1 as a)"#) else { panic!() };
+        assert_eq!(cv.name.to_string(), "default.m__dbt_tmp");
+        let Statement::CreateView(cv) = one("CREATE TEMP VIEW IF NOT EXISTS t AS SELECT * FROM a JOIN b USING (id)") else { panic!() };
+        assert!(cv.temporary && cv.if_not_exists);
+        // The Spark source form stays a table definition.
+        assert!(matches!(one("CREATE TEMPORARY VIEW r USING postgres OPTIONS (url 'x')"), Statement::CreateTable(_)));
+        assert_eq!(
+            one("DROP VIEW IF EXISTS a, ev.b CASCADE"),
+            Statement::DropView {
+                names: vec![TableName { database: None, name: "a".into() }, TableName { database: Some("ev".into()), name: "b".into() }],
+                if_exists: true
+            }
+        );
+        assert!(matches!(one("ALTER VIEW v RENAME TO w"), Statement::RenameTable { .. }));
+        assert!(matches!(one("SHOW CREATE VIEW v"), Statement::ShowCreateTable { .. }));
+        assert!(parse_sql("CREATE VIEW v SELECT 1").is_err());
     }
 
     #[test]

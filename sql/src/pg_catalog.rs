@@ -33,6 +33,9 @@ pub(crate) struct PgCatalog {
     /// stores them as text, so SQLAlchemy's `unnest(indkey)` cannot plan. Bowman tables have no
     /// indexes, so the table is empty.
     pg_index: Arc<dyn datafusion::catalog::TableProvider>,
+    /// For `pg_tables` and `pg_views`, built from the catalog snapshot (the crate's pg_tables
+    /// lists views as tables and its pg_views is empty).
+    catalog: Arc<Catalog>,
 }
 
 #[async_trait]
@@ -44,6 +47,9 @@ impl datafusion::catalog::SchemaProvider for PgCatalog {
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
         if name.eq_ignore_ascii_case("pg_index") {
             return Ok(Some(self.pg_index.clone()));
+        }
+        if name.eq_ignore_ascii_case("pg_tables") || name.eq_ignore_ascii_case("pg_views") {
+            return relations_view(&self.catalog.snapshot(), name.eq_ignore_ascii_case("pg_views")).map(Some);
         }
         let table = self.inner.table(name).await?;
         if name.eq_ignore_ascii_case("pg_class") {
@@ -83,6 +89,83 @@ fn typed_pg_index(statics: &PgCatalogStaticTables) -> datafusion::error::Result<
 /// System schemas listed next to Bowman's databases (they hold no Bowman tables).
 const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
 
+/// A Bowman database's name as a PostgreSQL schema: the default database is `public`.
+fn schema_name(database: &str) -> String {
+    if database == bowman_catalog::DEFAULT_DATABASE { bowman_catalog::PUBLIC_SCHEMA.to_string() } else { database.to_string() }
+}
+
+/// `pg_tables` (tables only) or `pg_views` (views, with their query as `definition`) from the
+/// catalog snapshot, with PostgreSQL's columns.
+fn relations_view(
+    snapshot: &bowman_catalog::CatalogState,
+    views: bool,
+) -> datafusion::error::Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::DataType;
+    let mut schemas = Vec::new();
+    let mut names = Vec::new();
+    let mut definitions = Vec::new();
+    for (db, entry) in &snapshot.databases {
+        if views {
+            for v in entry.views.values() {
+                schemas.push(schema_name(db));
+                names.push(v.name.clone());
+                definitions.push(v.query.clone());
+            }
+        } else {
+            for t in entry.tables.keys() {
+                schemas.push(schema_name(db));
+                names.push(t.clone());
+            }
+        }
+    }
+    let n = names.len();
+    let owners = StringArray::from(vec!["postgres"; n]);
+    let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = if views {
+        (
+            vec![
+                Field::new("schemaname", DataType::Utf8, true),
+                Field::new("viewname", DataType::Utf8, true),
+                Field::new("viewowner", DataType::Utf8, true),
+                Field::new("definition", DataType::Utf8, true),
+            ],
+            vec![
+                Arc::new(StringArray::from(schemas)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(owners),
+                Arc::new(StringArray::from(definitions)),
+            ],
+        )
+    } else {
+        let no = || Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef;
+        (
+            vec![
+                Field::new("schemaname", DataType::Utf8, true),
+                Field::new("tablename", DataType::Utf8, true),
+                Field::new("tableowner", DataType::Utf8, true),
+                Field::new("tablespace", DataType::Utf8, true),
+                Field::new("hasindexes", DataType::Boolean, true),
+                Field::new("hasrules", DataType::Boolean, true),
+                Field::new("hastriggers", DataType::Boolean, true),
+                Field::new("rowsecurity", DataType::Boolean, true),
+            ],
+            vec![
+                Arc::new(StringArray::from(schemas)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(owners),
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+                no(),
+                no(),
+                no(),
+                no(),
+            ],
+        )
+    };
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct BowmanCatalogInfo {
     catalog: Arc<Catalog>,
@@ -98,7 +181,7 @@ impl CatalogInfo for BowmanCatalogInfo {
         if catalog_name != crate::engine::CATALOG_NAME {
             return Ok(None);
         }
-        let mut names: Vec<String> = self.catalog.snapshot().databases.keys().cloned().collect();
+        let mut names: Vec<String> = self.catalog.snapshot().databases.keys().map(|d| schema_name(d)).collect();
         names.extend(SYSTEM_SCHEMAS.iter().map(|s| s.to_string()));
         Ok(Some(names))
     }
@@ -110,7 +193,7 @@ impl CatalogInfo for BowmanCatalogInfo {
         if SYSTEM_SCHEMAS.contains(&schema_name) {
             return Ok(Some(vec![]));
         }
-        Ok(self.catalog.snapshot().database(schema_name).map(|d| d.tables.keys().cloned().collect()))
+        Ok(self.catalog.snapshot().database(schema_name).map(|d| d.tables.keys().chain(d.views.keys()).cloned().collect()))
     }
 
     async fn table_schema(
@@ -123,6 +206,15 @@ impl CatalogInfo for BowmanCatalogInfo {
             return Ok(None);
         }
         let snapshot = self.catalog.snapshot();
+        if let Some(view) = snapshot.view(schema_name, table_name) {
+            let fields = view
+                .columns
+                .iter()
+                .map(|c| crate::types::parse_type(&c.data_type).map(|(t, _)| Field::new(&c.name, t, true)))
+                .collect::<crate::error::Result<Vec<_>>>()
+                .map_err(|e| DataFusionError::Plan(e.message()))?;
+            return Ok(Some(Arc::new(Schema::new(fields))));
+        }
         let Some(def) = snapshot.table(schema_name, table_name) else { return Ok(None) };
         let fields = crate::types::table_fields(def).map_err(|e| DataFusionError::Plan(e.message()))?;
         Ok(Some(Arc::new(Schema::new(fields))))
@@ -137,7 +229,11 @@ impl CatalogInfo for BowmanCatalogInfo {
         if catalog_name != crate::engine::CATALOG_NAME {
             return Ok(None);
         }
-        Ok(self.catalog.snapshot().table(schema_name, table_name).map(|_| TableType::Base))
+        let snapshot = self.catalog.snapshot();
+        if snapshot.view(schema_name, table_name).is_some() {
+            return Ok(Some(TableType::View));
+        }
+        Ok(snapshot.table(schema_name, table_name).map(|_| TableType::Base))
     }
 }
 
@@ -199,8 +295,8 @@ pub(crate) fn build(catalog: Arc<Catalog>) -> datafusion::error::Result<PgCatalo
         }
     }
     let pg_index = typed_pg_index(&statics)?;
-    let inner = Arc::new(PgCatalogSchemaProvider::try_new(BowmanCatalogInfo { catalog }, statics, EmptyContextProvider)?);
-    let schema = Arc::new(PgCatalog { inner, pg_index });
+    let inner = Arc::new(PgCatalogSchemaProvider::try_new(BowmanCatalogInfo { catalog: catalog.clone() }, statics, EmptyContextProvider)?);
+    let schema = Arc::new(PgCatalog { inner, pg_index, catalog });
     Ok(PgCatalogState { schema, type_oids: Arc::new(type_oids), functions: Arc::new(functions) })
 }
 
@@ -650,6 +746,24 @@ pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Sta
                     if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() {
                         if let Some(parsed) = pg_expr(&format!("unnest(_pg_expandarray({arg}))")) {
                             *e = Expr::Nested(Box::new(parsed));
+                            return ControlFlow::<()>::Continue(());
+                        }
+                    }
+                }
+            }
+            if name == "pg_get_viewdef" || name == "pg_catalog.pg_get_viewdef" {
+                // pg_get_viewdef(oid [, pretty]): the view's query, looked up through pg_class
+                // (whose OIDs the crate assigns) in Bowman's pg_views.
+                if let FunctionArguments::List(list) = &f.args {
+                    if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))) = list.args.first() {
+                        let sql = format!(
+                            "(SELECT max(bowman_vd_v.definition) FROM pg_catalog.pg_views bowman_vd_v \
+                             JOIN pg_catalog.pg_namespace bowman_vd_n ON bowman_vd_n.nspname = bowman_vd_v.schemaname \
+                             JOIN pg_catalog.pg_class bowman_vd_c ON bowman_vd_c.relnamespace = bowman_vd_n.oid \
+                             AND bowman_vd_c.relname = bowman_vd_v.viewname WHERE bowman_vd_c.oid = ({arg}))"
+                        );
+                        if let Some(parsed) = pg_expr(&sql) {
+                            *e = parsed;
                             return ControlFlow::<()>::Continue(());
                         }
                     }

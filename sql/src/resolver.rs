@@ -83,6 +83,11 @@ impl TableResolver for ConnectorResolver {
         }
     }
 
+    async fn resolve_view(&self, view: &bowman_catalog::ViewDef) -> Result<Arc<dyn TableProvider>> {
+        let provider = crate::views::ViewProvider::new(view.clone(), false).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Arc::new(provider))
+    }
+
     async fn resolve_as_of(&self, table: &TableDef, as_of: &str) -> Result<Arc<dyn TableProvider>> {
         let connector = self.connector(table)?;
         let (_, as_of) = AsOf::split_name(&format!("{}@{as_of}", table.name))

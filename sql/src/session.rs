@@ -230,6 +230,7 @@ impl Session {
     }
 
     pub(crate) fn set_current_database(&self, db: &str) {
+        let db = bowman_catalog::canonical_database(db);
         self.ctx.state_ref().write().config_mut().options_mut().catalog.default_schema = db.to_string();
     }
 
@@ -439,7 +440,8 @@ impl Session {
                 let plan = plan.replace_params_with_values(params)?;
                 self.run_plan(plan).await
             }
-            (_, Some(stmt)) => self.dispatch(stmt.clone()).await,
+            // Statements Bowman runs itself (Spark's INSERT forms) get their `$n` values as literals.
+            (_, Some(stmt)) => self.dispatch(crate::params::bind_literals(stmt.clone(), params)?).await,
             (_, None) => Ok(Output::command("")),
         }
     }
@@ -450,6 +452,7 @@ impl Session {
         crate::column_names::distinct_select_names(&mut stmt);
         crate::pg_functions::rewrite_like_escape(&mut stmt);
         self.ctx.register_udf(crate::pg_functions::current_setting(crate::settings::snapshot(self)));
+        crate::views::rewrite_information_schema_views(&mut stmt);
         crate::spark::rewrite_statement(&mut stmt)?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(DFStatement::Statement(Box::new(stmt))).await?;

@@ -169,7 +169,7 @@ pub(crate) fn show_value(session: &Session, name: &str) -> Option<String> {
         return Some(v.clone());
     }
     match k.as_str() {
-        "search_path" => Some(session.current_database()),
+        "search_path" => Some(search_path(session)),
         _ => default_of(&k).map(str::to_string),
     }
 }
@@ -179,7 +179,7 @@ pub(crate) fn show_value(session: &Session, name: &str) -> Option<String> {
 pub(crate) fn snapshot(session: &Session) -> std::collections::HashMap<String, String> {
     let mut values: std::collections::HashMap<String, String> =
         DEFAULTS.iter().map(|(n, _)| (n.to_string(), show_value(session, n).unwrap_or_default())).collect();
-    values.insert("search_path".into(), session.current_database());
+    values.insert("search_path".into(), search_path(session));
     for (k, v) in &session.settings.values {
         values.insert(k.clone(), v.clone());
     }
@@ -191,11 +191,18 @@ pub(crate) fn setting_key(name: &str) -> String {
     key(name.trim())
 }
 
+/// The search path a PostgreSQL client sees: the current database, the default one under its
+/// PostgreSQL name `public`.
+fn search_path(session: &Session) -> String {
+    let db = session.current_database();
+    if db == bowman_catalog::DEFAULT_DATABASE { bowman_catalog::PUBLIC_SCHEMA.to_string() } else { db }
+}
+
 pub(crate) fn show(session: &Session, name: &str) -> Result<Output> {
     if name == "all" {
         let mut rows: BTreeMap<String, String> =
             DEFAULTS.iter().map(|(n, _)| (n.to_string(), show_value(session, n).unwrap_or_default())).collect();
-        rows.insert("search_path".into(), session.current_database());
+        rows.insert("search_path".into(), search_path(session));
         for (k, v) in &session.settings.values {
             rows.insert(k.clone(), v.clone());
         }

@@ -27,13 +27,23 @@ public class MetaDataCheck {
             try (ResultSet rs = md.getSchemas()) {
                 while (rs.next()) schemas.add(rs.getString("TABLE_SCHEM"));
             }
-            check(schemas.contains("jdbc_lake") && schemas.contains("default"), "getSchemas: " + schemas);
+            // The default database is PostgreSQL's schema public, listed once.
+            check(schemas.contains("jdbc_lake") && schemas.contains("public") && !schemas.contains("default"), "getSchemas: " + schemas);
 
             List<String> tables = new ArrayList<>();
             try (ResultSet rs = md.getTables(null, "jdbc_lake", "%", new String[] {"TABLE"})) {
                 while (rs.next()) tables.add(rs.getString("TABLE_SCHEM") + "." + rs.getString("TABLE_NAME") + ":" + rs.getString("TABLE_TYPE"));
             }
             check(tables.equals(List.of("jdbc_lake.orders:TABLE")), "getTables: " + tables);
+
+            try (Statement s = c.createStatement()) {
+                s.execute("CREATE OR REPLACE VIEW jdbc_lake.big_orders AS SELECT id, total FROM jdbc_lake.orders WHERE total > 5");
+            }
+            List<String> views = new ArrayList<>();
+            try (ResultSet rs = md.getTables(null, "jdbc_lake", "%", new String[] {"VIEW"})) {
+                while (rs.next()) views.add(rs.getString("TABLE_SCHEM") + "." + rs.getString("TABLE_NAME") + ":" + rs.getString("TABLE_TYPE"));
+            }
+            check(views.equals(List.of("jdbc_lake.big_orders:VIEW")), "getTables(VIEW): " + views);
 
             List<String> columns = new ArrayList<>();
             try (ResultSet rs = md.getColumns(null, "jdbc_lake", "orders", "%")) {

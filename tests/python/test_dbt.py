@@ -1,5 +1,6 @@
-"""A dbt project (dbt-postgres) against Bowman: `dbt run` twice (the second run replaces the
-tables through dbt's rename-and-drop) and `dbt test`."""
+"""A dbt project (dbt-postgres) against Bowman, with `schema: public` in its profile: a table model
+and a view model (dbt's default materialization), `dbt run` and `dbt test` twice in a row (the
+second run replaces both through dbt's create-as-__dbt_tmp, rename and drop)."""
 import os
 import pathlib
 import shutil
@@ -29,12 +30,21 @@ def test_dbt_run_and_test(bowman, dsn, tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
-    assert "PASS=2" in dbt("run")
-    assert "PASS=2" in dbt("run")
-    assert "PASS=6" in dbt("test")
+    for _ in range(2):
+        assert "PASS=2" in dbt("run")
+        assert "PASS=6" in dbt("test")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute("SELECT city, trips FROM dbt_demo.fares_by_city ORDER BY city").fetchall()
-        # dbt's backups and temporaries are gone: only the two models remain.
-        tables = sorted(r[1] for r in conn.execute("SHOW TABLES IN dbt_demo").fetchall())
+        rows = conn.execute("SELECT city, trips FROM public.fares_by_city ORDER BY city").fetchall()
+        # The same view under the default database's Spark name.
+        assert conn.execute("SELECT sum(trips) FROM default.fares_by_city").fetchone() == (300,)
+        views = [r[0] for r in conn.execute("SELECT viewname FROM pg_catalog.pg_views WHERE schemaname = 'public'").fetchall()]
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = 'public'").fetchall()]
+        # The view reads the table as it is now: rows inserted since show through it.
+        conn.execute("INSERT INTO public.trips VALUES (301, 'Detroit', 1.0)")
+        (detroit,) = conn.execute("SELECT trips FROM fares_by_city WHERE city = 'Detroit'").fetchone()
     assert rows == [("Ann Arbor", 100), ("Detroit", 100), ("Lansing", 100)]
-    assert tables == ["fares_by_city", "trips"]
+    assert "fares_by_city" in views and "fares_by_city" not in tables
+    assert "trips" in tables and "trips" not in views
+    # dbt's backups and temporaries are gone.
+    assert not [n for n in views + tables if "__dbt" in n], views + tables
+    assert detroit == 101

@@ -18,6 +18,9 @@ def test_query_parameters_and_metadata(flight_uri):
             assert table.schema.field("id").type == pa.int64()
             cur.execute("SELECT count(*) AS n FROM adbc_lake.trips")
             assert cur.fetchone() == (3,)
+            cur.execute("CREATE OR REPLACE VIEW adbc_lake.by_city AS SELECT city, count(*) AS n FROM adbc_lake.trips GROUP BY city")
+            cur.execute("SELECT n FROM adbc_lake.by_city WHERE city = 'Detroit'")
+            assert cur.fetchone() == (2,)
 
         objects = conn.adbc_get_objects(depth="all", db_schema_filter="adbc_lake").read_all().to_pylist()
         catalogs = {c["catalog_name"]: c for c in objects}
@@ -25,6 +28,10 @@ def test_query_parameters_and_metadata(flight_uri):
         tables = {t["table_name"]: t for t in schemas["adbc_lake"]["db_schema_tables"]}
         assert tables["trips"]["table_type"] == "TABLE"
         assert [c["column_name"] for c in tables["trips"]["table_columns"]] == ["id", "city", "fare", "dt"]
+        assert tables["by_city"]["table_type"] == "VIEW"
+        assert [c["column_name"] for c in tables["by_city"]["table_columns"]] == ["city", "n"]
+        views = conn.adbc_get_objects(depth="tables", db_schema_filter="adbc_lake", table_types_filter=["VIEW"]).read_all().to_pylist()
+        assert [t["table_name"] for t in views[0]["catalog_db_schemas"][0]["db_schema_tables"]] == ["by_city"]
         assert conn.adbc_get_table_schema("trips", db_schema_filter="adbc_lake").names == ["id", "city", "fare", "dt"]
 
 

@@ -67,7 +67,8 @@ def test_server_version_and_functions(dsn):
         assert conn.info.server_version >= 160000
         version, db, schema = conn.execute("SELECT version(), current_database(), current_schema()").fetchone()
         assert version.startswith("PostgreSQL 16")
-        assert (db, schema) == ("bowman", "default")
+        # Spark's default database is PostgreSQL's schema public.
+        assert (db, schema) == ("bowman", "public")
 
 
 def test_server_side_cursor_streams_a_million_rows(dsn, bowman):

@@ -62,17 +62,19 @@ macro_rules! nullary_string_udf {
 nullary_string_udf!(VersionFunc, "version", Volatility::Immutable, |_args| version_string());
 
 // The PostgreSQL "database" a client is in is Bowman's catalog; Spark databases are PostgreSQL
-// schemas, so `current_schema()` is the database `USE` selected.
+// schemas, so `current_schema()` is the database `USE` selected, with the default database
+// under its PostgreSQL name, `public` (as pg_namespace and information_schema list it).
 nullary_string_udf!(CurrentDatabaseFunc, "current_database", Volatility::Stable, |args| args
     .config_options
     .catalog
     .default_catalog
     .clone());
-nullary_string_udf!(CurrentSchemaFunc, "current_schema", Volatility::Stable, |args| args
-    .config_options
-    .catalog
-    .default_schema
-    .clone());
+nullary_string_udf!(CurrentSchemaFunc, "current_schema", Volatility::Stable, |args| {
+    match args.config_options.catalog.default_schema.as_str() {
+        "default" => "public".to_string(),
+        other => other.to_string(),
+    }
+});
 
 #[cfg(test)]
 mod tests {

@@ -66,8 +66,9 @@ impl ViewProvider {
     }
 
     /// The stored query, planned in `state` with unqualified names in the view's database, and
-    /// its columns cast and renamed to the view's.
-    async fn plan(&self, state: &SessionState) -> datafusion::error::Result<LogicalPlan> {
+    /// its columns cast and renamed to the view's; with the state to plan it physically in (one
+    /// view deeper).
+    async fn plan(&self, state: &SessionState) -> datafusion::error::Result<(LogicalPlan, SessionState)> {
         let name = self.display_name();
         let depth = state.config().get_extension::<ViewDepth>().map(|d| d.0).unwrap_or(0);
         if depth >= MAX_VIEW_DEPTH {
@@ -101,7 +102,8 @@ impl ViewProvider {
                 value.alias(target.name())
             })
             .collect();
-        LogicalPlanBuilder::from(plan).project(exprs)?.build()
+        let plan = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
+        Ok((plan, state))
     }
 }
 
@@ -149,8 +151,28 @@ impl TableProvider for ViewProvider {
         let state = state
             .as_any()
             .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("views are planned in a DataFusion SessionState".into()))?;
-        let plan = self.plan(state).await?;
+            .ok_or_else(|| DataFusionError::Internal("views are planned in a DataFusion SessionState".into()))?
+            .clone();
+        // Physical planning of a view plans the views it reads inside this scan, and so on down:
+        // each level runs as a task of its own, so a deep chain of views (or a cycle, until the
+        // depth limit stops it) never grows one thread's stack.
+        let view = ViewProvider { def: self.def.clone(), schema: self.schema.clone(), temporary: self.temporary };
+        let (projection, filters) = (projection.cloned(), filters.to_vec());
+        tokio::spawn(async move { view.scan_here(&state, projection.as_ref(), &filters, limit).await })
+            .await
+            .map_err(|e| DataFusionError::Internal(format!("planning a view: {e}")))?
+    }
+}
+
+impl ViewProvider {
+    async fn scan_here(
+        &self,
+        state: &SessionState,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let (plan, state) = self.plan(state).await?;
         let mut builder = LogicalPlanBuilder::from(plan);
         if let Some(filter) = filters.iter().cloned().reduce(|a, b| a.and(b)) {
             builder = builder.filter(filter)?;

@@ -192,18 +192,17 @@ impl ViewProvider {
     }
 }
 
-/// Whether `plan` reads the view `database.name` itself.
-fn reads_view(plan: &LogicalPlan, database: &str, name: &str) -> bool {
+/// The catalog views `plan` reads directly.
+fn views_read(plan: &LogicalPlan) -> Vec<(String, String)> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    let mut found = false;
+    let mut found = Vec::new();
     let _ = plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
                 let any: &dyn std::any::Any = provider.as_ref();
                 if let Some(v) = any.downcast_ref::<ViewProvider>() {
-                    if !v.temporary && v.def.database == database && v.def.name == name {
-                        found = true;
-                        return Ok(TreeNodeRecursion::Stop);
+                    if !v.temporary {
+                        found.push((v.def.database.clone(), v.def.name.clone()));
                     }
                 }
             }
@@ -211,6 +210,40 @@ fn reads_view(plan: &LogicalPlan, database: &str, name: &str) -> bool {
         Ok(TreeNodeRecursion::Continue)
     });
     found
+}
+
+/// The relations a stored view's query names (from its text, names bound in its database),
+/// whether or not they exist now.
+fn views_named(def: &ViewDef) -> Vec<(String, String)> {
+    let Ok(query) = parse_query(&def.query) else { return vec![] };
+    let mut out = Vec::new();
+    let _ = ast::visit_relations(&ast::Statement::Query(query), |name| {
+        if let Ok(t) = crate::parser::table_name_from(name) {
+            out.push((t.database.unwrap_or_else(|| def.query_database.clone()), t.name));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+/// Whether a view `database.name` reading what `plan` reads would read itself, directly or
+/// through other views (which PostgreSQL also refuses at CREATE time).
+fn reads_itself(session: &Session, plan: &LogicalPlan, database: &str, name: &str) -> bool {
+    let snapshot = session.engine.catalog.snapshot();
+    let mut pending = views_read(plan);
+    let mut seen = HashSet::new();
+    while let Some((db, view)) = pending.pop() {
+        if db == database && view == name {
+            return true;
+        }
+        if !seen.insert((db.clone(), view.clone())) {
+            continue;
+        }
+        if let Some(def) = snapshot.view(&db, &view) {
+            pending.extend(views_named(def));
+        }
+    }
+    false
 }
 
 /// `CREATE [OR REPLACE] [TEMPORARY] VIEW`: plan the query now (so a view that cannot be read is
@@ -264,9 +297,9 @@ pub(crate) async fn create_view(session: &mut Session, cv: CreateView) -> Result
         return Ok(Output::command("CREATE VIEW"));
     }
     let database = cv.name.database.clone().unwrap_or_else(|| current.clone());
-    if reads_view(&plan, &database, &cv.name.name) {
+    if reads_itself(session, &plan, &database, &cv.name.name) {
         return Err(BowmanError::InvalidDefinition(format!(
-            "view {database}.{} cannot read itself; name the tables its query reads",
+            "view {database}.{} would read itself (directly or through other views); name the tables its query reads",
             cv.name.name
         )));
     }

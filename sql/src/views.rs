@@ -66,8 +66,9 @@ impl ViewProvider {
     }
 
     /// The stored query, planned in `state` with unqualified names in the view's database, and
-    /// its columns cast and renamed to the view's.
-    async fn plan(&self, state: &SessionState) -> datafusion::error::Result<LogicalPlan> {
+    /// its columns cast and renamed to the view's; with the state to plan it physically in (one
+    /// view deeper).
+    async fn plan(&self, state: &SessionState) -> datafusion::error::Result<(LogicalPlan, SessionState)> {
         let name = self.display_name();
         let depth = state.config().get_extension::<ViewDepth>().map(|d| d.0).unwrap_or(0);
         if depth >= MAX_VIEW_DEPTH {
@@ -101,7 +102,8 @@ impl ViewProvider {
                 value.alias(target.name())
             })
             .collect();
-        LogicalPlanBuilder::from(plan).project(exprs)?.build()
+        let plan = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
+        Ok((plan, state))
     }
 }
 
@@ -149,8 +151,28 @@ impl TableProvider for ViewProvider {
         let state = state
             .as_any()
             .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("views are planned in a DataFusion SessionState".into()))?;
-        let plan = self.plan(state).await?;
+            .ok_or_else(|| DataFusionError::Internal("views are planned in a DataFusion SessionState".into()))?
+            .clone();
+        // Physical planning of a view plans the views it reads inside this scan, and so on down:
+        // each level runs as a task of its own, so a deep chain of views (or a cycle, until the
+        // depth limit stops it) never grows one thread's stack.
+        let view = ViewProvider { def: self.def.clone(), schema: self.schema.clone(), temporary: self.temporary };
+        let (projection, filters) = (projection.cloned(), filters.to_vec());
+        tokio::spawn(async move { view.scan_here(&state, projection.as_ref(), &filters, limit).await })
+            .await
+            .map_err(|e| DataFusionError::Internal(format!("planning a view: {e}")))?
+    }
+}
+
+impl ViewProvider {
+    async fn scan_here(
+        &self,
+        state: &SessionState,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let (plan, state) = self.plan(state).await?;
         let mut builder = LogicalPlanBuilder::from(plan);
         if let Some(filter) = filters.iter().cloned().reduce(|a, b| a.and(b)) {
             builder = builder.filter(filter)?;
@@ -170,18 +192,17 @@ impl TableProvider for ViewProvider {
     }
 }
 
-/// Whether `plan` reads the view `database.name` itself.
-fn reads_view(plan: &LogicalPlan, database: &str, name: &str) -> bool {
+/// The catalog views `plan` reads directly.
+fn views_read(plan: &LogicalPlan) -> Vec<(String, String)> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    let mut found = false;
+    let mut found = Vec::new();
     let _ = plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node {
             if let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) {
                 let any: &dyn std::any::Any = provider.as_ref();
                 if let Some(v) = any.downcast_ref::<ViewProvider>() {
-                    if !v.temporary && v.def.database == database && v.def.name == name {
-                        found = true;
-                        return Ok(TreeNodeRecursion::Stop);
+                    if !v.temporary {
+                        found.push((v.def.database.clone(), v.def.name.clone()));
                     }
                 }
             }
@@ -189,6 +210,40 @@ fn reads_view(plan: &LogicalPlan, database: &str, name: &str) -> bool {
         Ok(TreeNodeRecursion::Continue)
     });
     found
+}
+
+/// The relations a stored view's query names (from its text, names bound in its database),
+/// whether or not they exist now.
+fn views_named(def: &ViewDef) -> Vec<(String, String)> {
+    let Ok(query) = parse_query(&def.query) else { return vec![] };
+    let mut out = Vec::new();
+    let _ = ast::visit_relations(&ast::Statement::Query(query), |name| {
+        if let Ok(t) = crate::parser::table_name_from(name) {
+            out.push((t.database.unwrap_or_else(|| def.query_database.clone()), t.name));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+/// Whether a view `database.name` reading what `plan` reads would read itself, directly or
+/// through other views (which PostgreSQL also refuses at CREATE time).
+fn reads_itself(session: &Session, plan: &LogicalPlan, database: &str, name: &str) -> bool {
+    let snapshot = session.engine.catalog.snapshot();
+    let mut pending = views_read(plan);
+    let mut seen = HashSet::new();
+    while let Some((db, view)) = pending.pop() {
+        if db == database && view == name {
+            return true;
+        }
+        if !seen.insert((db.clone(), view.clone())) {
+            continue;
+        }
+        if let Some(def) = snapshot.view(&db, &view) {
+            pending.extend(views_named(def));
+        }
+    }
+    false
 }
 
 /// `CREATE [OR REPLACE] [TEMPORARY] VIEW`: plan the query now (so a view that cannot be read is
@@ -242,9 +297,9 @@ pub(crate) async fn create_view(session: &mut Session, cv: CreateView) -> Result
         return Ok(Output::command("CREATE VIEW"));
     }
     let database = cv.name.database.clone().unwrap_or_else(|| current.clone());
-    if reads_view(&plan, &database, &cv.name.name) {
+    if reads_itself(session, &plan, &database, &cv.name.name) {
         return Err(BowmanError::InvalidDefinition(format!(
-            "view {database}.{} cannot read itself; name the tables its query reads",
+            "view {database}.{} would read itself (directly or through other views); name the tables its query reads",
             cv.name.name
         )));
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bowman_catalog::{CatalogChange, LiveDir, Replace, TableDef};
 use datafusion::catalog::TableProvider;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use crate::error::{BowmanError, Result};
@@ -183,12 +183,12 @@ fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, re
             }
         }
         for d in &retired {
-            let url = if d.partition.is_empty() {
-                format!("{location}/_commit={}", d.dir)
+            let relative = if d.partition.is_empty() {
+                format!("_commit={}", d.dir)
             } else {
-                format!("{location}/{}/_commit={}", d.partition, d.dir)
+                format!("{}/_commit={}", d.partition, d.dir)
             };
-            if let Err(e) = crate::ddl::delete_location_with(&engine.runtime, &url).await {
+            if let Err(e) = delete_dir(&engine.runtime, &location, &relative).await {
                 tracing::warn!(error = %e.message(), "could not delete replaced files");
             }
         }
@@ -223,4 +223,38 @@ async fn delete_file(runtime: &datafusion::execution::runtime_env::RuntimeEnv, l
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(BowmanError::Io(format!("cannot delete {location}/{relative}: {e}"))),
     }
+}
+
+/// Delete a directory of a table, given relative to its location as listings spell it
+/// (`dt=a%2Fb/_commit=...`: partition values stay encoded, so `..%2F..` is one directory name,
+/// never a way out of the table).
+async fn delete_dir(runtime: &datafusion::execution::runtime_env::RuntimeEnv, location: &str, relative: &str) -> Result<()> {
+    let segments: Vec<&str> = relative.split('/').collect();
+    if segments.iter().any(|s| s.is_empty() || *s == "." || *s == ".." || s.contains('\\')) {
+        return Err(BowmanError::Internal(format!("refusing to delete {relative:?} under {location}")));
+    }
+    let url = bowman_connector_files::table_url(location)?;
+    if url.scheme() == "file" {
+        let root = url::Url::parse(url.as_str())
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| BowmanError::Internal(format!("{location} is not a local path")))?;
+        let dir = segments.iter().fold(root, |p, s| p.join(s));
+        return match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BowmanError::Io(format!("cannot delete {}: {e}", dir.display()))),
+        };
+    }
+    let store = runtime.object_store(&url)?;
+    let joined = format!("{}/{relative}", url.prefix().as_ref().trim_end_matches('/'));
+    let prefix = object_store::path::Path::parse(joined.trim_start_matches('/'))
+        .map_err(|e| BowmanError::Io(format!("cannot delete {location}/{relative}: {e}")))?;
+    let locations = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+    store
+        .delete_stream(locations)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| BowmanError::Io(format!("cannot delete {location}/{relative}: {e}")))?;
+    Ok(())
 }

@@ -20,6 +20,7 @@ use crate::types::{parse_type, type_name};
 pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Output> {
     match stmt {
         Statement::CreateDatabase { name, if_not_exists, comment, location } => {
+            check_dir_name("database", &name)?;
             let location = location.map(|l| normalize_location(&l)).transpose()?;
             let def = DatabaseDef { name, comment, location, created_at: now_millis() };
             session.engine.catalog.apply(CatalogChange::CreateDatabase { def, if_not_exists }).await?;
@@ -189,7 +190,26 @@ fn spark_like(pattern: &str, name: &str) -> bool {
     pattern.split('|').any(|alt| glob(alt.trim().to_ascii_lowercase().as_bytes(), name.as_bytes()))
 }
 
-fn managed_location(session: &Session, database: &str, table: &str) -> String {
+/// A database or table name as one directory of a managed location: it must stay one path
+/// segment under its parent, so `""`, `.`, `..`, and names with `/`, `\\`, URL delimiters
+/// (`#`, `?`, `%`) or control characters are refused (they would name another directory).
+fn check_dir_name(kind: &str, name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.chars().any(|c| c.is_control() || matches!(c, '/' | '\\' | '#' | '?' | '%'));
+    if bad {
+        return Err(BowmanError::InvalidName(format!(
+            "{kind} name {name:?} cannot name a directory of the warehouse; use letters, digits, _ and - \
+             (or give the table a LOCATION)"
+        )));
+    }
+    Ok(())
+}
+
+fn managed_location(session: &Session, database: &str, table: &str) -> Result<String> {
+    check_dir_name("table", table)?;
+    check_dir_name("database", database)?;
     let snapshot = session.engine.catalog.snapshot();
     let db_location = snapshot.database(database).and_then(|d| d.def.location.clone());
     let location = match db_location {
@@ -205,9 +225,9 @@ fn managed_location(session: &Session, database: &str, table: &str) -> String {
         })
     };
     if !taken(&location) {
-        return location;
+        return Ok(location);
     }
-    (1..).map(|n| format!("{location}-{n}")).find(|l| !taken(l)).expect("an unused location")
+    Ok((1..).map(|n| format!("{location}-{n}")).find(|l| !taken(l)).expect("an unused location"))
 }
 
 fn local_path(location: &str) -> Option<std::path::PathBuf> {
@@ -427,7 +447,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
 
     let (kind, location) = match &ct.location {
         Some(l) => (TableKind::External, Some(normalize_location(l)?)),
-        None if connector.stores_files() => (TableKind::Managed, Some(managed_location(session, &database, &name))),
+        None if connector.stores_files() => (TableKind::Managed, Some(managed_location(session, &database, &name)?)),
         None => (TableKind::External, None),
     };
     let partition_names: Vec<String> = ct.partitioned_by.iter().map(|(n, _)| n.clone()).collect();
@@ -823,17 +843,38 @@ fn partition_filters(
 }
 
 /// A managed table's directory belongs to Bowman: leftovers of a table that was dropped, or of
-/// a CREATE TABLE AS SELECT that crashed before its commit, are cleared before reuse.
+/// a CREATE TABLE AS SELECT that crashed before its commit, are cleared before reuse. Only
+/// Bowman's own layout is cleared (files in `_commit=` directories): a directory holding
+/// anything else was not written by Bowman, and is refused rather than deleted.
 async fn prepare_managed_location(session: &Session, location: &str) -> Result<()> {
-    if let Some(path) = local_path(location) {
-        if path.exists() {
-            tracing::info!(path = %path.display(), "clearing leftover data at a new managed table's location");
-            delete_location(session, location).await?;
-        }
-        std::fs::create_dir_all(&path).map_err(|e| BowmanError::Io(format!("cannot create {}: {e}", path.display())))?;
-        return Ok(());
+    let url = bowman_connector_files::table_url(location)?;
+    let store = session.engine.runtime.object_store(&url)?;
+    let prefix = url.prefix().as_ref().to_string();
+    use futures::TryStreamExt;
+    let metas: Vec<_> = match store.list(Some(url.prefix())).try_collect().await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(BowmanError::Io(format!("cannot list {location}: {e}"))),
+    };
+    let foreign = metas.iter().find(|m| {
+        let rel = m.location.as_ref().strip_prefix(prefix.as_str()).unwrap_or(m.location.as_ref());
+        !rel.split('/').any(|seg| seg.starts_with("_commit="))
+    });
+    if let Some(f) = foreign {
+        return Err(BowmanError::LocationInUse(format!(
+            "the directory for this managed table, {location}, already holds files Bowman did not write ({}); \
+             Bowman does not delete them: choose another name, or give the table that LOCATION to make it external",
+            f.location
+        )));
     }
-    delete_location(session, location).await
+    if !metas.is_empty() {
+        tracing::info!(location, "clearing leftover data at a new managed table's location");
+        delete_location(session, location).await?;
+    }
+    if let Some(path) = local_path(location) {
+        std::fs::create_dir_all(&path).map_err(|e| BowmanError::Io(format!("cannot create {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 fn quote_ident(name: &str) -> String {

@@ -32,6 +32,12 @@ pub enum BowmanError {
     NotSupported(String),
     #[error("invalid table definition: {0}")]
     InvalidDefinition(String),
+    /// A name that cannot be used where it would become a directory (`""`, `..`, `a/b`).
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    /// A managed table's directory already holds files Bowman did not write.
+    #[error("{0}")]
+    LocationInUse(String),
     #[error("invalid value: {0}")]
     InvalidValue(String),
     /// An INSERT's query has more or fewer columns than the table takes.
@@ -70,6 +76,8 @@ impl BowmanError {
             BowmanError::UndefinedColumn(_) => "42703",
             BowmanError::NotSupported(_) => "0A000",
             BowmanError::InvalidDefinition(_) => "42P16",
+            BowmanError::InvalidName(_) => "42602",
+            BowmanError::LocationInUse(_) => "42P07",
             BowmanError::InvalidValue(_) => "22023",
             BowmanError::ArityMismatch(_) => "42601",
             BowmanError::UnknownSetting(_) => "42704",

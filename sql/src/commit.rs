@@ -157,6 +157,7 @@ fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, re
     let retention = session
         .setting("file_retention")
         .and_then(|v| crate::settings::parse_duration_ms(&v))
+            .map(|ms| ms.min(crate::settings::MAX_DURATION_MS))
         .unwrap_or(DEFAULT_RETENTION_MS);
     // Retired files an earlier cleanup did not get to (the server stopped first).
     let now = chrono::Utc::now().timestamp_millis();

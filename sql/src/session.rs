@@ -191,6 +191,7 @@ impl Session {
         let interval_ms = self
             .setting("progress_interval")
             .and_then(|v| crate::settings::parse_duration_ms(&v))
+            .map(|ms| ms.min(crate::settings::MAX_DURATION_MS))
             .filter(|ms| *ms > 0)
             .unwrap_or(DEFAULT_PROGRESS_INTERVAL_MS);
         let started = std::time::Instant::now();
@@ -264,6 +265,7 @@ impl Session {
     fn statement_deadline(&self) -> Option<tokio::time::Instant> {
         self.setting("statement_timeout")
             .and_then(|v| crate::settings::parse_duration_ms(&v))
+            .map(|ms| ms.min(crate::settings::MAX_DURATION_MS))
             .filter(|ms| *ms > 0)
             .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms))
     }

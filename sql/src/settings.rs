@@ -124,9 +124,14 @@ pub(crate) fn set(session: &mut Session, name: &str, value: SetValue) -> Result<
                     }
                 }
                 "statement_timeout" | "progress_interval" | "file_retention" => {
-                    parse_duration_ms(&v).ok_or_else(|| {
+                    let ms = parse_duration_ms(&v).ok_or_else(|| {
                         BowmanError::InvalidValue(format!("invalid value for parameter \"{k}\": \"{v}\" (use milliseconds or a unit: 500ms, 2s, 1min)"))
                     })?;
+                    if ms > MAX_DURATION_MS {
+                        return Err(BowmanError::InvalidValue(format!(
+                            "{v} is outside the valid range for parameter \"{k}\" (0 .. {MAX_DURATION_MS}ms, about 24 days)"
+                        )));
+                    }
                 }
                 "timezone" => {
                     session.ctx.state_ref().write().config_mut().options_mut().execution.time_zone = Some(v.clone());
@@ -215,6 +220,11 @@ pub(crate) fn show(session: &Session, name: &str) -> Result<Output> {
 }
 
 /// `statement_timeout` values: a number of milliseconds or a number with a unit.
+/// The largest duration a setting takes: PostgreSQL's limit for `statement_timeout`
+/// (`INT_MAX` milliseconds), far from where deadlines overflow.
+pub const MAX_DURATION_MS: u64 = i32::MAX as u64;
+
+/// A duration setting in milliseconds; `None` when it does not parse, or overflows.
 pub fn parse_duration_ms(v: &str) -> Option<u64> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
@@ -228,5 +238,5 @@ pub fn parse_duration_ms(v: &str) -> Option<u64> {
         "d" => 86_400_000,
         _ => return None,
     };
-    Some(n * factor)
+    n.checked_mul(factor)
 }

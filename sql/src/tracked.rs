@@ -303,6 +303,11 @@ impl TrackedTable {
     }
 }
 
+/// Whether a scan failed because a file it listed was gone when it was read.
+fn vanished(e: &DataFusionError) -> bool {
+    matches!(e.find_root(), DataFusionError::ObjectStore(inner) if matches!(**inner, object_store::Error::NotFound { .. }))
+}
+
 fn is<T: 'static>(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let any: &dyn std::any::Any = plan.as_ref();
     any.is::<T>()
@@ -346,7 +351,16 @@ impl TableProvider for TrackedTable {
             let live: Vec<Expr> = self.live.iter().map(|d| lit(ScalarValue::Utf8(Some(d.clone())))).collect();
             filters.push(col(COMMIT_COLUMN).in_list(live, false));
         }
-        let plan = self.inner.scan(state, Some(&projection), &filters, limit).await?;
+        // Listing a Listed table reads the footers of every file there, hidden ones included,
+        // and a file an overwrite retired may be deleted meanwhile: list again then (this
+        // snapshot does not show that file anyway).
+        let mut attempts = 0;
+        let plan = loop {
+            match self.inner.scan(state, Some(&projection), &filters, limit).await {
+                Err(e) if self.layout == Layout::Listed && attempts < 3 && vanished(&e) => attempts += 1,
+                other => break other?,
+            }
+        };
         let plan = match self.layout {
             Layout::Listed => self.visible_files(plan)?,
             Layout::CommitDirs => plan,

@@ -42,30 +42,11 @@ pub(crate) fn delta(provider: &Arc<dyn TableProvider>) -> Option<&bowman_connect
     any.downcast_ref::<bowman_connector_delta::DeltaProvider>()
 }
 
-/// Every object path under a table's location, relative to it.
-async fn table_paths(session: &Session, def: &TableDef) -> Result<Vec<String>> {
-    let location = def.location.as_deref().ok_or_else(|| BowmanError::Internal("tracked table without location".into()))?;
-    let url = bowman_connector_files::table_url(location)?;
-    let store = session.engine.runtime.object_store(&url)?;
-    let prefix = url.prefix().as_ref().to_string();
-    let metas: Vec<_> = store
-        .list(Some(url.prefix()))
-        .try_collect()
-        .await
-        .map_err(|e| BowmanError::Io(format!("cannot list {location}: {e}")))?;
-    Ok(metas
-        .into_iter()
-        .map(|m| {
-            let p = m.location.as_ref().to_string();
-            p.strip_prefix(&prefix).map(|r| r.trim_start_matches('/').to_string()).unwrap_or(p)
-        })
-        .collect())
-}
-
 /// The commit directories (or, for external tables, the files) written by `commit`.
 pub(crate) async fn written_by(session: &Session, def: &TableDef, layout: Layout, commit: &str) -> Result<Vec<LiveDir>> {
-    let paths = table_paths(session, def).await?;
-    Ok(written_by_commit(layout, paths.iter().map(String::as_str), commit))
+    let location = def.location.as_deref().ok_or_else(|| BowmanError::Internal("tracked table without location".into()))?;
+    let files = crate::tracked::location_files(&session.engine.runtime, location).await?;
+    Ok(written_by_commit(layout, files.iter().map(|(rel, _)| rel.as_str()), commit))
 }
 
 /// Refuse, before anything is written, a write whose mode the table cannot commit: only tables
@@ -213,7 +194,7 @@ fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, re
 }
 
 /// Delete one file of a table (a missing file counts as deleted).
-async fn delete_file(runtime: &datafusion::execution::runtime_env::RuntimeEnv, location: &str, relative: &str) -> Result<()> {
+pub(crate) async fn delete_file(runtime: &datafusion::execution::runtime_env::RuntimeEnv, location: &str, relative: &str) -> Result<()> {
     let url = bowman_connector_files::table_url(location)?;
     let store = runtime.object_store(&url)?;
     // Both halves come from listings, so they are already in object_store's encoding.
@@ -251,11 +232,16 @@ async fn delete_dir(runtime: &datafusion::execution::runtime_env::RuntimeEnv, lo
     let joined = format!("{}/{relative}", url.prefix().as_ref().trim_end_matches('/'));
     let prefix = object_store::path::Path::parse(joined.trim_start_matches('/'))
         .map_err(|e| BowmanError::Io(format!("cannot delete {location}/{relative}: {e}")))?;
-    let locations = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+    delete_prefix(store.as_ref(), &prefix, &format!("{location}/{relative}")).await
+}
+
+/// Delete every object under `prefix` of a store (`what` names it in errors).
+pub(crate) async fn delete_prefix(store: &dyn object_store::ObjectStore, prefix: &object_store::path::Path, what: &str) -> Result<()> {
+    let locations = store.list(Some(prefix)).map_ok(|m| m.location).boxed();
     store
         .delete_stream(locations)
         .try_collect::<Vec<_>>()
         .await
-        .map_err(|e| BowmanError::Io(format!("cannot delete {location}/{relative}: {e}")))?;
+        .map_err(|e| BowmanError::Io(format!("cannot delete {what}: {e}")))?;
     Ok(())
 }

@@ -252,14 +252,7 @@ pub(crate) async fn delete_location_with(
     }
     let url = bowman_connector_files::table_url(location)?;
     let store = runtime.object_store(&url)?;
-    use futures::{StreamExt, TryStreamExt};
-    let locations = store.list(Some(url.prefix())).map_ok(|m| m.location).boxed();
-    store
-        .delete_stream(locations)
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(|e| BowmanError::Io(format!("cannot delete {location}: {e}")))?;
-    Ok(())
+    crate::commit::delete_prefix(store.as_ref(), url.prefix(), location).await
 }
 
 async fn delete_managed_data(session: &Session, table: &TableDef) {
@@ -306,24 +299,13 @@ async fn hand_over_external_files(session: &Session, table: &TableDef) {
         return;
     }
     let result: Result<()> = async {
-        let url = bowman_connector_files::table_url(&location)?;
-        let store = session.engine.runtime.object_store(&url)?;
-        let prefix = url.prefix().as_ref().to_string();
-        use futures::TryStreamExt;
-        let metas: Vec<_> = store.list(Some(url.prefix())).try_collect().await.map_err(|e| BowmanError::Io(e.to_string()))?;
         let live: HashSet<&str> = table.live.iter().map(|l| l.dir.as_str()).collect();
-        let doomed: Vec<object_store::path::Path> = metas
-            .into_iter()
-            .map(|m| m.location)
-            .filter(|p| {
-                let rel = p.as_ref().strip_prefix(prefix.as_str()).unwrap_or(p.as_ref()).trim_start_matches('/');
-                retired.iter().any(|r| r == rel) || (crate::tracked::is_bowman_file(rel) && !live.contains(rel))
-            })
-            .collect();
-        for p in doomed {
-            use object_store::ObjectStoreExt;
-            if let Err(e) = store.delete(&p).await {
-                tracing::warn!(path = %p, error = %e, "could not delete a replaced file of a dropped table");
+        for (rel, _) in crate::tracked::location_files(&session.engine.runtime, &location).await? {
+            let doomed = retired.contains(&rel) || (crate::tracked::is_bowman_file(&rel) && !live.contains(rel.as_str()));
+            if doomed {
+                if let Err(e) = crate::commit::delete_file(&session.engine.runtime, &location, &rel).await {
+                    tracing::warn!(error = %e.message(), "could not delete a replaced file of a dropped table");
+                }
             }
         }
         Ok(())
@@ -338,22 +320,12 @@ async fn hand_over_external_files(session: &Session, table: &TableDef) {
 /// table dropped since, or through another table over the same directory): they stay visible.
 async fn adopt_bowman_files(session: &Session, def: &TableDef) -> Result<Vec<bowman_catalog::LiveDir>> {
     let Some(location) = def.location.as_deref() else { return Ok(Vec::new()) };
-    let url = bowman_connector_files::table_url(location)?;
-    let store = session.engine.runtime.object_store(&url)?;
-    let prefix = url.prefix().as_ref().to_string();
-    use futures::TryStreamExt;
-    let metas: Vec<_> = match store.list(Some(url.prefix())).try_collect().await {
-        Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(BowmanError::Io(format!("cannot list {location}: {e}"))),
-    };
+    let files = crate::tracked::location_files(&session.engine.runtime, location).await?;
     let siblings = crate::resolver::siblings(&session.engine.catalog.snapshot(), def);
     let retired: HashSet<String> = siblings.iter().flat_map(|t| t.retired.iter().map(|r| r.path.clone())).collect();
     let sibling_live: HashSet<String> = siblings.iter().flat_map(|t| t.live.iter().map(|l| l.dir.clone())).collect();
     let mut live = Vec::new();
-    for m in metas {
-        let full = m.location.as_ref();
-        let rel = full.strip_prefix(prefix.as_str()).unwrap_or(full).trim_start_matches('/').to_string();
+    for (rel, _) in files {
         // With other tables over the location, only what they made live (not their writes in
         // progress); without, everything Bowman left there (dead writes were deleted at DROP).
         let adopt = crate::tracked::is_bowman_file(&rel)
@@ -847,27 +819,16 @@ fn partition_filters(
 /// Bowman's own layout is cleared (files in `_commit=` directories): a directory holding
 /// anything else was not written by Bowman, and is refused rather than deleted.
 async fn prepare_managed_location(session: &Session, location: &str) -> Result<()> {
-    let url = bowman_connector_files::table_url(location)?;
-    let store = session.engine.runtime.object_store(&url)?;
-    let prefix = url.prefix().as_ref().to_string();
-    use futures::TryStreamExt;
-    let metas: Vec<_> = match store.list(Some(url.prefix())).try_collect().await {
-        Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(BowmanError::Io(format!("cannot list {location}: {e}"))),
-    };
-    let foreign = metas.iter().find(|m| {
-        let rel = m.location.as_ref().strip_prefix(prefix.as_str()).unwrap_or(m.location.as_ref());
-        !rel.split('/').any(|seg| seg.starts_with("_commit="))
-    });
-    if let Some(f) = foreign {
+    let files = crate::tracked::location_files(&session.engine.runtime, location).await?;
+    let foreign = files.iter().find(|(rel, _)| !rel.split('/').any(|seg| seg.starts_with("_commit=")));
+    if let Some((_, f)) = foreign {
         return Err(BowmanError::LocationInUse(format!(
             "the directory for this managed table, {location}, already holds files Bowman did not write ({}); \
              Bowman does not delete them: choose another name, or give the table that LOCATION to make it external",
-            f.location
+            f
         )));
     }
-    if !metas.is_empty() {
+    if !files.is_empty() {
         tracing::info!(location, "clearing leftover data at a new managed table's location");
         delete_location(session, location).await?;
     }

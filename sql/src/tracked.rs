@@ -279,16 +279,12 @@ impl TrackedTable {
     /// Listed layout: other engines' files the table shows now, as (partition, relative path).
     async fn foreign_files(&self, state: &dyn DfSession) -> Result<Vec<(String, String)>> {
         let listing = self.listing()?;
-        let url = &listing.table_paths()[0];
-        let store = state.runtime_env().object_store(url)?;
-        let prefix = url.prefix().as_ref().to_string();
-        let metas: Vec<_> = store.list(Some(url.prefix())).try_collect().await?;
+        let location = self.def.location.as_deref().unwrap_or_default();
+        let files = location_files(state.runtime_env(), location).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
         let ext = listing.options().file_extension.clone();
-        Ok(metas
+        Ok(files
             .into_iter()
-            .filter_map(|m| {
-                let full = m.location.as_ref();
-                let rel = full.strip_prefix(prefix.as_str()).unwrap_or(full).trim_start_matches('/').to_string();
+            .filter_map(|(rel, _)| {
                 let name = rel.rsplit('/').next().unwrap_or(&rel);
                 let hidden_name = name.starts_with('_') || name.starts_with('.');
                 // Other engines' files, and Bowman's written through other tables over this
@@ -301,6 +297,30 @@ impl TrackedTable {
             })
             .collect())
     }
+}
+
+/// Every object under a table's location: its path relative to the location (as listings
+/// spell it, partition values encoded) and its full path. A location not made yet is empty.
+pub(crate) async fn location_files(
+    runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    location: &str,
+) -> crate::error::Result<Vec<(String, object_store::path::Path)>> {
+    let url = bowman_connector_files::table_url(location)?;
+    let store = runtime.object_store(&url)?;
+    let prefix = url.prefix().as_ref().to_string();
+    let metas: Vec<_> = match store.list(Some(url.prefix())).try_collect().await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(crate::error::BowmanError::Io(format!("cannot list {location}: {e}"))),
+    };
+    Ok(metas
+        .into_iter()
+        .map(|m| {
+            let full = m.location.as_ref();
+            let rel = full.strip_prefix(prefix.as_str()).unwrap_or(full).trim_start_matches('/').to_string();
+            (rel, m.location)
+        })
+        .collect())
 }
 
 /// Whether a scan failed because a file it listed was gone when it was read.

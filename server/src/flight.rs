@@ -328,19 +328,7 @@ fn returns_rows(sql: &str) -> bool {
 
 /// SQL LIKE (`%`, `_`) for the metadata filters.
 fn like(pattern: Option<&str>, value: &str) -> bool {
-    fn m(p: &[char], s: &[char]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some('%'), _) => m(&p[1..], s) || (!s.is_empty() && m(p, &s[1..])),
-            (Some('_'), Some(_)) => m(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => m(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    match pattern {
-        None => true,
-        Some(p) => m(&p.chars().collect::<Vec<_>>(), &value.chars().collect::<Vec<_>>()),
-    }
+    pattern.is_none_or(|p| bowman_sql::pattern::wildcard_match(p, value, '%', Some('_')))
 }
 
 #[tonic::async_trait]

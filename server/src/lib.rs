@@ -31,6 +31,28 @@ pub struct Server {
     pub engine: Arc<Engine>,
     shutdown_tx: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Accepts connections, answers CancelRequests and `/health`, and catches signals, on
+    /// threads of its own: statements run on the runtime that started the server, and however
+    /// busy they keep it, a new client, a cancel or an orchestrator is answered.
+    control: ControlRuntime,
+}
+
+/// The control plane's runtime; shut down without blocking when the server is dropped (which
+/// may happen inside an async context).
+struct ControlRuntime(Option<tokio::runtime::Runtime>);
+
+impl ControlRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("control runtime runs until drop").handle()
+    }
+}
+
+impl Drop for ControlRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,12 +139,70 @@ impl Server {
         let flight_addr = flight_listener.local_addr().expect("bound");
         tracing::info!(catalog = %catalog.store().describe(), warehouse = %config.warehouse, "bowman started");
 
+        let control = ControlRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("bowman-control")
+                .enable_all()
+                .build()
+                .map_err(|e| StartError::Engine(format!("cannot start the control threads: {e}")))?,
+        ));
+        // Listeners belong to the runtime whose reactor drives them: move the pgwire and HTTP
+        // ones to the control runtime.
+        let pg_listener = pg_listener.into_std().map_err(|e| StartError::Engine(format!("pgwire listener: {e}")))?;
+        let http_listener = http_listener.into_std().map_err(|e| StartError::Engine(format!("http listener: {e}")))?;
+        let work = tokio::runtime::Handle::current();
+
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve_pgwire(pg_listener, engine.clone(), shutdown_rx.clone(), config.shutdown_timeout, tls, auth.clone()));
+        let pg = PgFrontEnd { engine: engine.clone(), grace: config.shutdown_timeout, tls, auth: auth.clone(), work: work.clone() };
+        let pg_shutdown = shutdown_rx.clone();
+        tasks.spawn_on(
+            async move {
+                match TcpListener::from_std(pg_listener) {
+                    Ok(listener) => serve_pgwire(listener, pg, pg_shutdown).await,
+                    Err(e) => tracing::error!(error = %e, "cannot serve pgwire"),
+                }
+            },
+            control.handle(),
+        );
         tasks.spawn(flight::serve(flight_listener, engine.clone(), auth.users.clone(), has_users, flight_tls, shutdown_rx.clone()));
-        tasks.spawn(http::serve(http_listener, catalog, shutdown_rx));
-        Ok(Server { pg_addr, flight_addr, http_addr, engine, shutdown_tx, tasks })
+        tasks.spawn_on(
+            async move {
+                match TcpListener::from_std(http_listener) {
+                    Ok(listener) => http::serve(listener, catalog, shutdown_rx).await,
+                    Err(e) => tracing::error!(error = %e, "cannot serve http"),
+                }
+            },
+            control.handle(),
+        );
+        Ok(Server { pg_addr, flight_addr, http_addr, engine, shutdown_tx, tasks, control })
+    }
+
+    /// Resolves at SIGTERM or Ctrl-C. The signals are caught on the control threads, so a
+    /// server whose statements keep every worker busy still hears them.
+    pub fn terminated(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.control.handle().spawn(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            let _ = tx.send(());
+        });
+        async move {
+            // A dropped sender (no signal handler) never resolves: the server keeps running.
+            if rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Stop accepting, drain connections, and wait for every front end to finish.
@@ -132,17 +212,29 @@ impl Server {
     }
 }
 
-async fn serve_pgwire(
-    listener: TcpListener,
+/// What the pgwire accept loop needs to start connections.
+struct PgFrontEnd {
     engine: Arc<Engine>,
-    mut shutdown: watch::Receiver<bool>,
     grace: std::time::Duration,
     tls: Option<::pgwire::tokio::TlsAcceptor>,
     auth: Arc<pgwire::Auth>,
-) {
+    /// Where connections (and so their statements) run.
+    work: tokio::runtime::Handle,
+}
+
+/// How long a new connection may take to send its first message before it is handed on
+/// unread (pgwire then applies its own start-up rules).
+const FIRST_MESSAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs on the control runtime: accepts, answers CancelRequests itself, and starts every other
+/// connection on the work runtime.
+async fn serve_pgwire(listener: TcpListener, front: PgFrontEnd, mut shutdown: watch::Receiver<bool>) {
     let manager = Arc::new(ConnectionManager::new());
     let cancels = Arc::new(pgwire::CancelRegistry::default());
+    let cancel = Arc::new(pgwire::Cancel::new(manager.clone(), cancels.clone()));
     let mut connections = JoinSet::new();
+    let mut routing = JoinSet::new();
+    let (routed_tx, mut routed) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -150,15 +242,43 @@ async fn serve_pgwire(
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
+                        // Out of file descriptors and the like: do not spin.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let _ = socket.set_nodelay(true);
-                let conn = pgwire::Connection::new(engine.new_session());
-                let handlers = Arc::new(pgwire::PgHandlers::new(conn.clone(), manager.clone(), cancels.clone(), &auth));
+                let cancel = cancel.clone();
+                let routed_tx = routed_tx.clone();
+                routing.spawn(async move {
+                    if answered_cancel_request(&socket, &cancel).await {
+                        return;
+                    }
+                    match socket.into_std() {
+                        Ok(std) => {
+                            let _ = routed_tx.send((std, peer));
+                        }
+                        Err(e) => tracing::debug!(%peer, error = %e, "connection lost before start-up"),
+                    }
+                });
+            }
+            Some((socket, peer)) = routed.recv() => {
+                let engine = front.engine.clone();
+                let manager = manager.clone();
+                let cancels = cancels.clone();
+                let auth = front.auth.clone();
+                let tls = front.tls.clone();
                 let mut conn_shutdown = shutdown.clone();
-                let tls = tls.clone();
-                connections.spawn(async move {
+                connections.spawn_on(async move {
+                    let socket = match tokio::net::TcpStream::from_std(socket) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "cannot take over a connection");
+                            return;
+                        }
+                    };
+                    let conn = pgwire::Connection::new(engine.new_session());
+                    let handlers = Arc::new(pgwire::PgHandlers::new(conn.clone(), manager, cancels, &auth));
                     tokio::select! {
                         result = ::pgwire::tokio::process_socket(socket, tls, handlers) => {
                             if let Err(e) = result {
@@ -173,19 +293,76 @@ async fn serve_pgwire(
                             }
                         } => {}
                     }
-                });
+                }, &front.work);
             }
+            Some(_) = routing.join_next(), if !routing.is_empty() => {}
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = shutdown.changed() => break,
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    routing.abort_all();
+    let drained = tokio::time::timeout(front.grace, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(remaining = connections.len(), "statements still running after the shutdown timeout; closing their connections");
         connections.abort_all();
-        while connections.join_next().await.is_some() {}
+        // Aborted statements stop at their next yield point (every batch, see bowman_sql's
+        // cooperative execution); do not wait forever for one that does not.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async { while connections.join_next().await.is_some() {} }).await;
     }
+}
+
+/// If the connection's first message is a CancelRequest, act on it here and report true: a
+/// cancel must get through while every worker is busy with the statement it cancels.
+async fn answered_cancel_request(socket: &tokio::net::TcpStream, cancel: &pgwire::Cancel) -> bool {
+    use ::pgwire::api::cancel::CancelHandler;
+    use ::pgwire::messages::Message;
+    let first = tokio::time::timeout(FIRST_MESSAGE_WAIT, async {
+        let mut head = [0u8; 8];
+        loop {
+            match socket.peek(&mut head).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) if n >= head.len() => return Some(head),
+                // Part of the header has arrived: wait for the rest.
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+            }
+        }
+    })
+    .await;
+    let Ok(Some(head)) = first else { return false };
+    if !::pgwire::messages::cancel::CancelRequest::is_cancel_request_packet(&head) {
+        return false;
+    }
+    let len = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    // 16 bytes in protocol 3.0; 3.2 keys are up to 256 bytes.
+    if !(16..=12 + 256).contains(&len) {
+        return true; // malformed: close it, as PostgreSQL does
+    }
+    let mut message = vec![0u8; len as usize];
+    // `peek` above took nothing: read the whole message (through a shared reference).
+    let read = tokio::time::timeout(FIRST_MESSAGE_WAIT, async {
+        let mut filled = 0;
+        while filled < message.len() {
+            socket.readable().await?;
+            match socket.try_read(&mut message[filled..]) {
+                Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return true;
+    }
+    let mut buf = bytes::BytesMut::from(&message[..]);
+    match ::pgwire::messages::cancel::CancelRequest::decode(&mut buf, &::pgwire::messages::DecodeContext::default()) {
+        Ok(Some(request)) => cancel.on_cancel_request(request).await,
+        _ => tracing::debug!("malformed CancelRequest"),
+    }
+    true
 }
 
 #[cfg(test)]

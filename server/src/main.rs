@@ -21,8 +21,29 @@ fn init_logging(format: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// Stack of each thread that plans and runs statements. Planning and expression evaluation
+/// recurse once per level of nesting; Bowman refuses statements nested deeper than
+/// `max_expression_depth` (54001), and this stack holds that depth with room to spare even in
+/// a debug build (pages are only used when touched).
+const WORKER_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bowman-worker")
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("bowman: cannot start the runtime: {e}");
+            std::process::exit(1);
+        });
+    runtime.block_on(run());
+    // Whatever is left (an aborted statement that has not reached a yield point, blocking
+    // I/O) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+}
+
+async fn run() {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
@@ -57,11 +78,7 @@ async fn main() {
     println!("flight listening on {}", server.flight_addr);
     println!("http listening on {}", server.http_addr);
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    server.terminated().await;
     tracing::info!("shutting down: draining connections");
     server.shutdown().await;
     tracing::info!("bye");

@@ -243,6 +243,12 @@ pub struct Cancel {
     registry: Arc<CancelRegistry>,
 }
 
+impl Cancel {
+    pub fn new(manager: Arc<ConnectionManager>, registry: Arc<CancelRegistry>) -> Self {
+        Cancel { manager, registry }
+    }
+}
+
 #[async_trait]
 impl CancelHandler for Cancel {
     async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {

@@ -204,7 +204,7 @@ pub(crate) async fn copy_to(session: &Session, stmt: ast::Statement) -> Result<O
     let plan = session.plan_query(query).await?;
     let df = session.ctx.execute_logical_plan(plan).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let stream = df.execute_stream().await?;
+    let stream = crate::exec::dataframe_stream(df).await?;
     Ok(Output::CopyOut { format, schema, stream })
 }
 

@@ -178,16 +178,8 @@ fn lookup(session: &Session, name: &TableName) -> Result<TableDef> {
 /// Spark's SHOW ... LIKE patterns: `*` matches anything, `|` separates alternatives,
 /// case-insensitive.
 fn spark_like(pattern: &str, name: &str) -> bool {
-    fn glob(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
-            (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
     let name = name.to_ascii_lowercase();
-    pattern.split('|').any(|alt| glob(alt.trim().to_ascii_lowercase().as_bytes(), name.as_bytes()))
+    pattern.split('|').any(|alt| crate::pattern::wildcard_match(&alt.trim().to_ascii_lowercase(), &name, '*', None))
 }
 
 /// A database or table name as one directory of a managed location: it must stay one path

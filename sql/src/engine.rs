@@ -198,6 +198,9 @@ impl Engine {
         for udf in self.functions.udfs() {
             ctx.register_udf((*udf).clone());
         }
+        for udf in crate::limits::size_checked_functions(&ctx) {
+            ctx.register_udf(udf);
+        }
         for udaf in bowman_udfs::all_aggregate_functions() {
             ctx.register_udaf((*udaf).clone());
         }

@@ -55,6 +55,16 @@ pub enum BowmanError {
     DuplicateCursor(String),
     #[error("prepared statement \"{0}\" does not exist")]
     InvalidStatementName(String),
+    /// Nested deeper or longer than the server plans safely (`max_expression_depth`, the
+    /// statement size limit): PostgreSQL's "statement too complex".
+    #[error("statement too complex: {0}")]
+    TooComplex(String),
+    /// A value larger than Bowman builds (a string or array of more than the size limit).
+    #[error("{0}")]
+    ValueTooLarge(String),
+    /// An identifier longer than the limit.
+    #[error("{0}")]
+    NameTooLong(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -86,6 +96,9 @@ impl BowmanError {
             BowmanError::InvalidCursor(_) => "34000",
             BowmanError::DuplicateCursor(_) => "42P03",
             BowmanError::InvalidStatementName(_) => "26000",
+            BowmanError::TooComplex(_) => "54001",
+            BowmanError::ValueTooLarge(_) => "54000",
+            BowmanError::NameTooLong(_) => "42622",
             BowmanError::Internal(_) => "XX000",
         }
     }

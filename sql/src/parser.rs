@@ -152,6 +152,7 @@ pub fn leading_keyword(sql: &str) -> String {
 
 /// Parse a string of `;`-separated statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
+    crate::limits::check_statement_size(sql)?;
     if crate::pg_catalog::is_introspection(sql) {
         // Clients' catalog queries, in PostgreSQL's dialect, rewritten for DataFusion.
         static COMPAT: std::sync::LazyLock<datafusion_pg_catalog::sql::PostgresCompatibilityParser> =
@@ -161,13 +162,18 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
                 .into_iter()
                 .map(|mut s| {
                     crate::pg_catalog::rewrite_visibility(&mut s);
-                    Statement::Standard(Box::new(s))
+                    crate::limits::check_statement(Statement::Standard(Box::new(s)))
                 })
-                .collect());
+                .collect::<Result<Vec<_>>>()?);
         }
     }
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, sql).with_unescape(true).tokenize_with_location().map_err(|e| syntax(sql, e.into()))?;
+    for t in &tokens {
+        if let Token::Word(w) = &t.token {
+            crate::limits::check_identifier(&w.value)?;
+        }
+    }
     let tokens = rewrite_time_travel(tokens)?;
     let parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut p = BowmanParser { parser };
@@ -178,7 +184,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
             break;
         }
         let stmt = p.parse_statement().map_err(|e| syntax(sql, e))?;
-        out.push(stmt);
+        out.push(crate::limits::check_statement(stmt)?);
         if !p.parser.consume_token(&Token::SemiColon) && p.parser.peek_token().token != Token::EOF {
             let t = p.parser.peek_token();
             return Err(BowmanError::Syntax {
@@ -281,6 +287,11 @@ fn parse_as_of_timestamp(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
 }
 
 fn syntax(sql: &str, e: ParserError) -> BowmanError {
+    if matches!(e, ParserError::RecursionLimitExceeded) {
+        return BowmanError::TooComplex(
+            "parentheses, subqueries or prefix operators nested too deeply for the parser".into(),
+        );
+    }
     let message = match e {
         ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
         other => other.to_string(),

@@ -184,7 +184,7 @@ impl Session {
     /// Run a write plan to completion, reporting the rows its sink has received so far.
     async fn run_write(&self, plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>, label: &str) -> Result<usize> {
         let task = self.ctx.task_ctx();
-        let run = datafusion::physical_plan::collect(plan.clone(), task);
+        let run = crate::exec::collect(plan.clone(), task);
         if self.progress.is_none() {
             return Ok(count_rows(&run.await?));
         }
@@ -254,7 +254,8 @@ impl Session {
         let running = self.engine.statements.begin();
         let deadline = self.statement_deadline();
         let writes = crate::transaction::writes(&stmt);
-        let output = within(deadline, self.execute_inner(stmt)).await?;
+        let large = crate::limits::is_large(&stmt);
+        let output = off_scheduler(large, within(deadline, self.execute_inner(stmt))).await?;
         if writes {
             self.transaction.wrote(&write_tag(&output));
         }
@@ -332,7 +333,7 @@ impl Session {
         }
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await?;
+        let stream = crate::exec::dataframe_stream(df).await?;
         self.cursors.insert(name, Cursor { schema, stream: std::sync::Mutex::new(stream), pending: None, hold });
         Ok(Output::command("DECLARE CURSOR"))
     }
@@ -378,6 +379,11 @@ impl Session {
             return Err(BowmanError::Syntax("cannot insert multiple commands into a prepared statement".into()));
         }
         let statement = stmts.pop();
+        let large = statement.as_ref().is_some_and(crate::limits::is_large);
+        off_scheduler(large, self.prepare_parsed(sql, statement)).await
+    }
+
+    async fn prepare_parsed(&mut self, sql: &str, statement: Option<Statement>) -> Result<Prepared> {
         let catalog = self.engine.catalog.refresh().await?;
         self.engine.sync_functions().await?;
         self.register_functions();
@@ -415,7 +421,8 @@ impl Session {
     pub async fn execute_prepared(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
         let deadline = self.statement_deadline();
         let running = self.engine.statements.begin();
-        let output = within(deadline, self.execute_prepared_inner(prepared, params)).await?;
+        let large = prepared.statement.as_ref().is_some_and(crate::limits::is_large);
+        let output = off_scheduler(large, within(deadline, self.execute_prepared_inner(prepared, params))).await?;
         if prepared.statement.as_ref().is_some_and(crate::transaction::writes) {
             self.transaction.wrote(&write_tag(&output));
         }
@@ -548,12 +555,12 @@ impl Session {
                 _ => "SELECT",
             };
             let df = self.ctx.execute_logical_plan(plan).await?;
-            let batches: Vec<_> = df.execute_stream().await?.try_collect().await?;
+            let batches: Vec<_> = crate::exec::dataframe_stream(df).await?.try_collect().await?;
             return Ok(Output::Command { tag: tag.into(), rows: Some(count_rows(&batches)) });
         }
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let (schema, stream) = crate::column_names::client_rows(schema, df.execute_stream().await?);
+        let (schema, stream) = crate::column_names::client_rows(schema, crate::exec::dataframe_stream(df).await?);
         Ok(Output::Rows { schema, stream })
     }
 }
@@ -593,6 +600,19 @@ fn scroll_unsupported() -> BowmanError {
 
 fn timed_out() -> BowmanError {
     BowmanError::Canceled("statement timeout".into())
+}
+
+/// Run `work`; when `large`, on a thread of its own (Tokio's `block_in_place`), so that
+/// planning a large statement, which does not yield, leaves the scheduler's threads to other
+/// sessions. Only a multi-threaded runtime can hand its thread over; elsewhere `work` just runs.
+async fn off_scheduler<F: std::future::Future>(large: bool, work: F) -> F::Output {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if large && handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(move || handle.block_on(work))
+        }
+        _ => work.await,
+    }
 }
 
 /// Run `work`, giving up at `deadline`.

@@ -27,7 +27,7 @@ pub fn table_fields(def: &bowman_catalog::TableDef) -> Result<Vec<datafusion::ar
 
 /// Parse a type written in SQL. Returns the Arrow type and the canonical Spark text.
 pub fn parse_type(text: &str) -> Result<(DataType, String)> {
-    let mut p = TypeParser { tokens: tokenize(text), pos: 0, text };
+    let mut p = TypeParser { tokens: tokenize(text), pos: 0, text, depth: 0 };
     let t = p.parse()?;
     if p.pos != p.tokens.len() {
         return Err(p.error("unexpected text after the type"));
@@ -153,7 +153,13 @@ struct TypeParser<'a> {
     tokens: Vec<Tok>,
     pos: usize,
     text: &'a str,
+    /// ARRAY/MAP/STRUCT nesting so far.
+    depth: usize,
 }
+
+/// How deeply ARRAY, MAP and STRUCT types may nest (Arrow types, their Display and their
+/// Parquet schemas are all recursive).
+pub const MAX_TYPE_DEPTH: usize = 100;
 
 impl TypeParser<'_> {
     fn error(&self, what: &str) -> BowmanError {
@@ -220,6 +226,19 @@ impl TypeParser<'_> {
     }
 
     fn parse(&mut self) -> Result<DataType> {
+        if self.depth >= MAX_TYPE_DEPTH {
+            return Err(BowmanError::TooComplex(format!(
+                "type '{}' nests ARRAY, MAP or STRUCT more than {MAX_TYPE_DEPTH} deep",
+                crate::limits::excerpt(self.text.trim())
+            )));
+        }
+        self.depth += 1;
+        let t = self.parse_one();
+        self.depth -= 1;
+        t
+    }
+
+    fn parse_one(&mut self) -> Result<DataType> {
         let name = self.word().ok_or_else(|| self.error("expected a type name"))?;
         let upper = name.to_ascii_uppercase();
         let t = match upper.as_str() {

@@ -55,6 +55,10 @@ pub enum BowmanError {
     DuplicateCursor(String),
     #[error("prepared statement \"{0}\" does not exist")]
     InvalidStatementName(String),
+    /// A connection past `max_connections` or a user's `max_connections_per_user` (53300, as
+    /// PostgreSQL's "sorry, too many clients already").
+    #[error("{0}")]
+    TooManyConnections(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -86,6 +90,7 @@ impl BowmanError {
             BowmanError::InvalidCursor(_) => "34000",
             BowmanError::DuplicateCursor(_) => "42P03",
             BowmanError::InvalidStatementName(_) => "26000",
+            BowmanError::TooManyConnections(_) => "53300",
             BowmanError::Internal(_) => "XX000",
         }
     }
@@ -139,6 +144,7 @@ fn catalog_sqlstate(e: &CatalogError) -> &'static str {
         CatalogError::Store(_) => "58030",
         CatalogError::TooNew { .. } => "XX000",
         CatalogError::Corrupt(_) => "XX001",
+        CatalogError::SecretKey(_) => "F0000",
     }
 }
 

@@ -80,7 +80,7 @@ impl SecretKeys {
         Ok(SecretKeys { keys })
     }
 
-    /// A new random key, as base64 (what `bowman generate-secret-key` prints).
+    /// A new random key, as base64 (as `openssl rand -base64 32` makes one).
     pub fn generate() -> String {
         let mut bytes = [0u8; 32];
         aws_lc_rs::rand::fill(&mut bytes).expect("the system's random source");

@@ -33,6 +33,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted and replaced rows are overwritten with zeros, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         migrate(&mut conn)?;
         Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn) })
@@ -320,6 +322,10 @@ impl CatalogStore for SqliteStore {
             let version = state.version + 1;
             tx.execute("UPDATE bowman_catalog_version SET version = ?1 WHERE id = 1", params![version])?;
             tx.commit()?;
+            if matches!(change, CatalogChange::ReplaceSecrets { .. }) {
+                // The replaced plain-text secrets must not linger in the write-ahead log either.
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
             Ok(ChangeOutcome { version, applied: true, dropped_tables, retired, retired_files })
         })
     }

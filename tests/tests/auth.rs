@@ -530,7 +530,8 @@ async fn secrets_are_encrypted_at_rest_and_never_logged() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("secret options"), "{err}");
 
-    pgc.batch_execute(&format!("DROP DATABASE {catalog_db}; DROP SCHEMA {ns} CASCADE")).await.unwrap();
+    pgc.batch_execute(&format!("DROP DATABASE {catalog_db}")).await.unwrap();
+    pgc.batch_execute(&format!("DROP SCHEMA {ns} CASCADE")).await.unwrap();
     myc.query_drop(format!("DROP USER '{my_user}'@'%'")).await.unwrap();
     myc.query_drop(format!("DROP DATABASE {ns}")).await.unwrap();
 }

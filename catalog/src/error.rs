@@ -42,6 +42,9 @@ pub enum CatalogError {
     TooNew { found: i64, known: i64 },
     #[error("corrupt catalog entry: {0}")]
     Corrupt(String),
+    /// Secret options the configured keys cannot decrypt (a missing or wrong secret key).
+    #[error("secret options: {0}")]
+    SecretKey(String),
 }
 
 impl From<rusqlite::Error> for CatalogError {

@@ -19,11 +19,13 @@ mod model;
 mod migrations;
 mod postgres;
 pub mod provider;
+pub mod secrets;
 mod sqlite;
 mod store;
 
 pub use error::{CatalogError, Result};
 pub use model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, LiveDir, TableDef, TableKind, ViewDef, RetiredFile};
 pub use postgres::PostgresStore;
+pub use secrets::SecretKeys;
 pub use sqlite::SqliteStore;
 pub use store::{Catalog, CatalogChange, CatalogStore, ChangeOutcome, DEFAULT_DATABASE, PUBLIC_SCHEMA, Replace, canonical_database, open_store};

@@ -305,6 +305,18 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
         Op::DeleteView { database, name } => {
             tx.execute("DELETE FROM bowman_views WHERE database_name = $1 AND name = $2", &[database, name]).await?;
         }
+        Op::SetTableSecrets { database, name, options } => {
+            tx.execute("DELETE FROM bowman_table_secrets WHERE database_name = $1 AND name = $2", &[database, name])
+                .await?;
+            tx.execute(
+                "INSERT INTO bowman_table_secrets (database_name, name, options) VALUES ($1, $2, $3)",
+                &[database, name, options],
+            )
+            .await?;
+        }
+        Op::SetFunctionSecrets { name, options } => {
+            tx.execute("UPDATE bowman_functions SET secret_options = $1 WHERE name = $2", &[options, name]).await?;
+        }
         Op::DeleteLiveDir { database, name, dir } => {
             tx.execute(
                 "DELETE FROM bowman_live_dirs WHERE database_name = $1 AND table_name = $2 AND dir = $3",

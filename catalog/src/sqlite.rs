@@ -28,10 +28,13 @@ impl SqliteStore {
                     .map_err(|e| CatalogError::Store(format!("cannot create {}: {e}", parent.display())))?;
             }
         }
+        make_private(path)?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted and replaced rows are overwritten with zeros, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         migrate(&mut conn)?;
         Ok(SqliteStore { path: path.to_path_buf(), conn: Mutex::new(conn) })
@@ -41,6 +44,29 @@ impl SqliteStore {
         let mut conn = self.conn.lock().map_err(|_| CatalogError::Store("sqlite connection poisoned".into()))?;
         f(&mut conn)
     }
+}
+
+/// Create the catalog file readable by its owner only (0600), or make an existing one so, with
+/// its WAL and shared-memory files (SQLite gives those the database file's mode).
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let err = |e: std::io::Error| CatalogError::Store(format!("cannot make {} private: {e}", path.display()));
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(err)?;
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        files.push(PathBuf::from(p));
+    }
+    for file in files {
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -221,6 +247,16 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
         Op::DeleteView { database, name } => {
             tx.execute("DELETE FROM bowman_views WHERE database_name = ?1 AND name = ?2", params![database, name])?;
         }
+        Op::SetTableSecrets { database, name, options } => {
+            tx.execute("DELETE FROM bowman_table_secrets WHERE database_name = ?1 AND name = ?2", params![database, name])?;
+            tx.execute(
+                "INSERT INTO bowman_table_secrets (database_name, name, options) VALUES (?1, ?2, ?3)",
+                params![database, name, options],
+            )?;
+        }
+        Op::SetFunctionSecrets { name, options } => {
+            tx.execute("UPDATE bowman_functions SET secret_options = ?1 WHERE name = ?2", params![options, name])?;
+        }
         Op::InsertLiveDir { database, name, dir } => {
             tx.execute(
                 "INSERT INTO bowman_live_dirs (database_name, table_name, dir, partition_path) VALUES (?1, ?2, ?3, ?4)",
@@ -286,6 +322,10 @@ impl CatalogStore for SqliteStore {
             let version = state.version + 1;
             tx.execute("UPDATE bowman_catalog_version SET version = ?1 WHERE id = 1", params![version])?;
             tx.commit()?;
+            if matches!(change, CatalogChange::ReplaceSecrets { .. }) {
+                // The replaced plain-text secrets must not linger in the write-ahead log either.
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
             Ok(ChangeOutcome { version, applied: true, dropped_tables, retired, retired_files })
         })
     }

@@ -63,6 +63,10 @@ pub enum CatalogChange {
     },
     /// Forget retired files of an external table once they are deleted.
     ForgetRetired { database: String, name: String, paths: Vec<String> },
+    /// Store these tables' and functions' secret options as given (already encrypted): how the
+    /// catalog encrypts plain-text secrets of older catalogs and re-encrypts after a key rotation.
+    /// Entries gone meanwhile are skipped.
+    ReplaceSecrets { tables: Vec<(String, String, BTreeMap<String, String>)>, functions: Vec<(String, BTreeMap<String, String>)> },
 }
 
 impl CatalogChange {
@@ -145,6 +149,10 @@ pub(crate) enum Op {
     DeleteFunction(String),
     InsertView(ViewDef),
     DeleteView { database: String, name: String },
+    /// Replace a table's stored secret options (JSON text).
+    SetTableSecrets { database: String, name: String, options: String },
+    /// Replace a function's stored secret options (JSON text).
+    SetFunctionSecrets { name: String, options: String },
 }
 
 /// A versioned, transactional home for the catalog.
@@ -228,6 +236,21 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
         }
         for dir in add {
             ops.push(Op::InsertLiveDir { database: database.clone(), name: name.clone(), dir: dir.clone() });
+        }
+        return Ok((ops, dropped));
+    }
+    if let CatalogChange::ReplaceSecrets { tables, functions } = change {
+        for (database, name, secrets) in tables {
+            if state.table(database, name).is_some() {
+                let options = serde_json::to_string(secrets)?;
+                ops.push(Op::SetTableSecrets { database: database.clone(), name: name.clone(), options });
+            }
+        }
+        for (name, secrets) in functions {
+            if state.functions.contains_key(name) {
+                let options = serde_json::to_string(secrets)?;
+                ops.push(Op::SetFunctionSecrets { name: name.clone(), options });
+            }
         }
         return Ok((ops, dropped));
     }
@@ -317,7 +340,9 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             }
             ops.push(Op::DeleteView { database: database.clone(), name: name.clone() });
         }
-        CatalogChange::CommitWrite { .. } | CatalogChange::ForgetRetired { .. } => unreachable!("handled above"),
+        CatalogChange::CommitWrite { .. } | CatalogChange::ForgetRetired { .. } | CatalogChange::ReplaceSecrets { .. } => {
+            unreachable!("handled above")
+        }
         CatalogChange::CreateUser { name, password_hash, if_not_exists } => {
             if state.users.contains_key(name) {
                 if *if_not_exists {
@@ -572,16 +597,29 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn CatalogStore>> {
 }
 
 /// The catalog as the rest of Bowman uses it: a store plus an in-memory snapshot.
+///
+/// With [`SecretKeys`](crate::SecretKeys), secret options are encrypted before they reach the
+/// store and decrypted when it is read: the store (and its files or dumps) never holds them as
+/// text, while the snapshot has them as given, for the connectors.
 #[derive(Debug)]
 pub struct Catalog {
     store: Arc<dyn CatalogStore>,
     snapshot: RwLock<Arc<CatalogState>>,
+    keys: Option<Arc<crate::SecretKeys>>,
 }
 
 impl Catalog {
-    /// Load the catalog from `store`, creating the `default` database on first use.
+    /// Load the catalog from `store`, creating the `default` database on first use. Secret
+    /// options are stored as given (see [`Catalog::open_with_keys`]).
     pub async fn open(store: Arc<dyn CatalogStore>) -> Result<Self> {
-        let catalog = Catalog { store, snapshot: RwLock::new(Arc::new(CatalogState::default())) };
+        Self::open_with_keys(store, None).await
+    }
+
+    /// Like [`Catalog::open`], keeping secret options encrypted with `keys`. Secrets stored as
+    /// text (by earlier releases) or with an older key are encrypted with the current key now;
+    /// secrets no configured key decrypts fail the open.
+    pub async fn open_with_keys(store: Arc<dyn CatalogStore>, keys: Option<Arc<crate::SecretKeys>>) -> Result<Self> {
+        let catalog = Catalog { store, snapshot: RwLock::new(Arc::new(CatalogState::default())), keys };
         catalog
             .apply(CatalogChange::CreateDatabase {
                 def: DatabaseDef {
@@ -593,8 +631,90 @@ impl Catalog {
                 if_not_exists: true,
             })
             .await?;
+        if let Some(keys) = &catalog.keys {
+            catalog.seal_stale(keys).await?;
+        }
         catalog.refresh().await?;
         Ok(catalog)
+    }
+
+    /// Encrypt (again) every secret stored as text or with an older key.
+    async fn seal_stale(&self, keys: &crate::SecretKeys) -> Result<()> {
+        use crate::secrets::Sealed;
+        let raw = self.store.load().await?;
+        let mut tables = Vec::new();
+        for t in raw.databases.values().flat_map(|d| d.tables.values()) {
+            let (plain, how) = keys.open(&t.secret_options).map_err(|e| CatalogError::SecretKey(format!("table {}: {e}", t.qualified_name())))?;
+            if how == Sealed::Stale {
+                tables.push((t.database.clone(), t.name.clone(), keys.seal(&plain)));
+            }
+        }
+        let mut functions = Vec::new();
+        for f in raw.functions.values() {
+            let (plain, how) = keys.open(&f.secret_options).map_err(|e| CatalogError::SecretKey(format!("function {}: {e}", f.name)))?;
+            if how == Sealed::Stale {
+                functions.push((f.name.clone(), keys.seal(&plain)));
+            }
+        }
+        if !tables.is_empty() || !functions.is_empty() {
+            tracing::info!(tables = tables.len(), functions = functions.len(), key = keys.current_id(), "encrypting secret options with the current key");
+            self.store.apply(CatalogChange::ReplaceSecrets { tables, functions }).await?;
+        }
+        Ok(())
+    }
+
+    /// `change` as the store keeps it: secret options encrypted.
+    fn seal_change(&self, change: CatalogChange) -> CatalogChange {
+        let Some(keys) = &self.keys else { return change };
+        match change {
+            CatalogChange::CreateTable { mut def, if_not_exists } => {
+                def.secret_options = keys.seal(&def.secret_options);
+                CatalogChange::CreateTable { def, if_not_exists }
+            }
+            CatalogChange::CreateFunction { mut def, or_replace, if_not_exists } => {
+                def.secret_options = keys.seal(&def.secret_options);
+                CatalogChange::CreateFunction { def, or_replace, if_not_exists }
+            }
+            other => other,
+        }
+    }
+
+    /// A table as the store gave it, with its secret options decrypted. A secret no key opens
+    /// is left out (the table's connector then fails to authenticate) and logged.
+    fn open_table(&self, def: &mut TableDef) {
+        if let Some(keys) = &self.keys {
+            match keys.open(&def.secret_options) {
+                Ok((plain, _)) => def.secret_options = plain,
+                Err(e) => {
+                    tracing::error!(table = %def.qualified_name(), error = %e, "cannot decrypt secret options");
+                    def.secret_options.clear();
+                }
+            }
+        } else if crate::secrets::sealed_value(&def.secret_options).is_some() {
+            tracing::error!(table = %def.qualified_name(), "secret options are encrypted but no secret key is configured");
+            def.secret_options.clear();
+        }
+    }
+
+    fn open_state(&self, mut state: CatalogState) -> CatalogState {
+        for t in state.databases.values_mut().flat_map(|d| d.tables.values_mut()) {
+            self.open_table(t);
+        }
+        for f in state.functions.values_mut() {
+            let result = match &self.keys {
+                Some(keys) => keys.open(&f.secret_options).map(|(plain, _)| plain),
+                None if crate::secrets::sealed_value(&f.secret_options).is_some() => Err("no secret key is configured".into()),
+                None => Ok(f.secret_options.clone()),
+            };
+            match result {
+                Ok(plain) => f.secret_options = plain,
+                Err(e) => {
+                    tracing::error!(function = %f.name, error = %e, "cannot decrypt secret options");
+                    f.secret_options.clear();
+                }
+            }
+        }
+        state
     }
 
     /// The current snapshot (no I/O).
@@ -609,7 +729,7 @@ impl Catalog {
         if version == current.version && version != 0 {
             return Ok(current);
         }
-        let state = Arc::new(self.store.load().await?);
+        let state = Arc::new(self.open_state(self.store.load().await?));
         let mut guard = self.snapshot.write().expect("catalog snapshot lock");
         if state.version >= guard.version {
             *guard = state.clone();
@@ -619,7 +739,11 @@ impl Catalog {
 
     /// Apply one change atomically and refresh the snapshot.
     pub async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome> {
-        let outcome = self.store.apply(change.canonical()).await?;
+        let mut outcome = self.store.apply(self.seal_change(change.canonical())).await?;
+        // Dropped tables go back to the caller, which may need their credentials to delete data.
+        for t in &mut outcome.dropped_tables {
+            self.open_table(t);
+        }
         self.refresh().await?;
         Ok(outcome)
     }

@@ -64,6 +64,24 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "BOWMAN_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// File with the keys that encrypt secret options in the catalog (created with a fresh key,
+    /// mode 0600, when missing) [default: <data-dir>/secret.key]. BOWMAN_SECRET_KEY, when set,
+    /// gives the keys themselves instead.
+    #[arg(long, env = "BOWMAN_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Most pgwire connections at once; more get SQLSTATE 53300 [default: 100; 0: no limit].
+    #[arg(long, env = "BOWMAN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most pgwire connections one user may have at once [default: 0, no limit].
+    #[arg(long, env = "BOWMAN_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<usize>,
+    /// Milliseconds a failed login waits before it is answered, doubling with each further
+    /// failure for the same user name [default: 500].
+    #[arg(long, env = "BOWMAN_AUTH_FAILURE_DELAY_MS")]
+    pub auth_failure_delay_ms: Option<u64>,
+    /// The longest that delay gets, in milliseconds [default: 30000].
+    #[arg(long, env = "BOWMAN_AUTH_FAILURE_DELAY_MAX_MS")]
+    pub auth_failure_delay_max_ms: Option<u64>,
 }
 
 /// A `[[users]]` entry of bowman.toml: a name and either a password or its hash.
@@ -98,6 +116,11 @@ pub struct FileConfig {
     /// loopback only.
     #[serde(default)]
     pub users: Vec<UserEntry>,
+    pub secret_key_file: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_user: Option<usize>,
+    pub auth_failure_delay_ms: Option<u64>,
+    pub auth_failure_delay_max_ms: Option<u64>,
 }
 
 /// The merged configuration the server runs with.
@@ -117,6 +140,69 @@ pub struct Config {
     /// TLS certificate and key files for pgwire.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub users: crate::auth::Users,
+    /// Where the keys for secret options come from.
+    pub secret_keys: SecretKeySource,
+    /// `max_connections` and `max_connections_per_user` (0: no limit).
+    pub max_connections: usize,
+    pub max_connections_per_user: usize,
+    /// The first failed-login delay and its cap.
+    pub auth_failure_delay: (std::time::Duration, std::time::Duration),
+}
+
+/// Where the keys that encrypt secret options come from.
+#[derive(Clone)]
+pub enum SecretKeySource {
+    /// A key file (created when missing).
+    File(PathBuf),
+    /// The keys themselves (`BOWMAN_SECRET_KEY`).
+    Given(String),
+}
+
+impl std::fmt::Debug for SecretKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretKeySource::File(p) => write!(f, "File({})", p.display()),
+            SecretKeySource::Given(_) => f.write_str("BOWMAN_SECRET_KEY"),
+        }
+    }
+}
+
+impl SecretKeySource {
+    pub fn load(&self) -> Result<bowman_catalog::SecretKeys, String> {
+        match self {
+            SecretKeySource::File(path) => bowman_catalog::SecretKeys::load_or_create(path),
+            SecretKeySource::Given(text) => {
+                bowman_catalog::SecretKeys::parse(text).map_err(|e| format!("BOWMAN_SECRET_KEY: {e}"))
+            }
+        }
+    }
+}
+
+/// Create `dir` private to its owner (0700). An existing directory holding a Bowman catalog
+/// is made private too; any other existing directory is left as it is, with a warning when
+/// others may read it.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    match std::fs::DirBuilder::new().recursive(false).mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            return std::fs::DirBuilder::new().mode(0o700).create(dir);
+        }
+        Err(e) => return Err(e),
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        if dir.join("catalog.db").exists() || dir.join("secret.key").exists() {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        } else {
+            tracing::warn!(dir = %dir.display(), "the data directory may be read by other users; make it private with chmod 700");
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Config {
@@ -131,6 +217,9 @@ impl std::fmt::Debug for Config {
             .field("s3_keys", &self.s3.keys().collect::<Vec<_>>())
             .field("tls", &self.tls)
             .field("users", &!self.users.is_empty())
+            .field("secret_keys", &self.secret_keys)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_user", &self.max_connections_per_user)
             .finish()
     }
 }
@@ -147,7 +236,7 @@ impl Config {
             None => FileConfig::default(),
         };
         let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./bowman-data"));
-        std::fs::create_dir_all(&data_dir)
+        make_private_dir(&data_dir)
             .map_err(|e| anyhow_like::err(format!("cannot create data directory {}: {e}", data_dir.display())))?;
         let data_dir = data_dir
             .canonicalize()
@@ -173,7 +262,25 @@ impl Config {
                 s3.insert(rest.to_ascii_lowercase(), v);
             }
         }
+        let secret_keys = match std::env::var("BOWMAN_SECRET_KEY") {
+            Ok(text) if !text.trim().is_empty() => SecretKeySource::Given(text),
+            _ => SecretKeySource::File(
+                args.secret_key_file.clone().or(file.secret_key_file).unwrap_or_else(|| data_dir.join("secret.key")),
+            ),
+        };
+        let auth_failure_delay = std::time::Duration::from_millis(
+            args.auth_failure_delay_ms.or(file.auth_failure_delay_ms).unwrap_or(crate::auth::DEFAULT_AUTH_FAILURE_DELAY.as_millis() as u64),
+        );
+        let auth_failure_delay_max = std::time::Duration::from_millis(
+            args.auth_failure_delay_max_ms
+                .or(file.auth_failure_delay_max_ms)
+                .unwrap_or(crate::auth::DEFAULT_AUTH_FAILURE_DELAY_MAX.as_millis() as u64),
+        );
         Ok(Config {
+            secret_keys,
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(100),
+            max_connections_per_user: args.max_connections_per_user.or(file.max_connections_per_user).unwrap_or(0),
+            auth_failure_delay: (auth_failure_delay, auth_failure_delay_max),
             data_dir,
             pg_addr: args.pg_addr.or(file.pg_addr).unwrap_or_else(|| "127.0.0.1:5433".parse().expect("valid")),
             flight_addr: args.flight_addr.or(file.flight_addr).unwrap_or_else(|| "127.0.0.1:32010".parse().expect("valid")),

@@ -78,15 +78,13 @@ struct PreparedEntry {
 pub struct BowmanFlight {
     engine: Arc<Engine>,
     users: Arc<UserSource>,
-    /// Whether clients must log in (users exist in bowman.toml or the catalog at start-up).
-    auth: bool,
     tokens: Mutex<HashMap<String, String>>,
     prepared: Mutex<HashMap<String, PreparedEntry>>,
 }
 
 impl BowmanFlight {
-    pub fn new(engine: Arc<Engine>, users: Arc<UserSource>, auth: bool) -> Self {
-        BowmanFlight { engine, users, auth, tokens: Mutex::default(), prepared: Mutex::default() }
+    pub fn new(engine: Arc<Engine>, users: Arc<UserSource>) -> Self {
+        BowmanFlight { engine, users, tokens: Mutex::default(), prepared: Mutex::default() }
     }
 
     pub fn into_service(self) -> FlightServiceServer<Self> {
@@ -94,8 +92,16 @@ impl BowmanFlight {
     }
 
     #[allow(clippy::result_large_err)]
-    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        if !self.auth {
+    async fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        if let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) {
+            if self.tokens.lock().expect("tokens").contains_key(token) {
+                return Ok(());
+            }
+        }
+        // Whether clients must log in is decided at each call: users made with CREATE USER on a
+        // server that started without any are asked for passwords at once.
+        if !self.users.any().await {
             return Ok(());
         }
         let header = request
@@ -339,7 +345,7 @@ impl FlightSqlService for BowmanFlight {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
-        let token = if !self.auth {
+        let token = if !self.users.any().await {
             "anonymous".to_string()
         } else {
             let header = request
@@ -348,14 +354,14 @@ impl FlightSqlService for BowmanFlight {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Basic "))
                 .ok_or_else(|| Status::unauthenticated("send user and password as basic auth"))?;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(header)
+            let decoded = crate::auth::BASIC_AUTH_BASE64
+                .decode(header.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| Status::unauthenticated("malformed basic auth"))?;
             let (user, password) = decoded.split_once(':').ok_or_else(|| Status::unauthenticated("malformed basic auth"))?;
             if !self.users.check(user, password).await {
-                tracing::info!(user, "flight login refused");
+                tracing::warn!(user, "flight sql password authentication failed");
                 return Err(Status::unauthenticated("password authentication failed (SQLSTATE 28P01)"));
             }
             let token = uuid::Uuid::new_v4().to_string();
@@ -374,7 +380,7 @@ impl FlightSqlService for BowmanFlight {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         if !returns_rows(&query.query) {
             // DDL and DML sent as queries (ADBC's execute does): run now, answer with no data.
             self.run_update(&query.query, None).await?;
@@ -389,7 +395,7 @@ impl FlightSqlService for BowmanFlight {
     }
 
     async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let sql = Self::handle(&ticket.statement_handle)?;
         let output = self.run(&sql, vec![]).await?;
         Ok(Response::new(Self::rows_stream(output)?))
@@ -400,7 +406,7 @@ impl FlightSqlService for BowmanFlight {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         self.run_update(&command.query, None).await
     }
 
@@ -409,7 +415,7 @@ impl FlightSqlService for BowmanFlight {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let (schema, params) = self.plan_schema(&query.query).await?;
         let param_schema = Schema::new(
             params
@@ -434,7 +440,7 @@ impl FlightSqlService for BowmanFlight {
         query: ActionClosePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         self.prepared.lock().expect("prepared").remove(&handle);
         Ok(())
@@ -445,7 +451,7 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let params = read_batches(request.into_inner()).await?;
         let mut prepared = self.prepared.lock().expect("prepared");
@@ -459,7 +465,7 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let (sql, params) = self.entry_sql(&handle)?;
         if !returns_rows(&sql) {
@@ -478,7 +484,7 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let (sql, params) = self.entry_sql(&handle)?;
         let mut rows = param_rows(params.as_ref())?;
@@ -494,7 +500,7 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let (sql, bound) = self.entry_sql(&handle)?;
         let sent = read_batches(request.into_inner()).await?;
@@ -506,7 +512,7 @@ impl FlightSqlService for BowmanFlight {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let options = command.table_definition_options.unwrap_or_default();
         let not_exist = TableNotExistOption::try_from(options.if_not_exist).unwrap_or(TableNotExistOption::Unspecified);
         let exists = TableExistsOption::try_from(options.if_exists).unwrap_or(TableExistsOption::Unspecified);
@@ -533,26 +539,26 @@ impl FlightSqlService for BowmanFlight {
     }
 
     async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let schema = query.clone().into_builder().schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_catalogs(&self, query: CommandGetCatalogs, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let mut builder = query.into_builder();
         builder.append(bowman_sql::CATALOG_NAME);
         Ok(Response::new(Self::batch_stream(builder.schema(), builder.build())))
     }
 
     async fn get_flight_info_schemas(&self, query: CommandGetDbSchemas, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let schema = query.clone().into_builder().schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_schemas(&self, query: CommandGetDbSchemas, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let snapshot = self.engine.catalog().snapshot();
         let mut builder = query.into_builder();
         for db in snapshot.databases.keys() {
@@ -562,13 +568,13 @@ impl FlightSqlService for BowmanFlight {
     }
 
     async fn get_flight_info_tables(&self, query: CommandGetTables, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let schema = query.clone().into_builder().schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_tables(&self, query: CommandGetTables, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let wants_tables = query.table_types.is_empty() || query.table_types.iter().any(|t| t.eq_ignore_ascii_case("TABLE"));
         let wants_views = query.table_types.is_empty() || query.table_types.iter().any(|t| t.eq_ignore_ascii_case("VIEW"));
         let catalog_ok = query.catalog.as_deref().is_none_or(|c| c == bowman_sql::CATALOG_NAME);
@@ -592,26 +598,26 @@ impl FlightSqlService for BowmanFlight {
     }
 
     async fn get_flight_info_table_types(&self, query: CommandGetTableTypes, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let schema = Schema::new(vec![Field::new("table_type", datafusion::arrow::datatypes::DataType::Utf8, false)]);
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_table_types(&self, _query: CommandGetTableTypes, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let schema = Arc::new(Schema::new(vec![Field::new("table_type", datafusion::arrow::datatypes::DataType::Utf8, false)]));
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(datafusion::arrow::array::StringArray::from(vec!["TABLE", "VIEW"]))]);
         Ok(Response::new(Self::batch_stream(schema, batch)))
     }
 
     async fn get_flight_info_sql_info(&self, query: CommandGetSqlInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let schema = query.clone().into_builder(&SQL_INFO).schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_sql_info(&self, query: CommandGetSqlInfo, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let builder = query.into_builder(&SQL_INFO);
         Ok(Response::new(Self::batch_stream(builder.schema(), builder.build())))
     }
@@ -621,13 +627,13 @@ impl FlightSqlService for BowmanFlight {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let schema = query.clone().into_builder(&XDBC_TYPES).schema();
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         let builder = query.into_builder(&XDBC_TYPES);
         Ok(Response::new(Self::batch_stream(builder.schema(), builder.build())))
     }
@@ -637,12 +643,12 @@ impl FlightSqlService for BowmanFlight {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         Self::info(&primary_keys_schema(), query.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_primary_keys(&self, _query: CommandGetPrimaryKeys, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        self.check(&request).await?;
         // Bowman tables declare no primary keys: the answer is always empty.
         let schema = Arc::new(primary_keys_schema());
         Ok(Response::new(Self::batch_stream(schema.clone(), Ok::<_, FlightError>(RecordBatch::new_empty(schema)))))
@@ -673,11 +679,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     engine: Arc<Engine>,
     users: Arc<UserSource>,
-    auth: bool,
     tls: Option<(Vec<u8>, Vec<u8>)>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let service = BowmanFlight::new(engine, users, auth).into_service();
+    let service = BowmanFlight::new(engine, users).into_service();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = tonic::transport::Server::builder();
     if let Some((cert, key)) = tls {

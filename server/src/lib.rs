@@ -82,8 +82,11 @@ impl Server {
         let store = open_store(&config.catalog)
             .await
             .map_err(|source| StartError::Catalog { at: redact_url(&config.catalog), source })?;
+        let keys = Arc::new(config.secret_keys.load().map_err(StartError::Engine)?);
         let catalog = Arc::new(
-            Catalog::open(store).await.map_err(|source| StartError::Catalog { at: redact_url(&config.catalog), source })?,
+            Catalog::open_with_keys(store, Some(keys))
+                .await
+                .map_err(|source| StartError::Catalog { at: redact_url(&config.catalog), source })?,
         );
         let engine = Engine::new(catalog.clone(), EngineConfig {
             warehouse: config.warehouse.clone(),
@@ -99,13 +102,15 @@ impl Server {
 
         let mut pg_bind = config.pg_addr;
         let mut flight_bind = config.flight_addr;
+        let mut http_bind = config.http_addr;
         // Users come from bowman.toml and from CREATE USER (the catalog).
         let has_users = !config.users.is_empty() || !catalog.snapshot().users.is_empty();
         if !has_users {
-            if !pg_bind.ip().is_loopback() || !flight_bind.ip().is_loopback() {
+            if !pg_bind.ip().is_loopback() || !flight_bind.ip().is_loopback() || !http_bind.ip().is_loopback() {
                 tracing::warn!(requested = %pg_bind, "no users are configured, so Bowman accepts any client without a password and listens on loopback only; add [[users]] to bowman.toml to serve the network");
                 pg_bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 flight_bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                http_bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             } else {
                 tracing::info!("no users configured: any local client may connect without a password");
             }
@@ -121,9 +126,10 @@ impl Server {
             )),
             None => None,
         };
+        let throttle = auth::LoginThrottle::new(config.auth_failure_delay.0, config.auth_failure_delay.1);
         let auth = Arc::new(pgwire::Auth {
-            users: Arc::new(auth::UserSource::new(config.users.clone(), catalog.clone())),
-            enabled: has_users,
+            users: Arc::new(auth::UserSource::with_throttle(config.users.clone(), catalog.clone(), throttle)),
+            limits: Arc::new(auth::ConnectionLimits::new(config.max_connections, config.max_connections_per_user)),
         });
         let pg_listener = TcpListener::bind(pg_bind)
             .await
@@ -131,9 +137,9 @@ impl Server {
         let flight_listener = TcpListener::bind(flight_bind)
             .await
             .map_err(|source| StartError::Bind { addr: flight_bind, flag: "flight-addr", source })?;
-        let http_listener = TcpListener::bind(config.http_addr)
+        let http_listener = TcpListener::bind(http_bind)
             .await
-            .map_err(|source| StartError::Bind { addr: config.http_addr, flag: "http-addr", source })?;
+            .map_err(|source| StartError::Bind { addr: http_bind, flag: "http-addr", source })?;
         let pg_addr = pg_listener.local_addr().expect("bound");
         let http_addr = http_listener.local_addr().expect("bound");
         let flight_addr = flight_listener.local_addr().expect("bound");
@@ -166,7 +172,7 @@ impl Server {
             },
             control.handle(),
         );
-        tasks.spawn(flight::serve(flight_listener, engine.clone(), auth.users.clone(), has_users, flight_tls, shutdown_rx.clone()));
+        tasks.spawn(flight::serve(flight_listener, engine.clone(), auth.users.clone(), flight_tls, shutdown_rx.clone()));
         tasks.spawn_on(
             async move {
                 match TcpListener::from_std(http_listener) {

@@ -5,11 +5,14 @@ use clap::Parser;
 use bowman_server::{Cli, Command, Config, Server};
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BOWMAN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        // tokio-postgres logs each statement's text at debug, and a Redshift UNLOAD carries S3
-        // credentials in its text; Bowman logs the remote statements it sends itself, without them.
-        .add_directive("tokio_postgres=info".parse().expect("a valid directive"));
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("BOWMAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // tokio-postgres logs each statement's text at debug, and a Redshift UNLOAD carries S3
+    // credentials in its text; Bowman logs the remote statements it sends itself, without them.
+    // Its modules are named too, so that no BOWMAN_LOG (`tokio_postgres::query=debug`) turns it on.
+    for target in ["tokio_postgres", "tokio_postgres::prepare", "tokio_postgres::query", "tokio_postgres::simple_query", "tokio_postgres::copy_in", "tokio_postgres::copy_out"] {
+        filter = filter.add_directive(format!("{target}=info").parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

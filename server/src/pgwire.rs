@@ -16,10 +16,10 @@ use bowman_sql::{BowmanError, Output, Prepared, Session, parse_sql};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use futures::{Sink, SinkExt, StreamExt, stream};
-use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::sasl::SCRAM_SHA_256_METHOD;
+use pgwire::api::auth::sasl::scram::{ScramServerAuth, ScramServerAuthWaitingForClientFinal};
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
-use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::{PidSecretKeyGenerator, RandomPidSecretKeyGenerator};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -314,25 +314,21 @@ pub struct PgHandlers {
     copy: Arc<CopyFromClient>,
 }
 
-/// How pgwire clients prove who they are.
+/// How pgwire clients prove who they are, and how many may be connected.
 pub struct Auth {
     pub users: Arc<crate::auth::UserSource>,
-    /// With no users configured, anyone on loopback connects without a password.
-    pub enabled: bool,
+    pub limits: Arc<crate::auth::ConnectionLimits>,
 }
 
 impl PgHandlers {
     pub fn new(conn: Arc<Connection>, manager: Arc<ConnectionManager>, registry: Arc<CancelRegistry>, auth: &Auth) -> Self {
-        let startup = if auth.enabled {
-            // SCRAM state lives in the handler: one per connection.
-            let scram = ScramAuth::new(auth.users.clone());
-            Startup::Scram(
-                SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
-                    .with_scram(scram)
-                    .with_connection_manager(manager.clone()),
-            )
-        } else {
-            Startup::Trust(Trust { manager: manager.clone() })
+        // SCRAM state lives in the handler: one per connection.
+        let startup = Startup {
+            users: auth.users.clone(),
+            limits: auth.limits.clone(),
+            manager: manager.clone(),
+            state: Mutex::new(LoginState::AwaitingStartup),
+            slots: std::sync::Mutex::new(Vec::new()),
         };
         let copy = Arc::new(CopyFromClient { conn: conn.clone() });
         PgHandlers {
@@ -374,21 +370,65 @@ impl PgWireServerHandlers for PgHandlers {
     }
 }
 
-/// No users configured: accept the connection as is (Bowman then listens on loopback only).
-pub struct Trust {
+/// Start-up and authentication of one pgwire connection.
+///
+/// With users (in bowman.toml or the catalog, looked up at each connection, so a CREATE USER
+/// on a server that started without users asks for passwords at once), clients authenticate
+/// with SCRAM-SHA-256; without, anyone (on loopback only) gets in without a password. The
+/// SCRAM exchange is pgwire's, with what it leaves out: the client-final message must carry
+/// the nonce the server issued (RFC 5802), failures name the user of the startup message,
+/// guesses are throttled ([`crate::auth::LoginThrottle`]) and connections are counted
+/// ([`crate::auth::ConnectionLimits`]).
+pub struct Startup {
+    users: Arc<crate::auth::UserSource>,
+    limits: Arc<crate::auth::ConnectionLimits>,
     manager: Arc<ConnectionManager>,
+    state: Mutex<LoginState>,
+    /// This connection's places under the connection limits, released when it ends.
+    slots: std::sync::Mutex<Vec<crate::auth::ConnectionSlot>>,
 }
 
-#[async_trait]
-impl NoopStartupHandler for Trust {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.manager.clone())
+enum LoginState {
+    AwaitingStartup,
+    /// AuthenticationSASL sent; waiting for the client-first message.
+    ClientFirst { user: String },
+    /// AuthenticationSASLContinue sent with `nonce`; waiting for the client-final message.
+    ClientFinal { user: String, nonce: String, exchange: Box<ScramServerAuthWaitingForClientFinal> },
+    Done,
+}
+
+/// The value of attribute `name` (`r`, `s`, ...) of a SCRAM message.
+fn scram_attribute<'a>(message: &'a str, name: char) -> Option<&'a str> {
+    message.split(',').find_map(|part| {
+        let mut chars = part.chars();
+        (chars.next() == Some(name) && chars.next() == Some('=')).then(|| &part[2..])
+    })
+}
+
+fn fatal(e: BowmanError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".to_owned(), e.code(), e.message())))
+}
+
+impl Startup {
+    fn hold(&self, slot: crate::auth::ConnectionSlot) {
+        self.slots.lock().expect("connection slots").push(slot);
     }
-}
 
-pub enum Startup {
-    Trust(Trust),
-    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+    /// The client is in: key data, AuthenticationOk, parameters, ReadyForQuery.
+    async fn finish<C>(&self, client: &mut C, user: &str) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.hold(self.limits.login(user).map_err(fatal)?);
+        let (pid, secret_key) = RandomPidSecretKeyGenerator::default().generate(client);
+        client.set_pid_and_secret_key(pid, secret_key.clone());
+        let (handle, guard) = self.manager.register(pid, secret_key);
+        client.session_extensions().insert::<Arc<pgwire::api::ConnectionHandle>>(handle);
+        client.session_extensions().insert::<pgwire::api::ConnectionGuard>(guard);
+        pgwire::api::auth::finish_authentication(client, &DefaultServerParameterProvider::default()).await
+    }
 }
 
 #[async_trait]
@@ -399,9 +439,60 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Startup::Trust(h) => h.on_startup(client, message).await,
-            Startup::Scram(h) => h.on_startup(client, message).await,
+        use pgwire::messages::PgWireFrontendMessage as M;
+        use pgwire::messages::startup::Authentication;
+        let mut state = self.state.lock().await;
+        match (std::mem::replace(&mut *state, LoginState::Done), message) {
+            (LoginState::AwaitingStartup, M::Startup(startup)) => {
+                pgwire::api::auth::protocol_negotiation(client, &startup).await?;
+                pgwire::api::auth::save_startup_parameters_to_metadata(client, &startup);
+                self.hold(self.limits.connect().map_err(fatal)?);
+                let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+                if !self.users.any().await {
+                    return self.finish(client, &user).await;
+                }
+                if user.is_empty() {
+                    return Err(PgWireError::UserNameRequired);
+                }
+                client.set_state(pgwire::api::PgWireConnectionState::AuthenticationInProgress);
+                client.send(PgWireBackendMessage::Authentication(Authentication::SASL(vec![SCRAM_SHA_256_METHOD.to_owned()]))).await?;
+                *state = LoginState::ClientFirst { user };
+                Ok(())
+            }
+            (LoginState::ClientFirst { user }, M::PasswordMessageFamily(msg)) => {
+                let first = msg.into_sasl_initial_response()?;
+                if first.auth_method != SCRAM_SHA_256_METHOD {
+                    return Err(PgWireError::UnsupportedSASLAuthMethod(first.auth_method));
+                }
+                let data = first.data.as_ref().ok_or_else(|| PgWireError::InvalidScramMessage("empty client-first message".into()))?;
+                let secret = self.users.secret_or_decoy(&user).await;
+                let (server_first, exchange) = ScramServerAuth::new().on_client_first_message(data, secret.scram_password())?;
+                let nonce = scram_attribute(&server_first, 'r')
+                    .ok_or_else(|| PgWireError::InvalidScramMessage("server-first message without a nonce".into()))?
+                    .to_string();
+                client.send(PgWireBackendMessage::Authentication(Authentication::SASLContinue(server_first.into_bytes().into()))).await?;
+                *state = LoginState::ClientFinal { user, nonce, exchange: Box::new(exchange) };
+                Ok(())
+            }
+            (LoginState::ClientFinal { user, nonce, exchange }, M::PasswordMessageFamily(msg)) => {
+                let data = msg.into_sasl_response()?.data;
+                // Attempts at one name take turns once it has failed logins.
+                self.users.throttle.turn(&user).await;
+                // RFC 5802: the client-final message must echo the nonce this server issued,
+                // else a proof computed over another exchange's messages would be accepted.
+                let same_nonce = std::str::from_utf8(&data).ok().and_then(|m| scram_attribute(m, 'r')) == Some(nonce.as_str());
+                let verified = if same_nonce { exchange.on_client_final_message(&data).ok() } else { None };
+                let Some(server_final) = verified else {
+                    tracing::warn!(user = %user, peer = %client.socket_addr(), nonce_mismatch = !same_nonce, "password authentication failed");
+                    self.users.throttle.failed(&user).await;
+                    return Err(PgWireError::InvalidPassword(user));
+                };
+                self.users.throttle.succeeded(&user);
+                client.send(PgWireBackendMessage::Authentication(Authentication::SASLFinal(server_final.into_bytes().into()))).await?;
+                self.finish(client, &user).await
+            }
+            (LoginState::Done, _) => Ok(()),
+            (_, _) => Err(PgWireError::InvalidSASLState),
         }
     }
 }

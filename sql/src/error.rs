@@ -65,6 +65,10 @@ pub enum BowmanError {
     /// An identifier longer than the limit.
     #[error("{0}")]
     NameTooLong(String),
+    /// A connection past `max_connections` or a user's `max_connections_per_user` (53300, as
+    /// PostgreSQL's "sorry, too many clients already").
+    #[error("{0}")]
+    TooManyConnections(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -99,6 +103,7 @@ impl BowmanError {
             BowmanError::TooComplex(_) => "54001",
             BowmanError::ValueTooLarge(_) => "54000",
             BowmanError::NameTooLong(_) => "42622",
+            BowmanError::TooManyConnections(_) => "53300",
             BowmanError::Internal(_) => "XX000",
         }
     }
@@ -152,6 +157,7 @@ fn catalog_sqlstate(e: &CatalogError) -> &'static str {
         CatalogError::Store(_) => "58030",
         CatalogError::TooNew { .. } => "XX000",
         CatalogError::Corrupt(_) => "XX001",
+        CatalogError::SecretKey(_) => "F0000",
     }
 }
 

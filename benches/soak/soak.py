@@ -70,12 +70,15 @@ def client(n, dsn, deadline, stats, acked, attempted, rng):
     kinds, weights = zip(*WEIGHTS.items())
     seq = 0
     conn = psycopg.connect(dsn, autocommit=True)
+    # A backstop: no statement of the mix should take this long.
+    conn.execute("SET statement_timeout = '60s'")
     while time.monotonic() < deadline:
         kind = rng.choices(kinds, weights)[0]
         t = time.perf_counter()
         try:
             if conn.closed:
                 conn = psycopg.connect(dsn, autocommit=True)
+                conn.execute("SET statement_timeout = '60s'")
             if kind == "point":
                 i = rng.randrange(POINT_ROWS)
                 row = conn.execute("SELECT v FROM soak_points WHERE id = %s", (i,)).fetchone()
@@ -98,15 +101,26 @@ def client(n, dsn, deadline, stats, acked, attempted, rng):
                 conn.execute("INSERT OVERWRITE TABLE soak_over SELECT value AS k, value * %s AS v "
                              "FROM generate_series(1, 200)", (k,))
             elif kind == "cancel":
-                timer = threading.Timer(rng.uniform(0.05, 0.25), conn.cancel_safe)
-                timer.start()
+                # Cancel 50-250 ms in, and again every 100 ms: a cancel that arrives before the
+                # statement does is a no-op, as in PostgreSQL.
+                done = threading.Event()
+
+                def cancel(first=rng.uniform(0.05, 0.25)):
+                    if not done.wait(first):
+                        while not done.is_set():
+                            conn.cancel_safe()
+                            done.wait(0.1)
+
+                canceller = threading.Thread(target=cancel, daemon=True)
+                canceller.start()
                 try:
                     conn.execute("SELECT count(*) FROM generate_series(1, 2000000000)").fetchone()
                     raise AssertionError("the cancelled query finished")
                 except psycopg.errors.QueryCanceled:
                     pass
                 finally:
-                    timer.cancel()
+                    done.set()
+                    canceller.join()
             stats.ok(kind, time.perf_counter() - t)
         except Exception as e:  # noqa: BLE001 - every failure is counted by SQLSTATE
             stats.error(kind, e)

@@ -11,13 +11,14 @@ import time
 
 
 @contextlib.contextmanager
-def bowman_server(bin_path, data_dir):
+def bowman_server(bin_path, data_dir, extra_args=()):
     """Run `bowman serve` on `data_dir` with ports the system picks; yields (process, pgwire
     "host:port", Flight SQL "host:port"), read from the lines the server prints once it listens.
-    Logs go to stderr at warn level; the server is stopped on exit."""
+    `extra_args` go to `bowman serve` too. Logs go to stderr at warn level; the server is
+    stopped on exit."""
     proc = subprocess.Popen(
         [str(bin_path), "serve", "--data-dir", str(data_dir), "--pg-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0",
-         "--http-addr", "127.0.0.1:0"],
+         "--http-addr", "127.0.0.1:0", *extra_args],
         stdout=subprocess.PIPE,
         text=True,
         env=dict(os.environ, BOWMAN_LOG=os.environ.get("BOWMAN_LOG", "warn")),

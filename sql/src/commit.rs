@@ -130,9 +130,8 @@ fn table_name(provider: &Arc<dyn TableProvider>) -> String {
 /// catalog shared between servers, readers on the other servers are not seen from here, so
 /// the full `file_retention` applies.
 ///
-/// Directories of writes that died before committing are left alone for now: telling them
-/// from directories another session retired moments ago (which running queries may still read)
-/// needs the retirement time in the catalog, not just the commit's creation time.
+/// Directories of writes that died before committing (a `kill -9`, a crash, a failed
+/// statement) are deleted at the next start-up instead: see [`remove_dead_writes`].
 fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, retired_files: Vec<String>) {
     let Some(location) = def.location.clone() else { return };
     let retention = session
@@ -244,4 +243,107 @@ pub(crate) async fn delete_prefix(store: &dyn object_store::ObjectStore, prefix:
         .await
         .map_err(|e| BowmanError::Io(format!("cannot delete {what}: {e}")))?;
     Ok(())
+}
+
+/// The creation time (ms since the epoch) of a `_commit` value Bowman wrote: `<13 digits>-<12
+/// hex>`, with `-<32 hex>` after it in partitioned tables (see `tracked::new_commit_id`).
+/// `None` for any other name.
+pub(crate) fn bowman_commit_millis(dir: &str) -> Option<i64> {
+    let mut parts = dir.split('-');
+    let millis = parts.next().filter(|m| m.len() == 13 && m.bytes().all(|b| b.is_ascii_digit()))?;
+    let id = parts.next().filter(|h| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    let _ = id;
+    match parts.next() {
+        None => {}
+        Some(md5) if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) => {}
+        Some(_) => return None,
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    millis.parse().ok()
+}
+
+/// The commit directories of `def` that hold files but are not live and were created before
+/// `before_ms`, as paths relative to the location (`dt=p1/_commit=...`).
+pub(crate) fn dead_dirs<'a>(def: &TableDef, files: impl IntoIterator<Item = &'a str>, before_ms: i64) -> Vec<String> {
+    let live: std::collections::HashSet<(&str, &str)> =
+        def.live.iter().map(|l| (l.partition.as_str(), l.dir.as_str())).collect();
+    let mut dead = std::collections::BTreeSet::new();
+    for rel in files {
+        let segments: Vec<&str> = rel.split('/').collect();
+        // `<partition dirs>/_commit=<id>/<file>`, one directory per partition column.
+        let depth = def.partition_columns.len();
+        if segments.len() != depth + 2 {
+            continue;
+        }
+        let Some(dir) = segments[depth].strip_prefix("_commit=") else { continue };
+        let partition = segments[..depth].join("/");
+        if live.contains(&(partition.as_str(), dir)) {
+            continue;
+        }
+        match bowman_commit_millis(dir) {
+            Some(ms) if ms < before_ms => {
+                dead.insert(segments[..=depth].join("/"));
+            }
+            _ => {}
+        }
+    }
+    dead.into_iter().collect()
+}
+
+/// Delete the commit directories of writes that can no longer commit, in every managed table
+/// of `snapshot`. Called once at start-up with the catalog as it was before any client could
+/// write, and `before_ms` the time then: a directory not live in that snapshot and created
+/// before then belongs to a write of an earlier run of the server (a write that died, or a
+/// directory an overwrite retired whose clean-up the stop cut short). Commits only ever make
+/// new directories live, so none of these is read again, and no reader of an earlier run is
+/// left. Only directories named as Bowman names them are touched.
+///
+/// With a catalog shared between servers nothing is deleted: another server's write in progress
+/// looks the same from here.
+pub(crate) async fn remove_dead_writes(engine: Arc<crate::Engine>, snapshot: Arc<bowman_catalog::CatalogState>, before_ms: i64) {
+    if engine.catalog.is_shared() {
+        return;
+    }
+    for def in snapshot.databases.values().flat_map(|d| d.tables.values()).filter(|t| t.tracked) {
+        let Some(location) = def.location.as_deref() else { continue };
+        // Opening the table registers its store (an S3 bucket's client).
+        if let Err(e) = engine.table_provider(def).await {
+            tracing::warn!(table = %def.qualified_name(), error = %e.message(), "cannot open the table to clear dead writes");
+            continue;
+        }
+        let files = match crate::tracked::location_files(&engine.runtime, location).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(table = %def.qualified_name(), error = %e.message(), "cannot list the table to clear dead writes");
+                continue;
+            }
+        };
+        let dead = dead_dirs(def, files.iter().map(|(rel, _)| rel.as_str()), before_ms);
+        let mut removed = 0;
+        for relative in &dead {
+            match delete_dir(&engine.runtime, location, relative).await {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!(table = %def.qualified_name(), error = %e.message(), "cannot delete a dead write"),
+            }
+        }
+        if removed > 0 {
+            tracing::info!(table = %def.qualified_name(), directories = removed, "deleted the files of writes that never committed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bowman_commit_names_count() {
+        assert_eq!(bowman_commit_millis("1764590000000-0123456789ab"), Some(1_764_590_000_000));
+        assert_eq!(bowman_commit_millis("1764590000000-0123456789ab-0123456789abcdef0123456789abcdef"), Some(1_764_590_000_000));
+        for other in ["", "x", "1764590000000", "1764590000000-0123456789ag", "176459000000-0123456789ab", "1764590000000-0123456789ab-x", "../1764590000000-0123456789ab"] {
+            assert_eq!(bowman_commit_millis(other), None, "{other}");
+        }
+    }
 }

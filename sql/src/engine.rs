@@ -153,6 +153,14 @@ impl Engine {
         Ok(self.resolver.resolve(def).await?)
     }
 
+    /// Delete, in the background, the files of writes an earlier run of the server left
+    /// uncommitted (a `kill -9` mid-write). Call once at start-up, before clients connect.
+    pub fn remove_dead_writes(self: &Arc<Self>) {
+        let snapshot = self.catalog.snapshot();
+        let before_ms = chrono::Utc::now().timestamp_millis();
+        tokio::spawn(crate::commit::remove_dead_writes(self.clone(), snapshot, before_ms));
+    }
+
     /// Calls made to object storage since start-up.
     pub fn store_calls(&self) -> &Arc<StoreCalls> {
         &self.store_calls

@@ -181,7 +181,7 @@ fn arrow_sqlstate(e: &ArrowError) -> &'static str {
         ArrowError::ArithmeticOverflow(_) => "22003",
         ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
         ArrowError::InvalidArgumentError(_) => "22023",
-        ArrowError::IoError(..) => "58030",
+        ArrowError::IoError(_, io) => transport_sqlstate(io).unwrap_or("58030"),
         ArrowError::ParquetError(_) | ArrowError::CsvError(_) | ArrowError::JsonError(_) | ArrowError::IpcError(_) => {
             "22P04"
         }
@@ -196,8 +196,41 @@ fn object_store_sqlstate(e: &object_store::Error) -> &'static str {
     match e {
         object_store::Error::NotFound { .. } => "58P01",
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => "28000",
-        _ => "58030",
+        _ => transport_sqlstate(e).unwrap_or("58030"),
     }
+}
+
+/// Whether a failure was the network's rather than the data's or the disk's: somewhere in
+/// `e`'s source chain, a connection that could not be made (08001: refused, no route) or one
+/// that was lost or stopped answering (08006: reset, closed mid-answer, timed out). A Parquet
+/// or CSV read that fails because S3 went away is reported so, not as corrupt data (XX001) or
+/// a local I/O error (58030).
+pub fn transport_sqlstate(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use object_store::client::{HttpError, HttpErrorKind};
+    use std::io::ErrorKind as Io;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<HttpError>() {
+            match h.kind() {
+                HttpErrorKind::Connect => return Some("08001"),
+                HttpErrorKind::Timeout | HttpErrorKind::Interrupted | HttpErrorKind::Request => return Some("08006"),
+                _ => {}
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                Io::ConnectionRefused | Io::AddrNotAvailable | Io::HostUnreachable | Io::NetworkUnreachable => {
+                    return Some("08001");
+                }
+                Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::TimedOut | Io::NotConnected => {
+                    return Some("08006");
+                }
+                _ => {}
+            }
+        }
+        source = e.source();
+    }
+    None
 }
 
 fn external_sqlstate(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<&'static str> {
@@ -219,11 +252,11 @@ fn external_sqlstate(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Opt
     if let Some(o) = e.downcast_ref::<object_store::Error>() {
         return Some(object_store_sqlstate(o));
     }
-    if e.downcast_ref::<datafusion::parquet::errors::ParquetError>().is_some() {
-        return Some("XX001");
+    if let Some(p) = e.downcast_ref::<datafusion::parquet::errors::ParquetError>() {
+        return Some(transport_sqlstate(p).unwrap_or("XX001"));
     }
-    if e.downcast_ref::<std::io::Error>().is_some() {
-        return Some("58030");
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return Some(transport_sqlstate(io).unwrap_or("58030"));
     }
     None
 }
@@ -235,9 +268,9 @@ pub fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::SQL(..) => "42601",
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::ArrowError(a, _) => arrow_sqlstate(a),
-        DataFusionError::ParquetError(_) => "XX001",
+        DataFusionError::ParquetError(p) => transport_sqlstate(p.as_ref()).unwrap_or("XX001"),
         DataFusionError::ObjectStore(o) => object_store_sqlstate(o),
-        DataFusionError::IoError(_) => "58030",
+        DataFusionError::IoError(io) => transport_sqlstate(io).unwrap_or("58030"),
         DataFusionError::SchemaError(s, _) => match s.as_ref() {
             SchemaError::FieldNotFound { .. } => "42703",
             SchemaError::AmbiguousReference { .. } => "42702",
@@ -316,6 +349,9 @@ fn datafusion_message(e: &DataFusionError) -> String {
             strip_backtrace(m)
         }
         DataFusionError::SQL(p, _) => p.to_string(),
+        DataFusionError::ParquetError(p) if transport_sqlstate(p.as_ref()).is_some() => {
+            format!("lost the connection to storage while reading Parquet data: {p}")
+        }
         DataFusionError::ParquetError(p) => format!("cannot read Parquet data: {p}"),
         DataFusionError::ObjectStore(o) => format!("storage error: {o}"),
         other => strip_backtrace(&other.to_string()),

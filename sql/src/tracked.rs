@@ -311,7 +311,10 @@ pub(crate) async fn location_files(
     let metas: Vec<_> = match store.list(Some(url.prefix())).try_collect().await {
         Ok(m) => m,
         Err(object_store::Error::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(crate::error::BowmanError::Io(format!("cannot list {location}: {e}"))),
+        // Kept as an object-store error, so an unreachable S3 is 08001/08006, not a disk error.
+        Err(e) => {
+            return Err(DataFusionError::Context(format!("cannot list {location}"), Box::new(DataFusionError::ObjectStore(Box::new(e)))).into());
+        }
     };
     Ok(metas
         .into_iter()

@@ -6,6 +6,11 @@ import tempfile
 
 import pytest
 
+# An S3 client without credentials asks the cloud's instance-metadata address for some: every
+# server a test starts (they inherit this environment) asks loopback instead, so nothing ever
+# leaves the machine.
+os.environ["AWS_METADATA_ENDPOINT"] = "http://127.0.0.1:9"
+
 
 def bowman_bin() -> str:
     if os.environ.get("BOWMAN_BIN"):

@@ -11,6 +11,9 @@ use bowman_server::{Config, Server, ServeArgs};
 
 pub mod remote;
 
+/// Where test servers look for cloud instance credentials: a closed loopback port.
+pub const LOOPBACK_METADATA: &str = "http://127.0.0.1:9";
+
 /// A server running inside the test process.
 pub struct TestServer {
     server: Option<Server>,
@@ -47,7 +50,10 @@ impl TestServer {
         Self::start_with(config_for(data_dir)).await
     }
 
-    pub async fn start_with(config: Config) -> TestServer {
+    pub async fn start_with(mut config: Config) -> TestServer {
+        // An S3 client without credentials asks the cloud's instance-metadata address for some:
+        // in tests that is loopback, so nothing ever leaves the machine.
+        config.s3.entry("metadata_endpoint".into()).or_insert_with(|| LOOPBACK_METADATA.into());
         let data_dir = config.data_dir.clone();
         let server = Server::start(config).await.expect("server starts");
         TestServer {
@@ -123,7 +129,8 @@ impl BinServer {
         cmd.args(["serve", "--pg-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())
-            .stderr(stderr);
+            .stderr(stderr)
+            .env("AWS_METADATA_ENDPOINT", LOOPBACK_METADATA);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

@@ -633,3 +633,38 @@ async fn redshift_forwards_the_servers_s3_credentials() {
     }
     pgc.batch_execute(&format!("DROP SCHEMA {ns} CASCADE")).await.unwrap();
 }
+
+/// Out-of-range timeouts and pool sizes in a remote table's OPTIONS are refused with 22023 and
+/// the allowed range; they used to panic the connection task (the client lost its connection
+/// with no SQLSTATE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_remote_options_are_22023_with_the_range() {
+    let (Some(pg), Some(my)) = (pg_url(), mysql_url()) else { return };
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    for (connector, url) in [("postgres", &pg), ("mysql", &my)] {
+        for (option, value) in [
+            ("connect_timeout", "1e100"),
+            ("connect_timeout", "-5"),
+            ("querytimeout", "1e300"),
+            ("liveness_interval", "1e100"),
+            ("pool_size", "18446744073709551615"),
+            ("pool_size", "18446744073709551614"),
+            ("pool_size", "0"),
+        ] {
+            let err = c
+                .batch_execute(&format!(
+                    "CREATE TABLE bad_{option} USING {connector} OPTIONS (url '{url}', dbtable 'nums', {option} '{value}')"
+                ))
+                .await
+                .unwrap_err();
+            assert_eq!(code(&err), "22023", "{connector} {option} '{value}': {err:?}");
+            let message = err.as_db_error().unwrap().message().to_string();
+            assert!(message.contains(option) && message.contains("between"), "{message}");
+            // The same connection goes on, and another client is answered.
+            assert_eq!(c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i64>(0), 1);
+            assert_eq!(server.client().await.query_one("SELECT 2", &[]).await.unwrap().get::<_, i64>(0), 2);
+        }
+    }
+    server.stop().await;
+}

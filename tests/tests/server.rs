@@ -586,6 +586,8 @@ async fn readers_see_the_old_or_the_new_partitions_never_a_mix() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen = reader.await.unwrap();
     assert!(seen.iter().all(|t| *t == a || *t == b), "a reader saw a mix: {seen:?} (allowed {a:?} or {b:?})");
+    // Liveness: the reader read while the overwrites ran, not only before or after them.
+    assert!(seen.contains(&a) && seen.contains(&b), "the reader should have seen both contents, saw {seen:?}");
     server.stop().await;
 }
 
@@ -603,26 +605,71 @@ async fn kill_9_during_overwrites_restarts_to_the_old_or_the_new_contents() {
         .await
         .unwrap();
     }
-    let mut expected = vec![totals(100000)];
-    for round in 0..50u64 {
+    let (big, small) = (totals(100000), totals(60000));
+    let mut before = big;
+    let mut target = None;
+    let mut outcomes = Vec::new();
+    let mut round = 0u64;
+    // Rounds until both outcomes occurred (and at least 20), the kill at a different point of
+    // the write each round: before it commits, and after.
+    while round < 20 || !(outcomes.contains(&"old") && outcomes.contains(&"new")) {
+        assert!(round < 80, "after {round} rounds the kill never landed both before and after a commit: {outcomes:?}");
         let server = BinServer::spawn(dir.path(), &[]);
         let c = connect(server.pg_addr).await;
         let row = c.query_one("SELECT count(*), sum(v) FROM k", &[]).await.unwrap();
         let now = (row.get::<_, i64>(0), row.get::<_, i64>(1));
-        assert!(expected.contains(&now), "round {round}: {now:?} is neither the old nor the new contents {expected:?}");
-        let n = if round % 2 == 0 { 60000 } else { 100000 };
-        expected = vec![now, totals(n)];
+        if let Some(t) = target {
+            assert!(now == before || now == t, "round {round}: {now:?} is neither the old {before:?} nor the new contents {t:?}");
+            outcomes.push(if now == t { "new" } else { "old" });
+        }
+        // Always write the other contents, so old and new can be told apart.
+        let n = if now == big { 60000 } else { 100000 };
+        before = now;
+        target = Some(if n == 60000 { small } else { big });
         let writer = tokio::spawn(async move {
             c.batch_execute(&format!(
                 "INSERT OVERWRITE TABLE k PARTITION (dt) SELECT value, concat('p', CAST(value % 4 AS STRING)) FROM generate_series(1, {n})"
             ))
             .await
         });
-        // Kill at a different point of the write each round.
-        tokio::time::sleep(Duration::from_millis((round * 37) % 400)).await;
+        tokio::time::sleep(Duration::from_millis((round * 97) % 1500)).await;
         server.kill9();
         let _ = writer.await;
+        round += 1;
     }
+    // The killed writes left commit directories that never became live; the next start deletes
+    // them (and what the last overwrites retired), keeping one live directory per partition.
+    let server = BinServer::spawn(dir.path(), &[]);
+    let c = connect(server.pg_addr).await;
+    let row = c.query_one("SELECT count(*), sum(v) FROM k", &[]).await.unwrap();
+    let now = (row.get::<_, i64>(0), row.get::<_, i64>(1));
+    assert!(now == before || Some(now) == target, "{now:?}");
+    let commit_dirs = || -> Vec<String> {
+        let mut out = Vec::new();
+        for part in std::fs::read_dir(dir.path().join("warehouse").join("k")).unwrap() {
+            let part = part.unwrap().path();
+            if !part.is_dir() {
+                continue;
+            }
+            for d in std::fs::read_dir(&part).unwrap() {
+                let name = d.unwrap().file_name().to_string_lossy().to_string();
+                if name.starts_with("_commit=") {
+                    out.push(format!("{}/{name}", part.file_name().unwrap().to_string_lossy()));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while commit_dirs().len() != 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = commit_dirs();
+    assert_eq!(left.len(), 4, "dead writes' commit directories stayed after {round} kills: {} of them: {left:?}", left.len());
+    let row = c.query_one("SELECT count(*), sum(v) FROM k", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), now, "clearing dead writes changed the table");
+    eprintln!("kill -9 outcomes over {round} rounds: {outcomes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1329,4 +1376,27 @@ async fn geodata_function_survives_restart() {
     assert_eq!(answer(&c.simple_query(query).await.unwrap()), expected);
     c.batch_execute("DROP FUNCTION geodata").await.unwrap();
     assert!(c.simple_query(query).await.is_err());
+}
+
+/// A table with no credentials anywhere makes the S3 client ask the cloud's instance-metadata
+/// address; test servers point it at loopback, so the statement fails at once with a connection
+/// error and nothing is sent off the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_table_without_credentials_fails_fast_on_loopback() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let err = c
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE nocreds STORED AS PARQUET LOCATION 's3://nobody/x/' \
+             OPTIONS (endpoint 'http://127.0.0.1:{closed}', allow_http 'true', region 'us-east-1')"
+        ))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: {err:?}", started.elapsed());
+    assert!(code(&err).starts_with("08"), "{err:?}");
+    assert!(!format!("{err:?}").contains("169.254"), "{err:?}");
+    assert_eq!(c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i64>(0), 1);
+    server.stop().await;
 }

@@ -9,6 +9,7 @@
 mod counting;
 mod errors;
 mod format;
+mod deadline;
 mod s3;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,9 @@ pub const S3_OPTIONS: &[OptionSpec] = &[
     OptionSpec::secret("session_token", "S3: session token"),
     OptionSpec::secret("aws_session_token", "S3: session token"),
     OptionSpec::new("allow_http", "S3: allow plain-HTTP endpoints (true/false)"),
+    OptionSpec::new("connect_timeout", "S3: time to wait for a connection (default 5s)"),
+    OptionSpec::new("timeout", "S3: time a whole request may take, body included (default 120s)"),
+    OptionSpec::new("read_timeout", "S3: time to wait for any answer or the next part of one before the connection counts as lost, 08006 (default 5s)"),
 ];
 
 /// Options of the file formats themselves (see [`format`]).

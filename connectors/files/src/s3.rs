@@ -38,7 +38,7 @@ fn s3_keys(options: &BTreeMap<String, String>) -> Result<Vec<(AmazonS3ConfigKey,
     let mut keys = Vec::new();
     for (k, v) in options {
         let key = k.strip_prefix("s3.").unwrap_or(k);
-        if matches!(key, "header" | "delimiter" | "sep" | "quote" | "escape" | "compression" | "file_extension") {
+        if matches!(key, "header" | "delimiter" | "sep" | "quote" | "escape" | "compression" | "file_extension" | "read_timeout") {
             continue;
         }
         if let Ok(parsed) = AmazonS3ConfigKey::from_str(key) {
@@ -68,8 +68,9 @@ impl S3Stores {
             .to_string();
         let mut settings = s3_keys(&self.defaults.0)?;
         settings.extend(s3_keys(options)?);
+        let read_timeout = read_timeout(&self.defaults.0, options)?;
         // The cache key holds credentials, so it is never logged.
-        let cache_key = format!("{bucket}\u{0}{settings:?}");
+        let cache_key = format!("{bucket}\u{0}{settings:?}\u{0}{read_timeout:?}");
         let store = {
             let mut built = self.built.lock().expect("s3 store cache");
             if let Some(store) = built.get(&cache_key) {
@@ -101,6 +102,7 @@ impl S3Stores {
                         .build()
                         .map_err(|e| FilesError::InvalidOption("s3".into(), url.to_string(), e.to_string()))?,
                 );
+                let s3: Arc<dyn ObjectStore> = Arc::new(crate::deadline::DeadlineStore::new(s3, read_timeout));
                 let store: Arc<dyn ObjectStore> = Arc::new(crate::CountingStore::new(s3, self.calls.clone()));
                 built.insert(cache_key, store.clone());
                 store
@@ -109,6 +111,26 @@ impl S3Stores {
         let base = url::Url::parse(&format!("s3://{bucket}")).expect("valid bucket URL");
         state.runtime_env().register_object_store(&base, store);
         Ok(())
+    }
+}
+
+/// How long S3 may leave a request unanswered (see [`crate::deadline`]): the table's
+/// `read_timeout` option, else the server's S3 setting, else 5 s.
+fn read_timeout(defaults: &BTreeMap<String, String>, options: &BTreeMap<String, String>) -> Result<Duration> {
+    let given = options
+        .get("read_timeout")
+        .or_else(|| options.get("s3.read_timeout"))
+        .or_else(|| defaults.get("read_timeout"));
+    match given {
+        None => Ok(crate::deadline::DEFAULT_READ_TIMEOUT),
+        Some(v) => crate::deadline::parse_read_timeout(v).ok_or_else(|| {
+            FilesError::InvalidOption(
+                "read_timeout".into(),
+                v.clone(),
+                "give seconds (or ms, s, min) between 0.1 s and 1 hour".into(),
+            )
+            .into()
+        }),
     }
 }
 

@@ -52,6 +52,7 @@ pub struct MySqlDatabase {
     secrets: Vec<String>,
     connect_timeout: Duration,
     query_timeout: Option<Duration>,
+    liveness_interval: Option<Duration>,
     batch_size: usize,
 }
 
@@ -118,6 +119,7 @@ impl MySqlDatabase {
             secrets: o.secrets(),
             connect_timeout: o.connect_timeout,
             query_timeout: o.query_timeout,
+            liveness_interval: o.liveness_interval,
             batch_size: o.batch_size,
         }))
     }
@@ -385,6 +387,30 @@ impl RemoteDatabase for MySqlDatabase {
 
     fn exact_string_equality(&self) -> bool {
         false
+    }
+
+    async fn ping(&self) -> Result<()> {
+        // A new connection outside the pool (whose connections busy statements may hold).
+        let run = async {
+            let mut conn = Conn::new(self.opts.clone()).await?;
+            conn.ping().await?;
+            conn.disconnect().await
+        };
+        let why = match tokio::time::timeout(self.connect_timeout, run).await {
+            Ok(Ok(())) => return Ok(()),
+            // The server answered, if only with an error (too many connections): it is alive.
+            Ok(Err(mysql_async::Error::Server(_))) => return Ok(()),
+            Ok(Err(e)) => format!("a new connection failed: {e}"),
+            Err(_) => format!("a new connection got no answer within {:?}", self.connect_timeout),
+        };
+        Err(DataFusionError::External(Box::new(ConnectorError::new(
+            ErrorKind::ConnectionLost,
+            redact(&format!("MySQL at {} stopped answering: {why}", self.describe), &self.secrets),
+        ))))
+    }
+
+    fn liveness_interval(&self) -> Option<Duration> {
+        self.liveness_interval
     }
 
     fn query(&self, sql: String, schema: SchemaRef, table: String) -> Result<SendableRecordBatchStream> {

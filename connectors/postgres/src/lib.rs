@@ -77,6 +77,7 @@ pub struct PgDatabase {
     identity: String,
     secrets: Vec<String>,
     batch_size: usize,
+    liveness_interval: Option<std::time::Duration>,
 }
 
 static POOLS: LazyLock<Mutex<HashMap<String, Arc<PgPool>>>> = LazyLock::new(Default::default);
@@ -158,7 +159,15 @@ impl PgDatabase {
             .entry(key)
             .or_insert_with(|| PgPool::new(config, tls, o.pool_size, o.connect_timeout))
             .clone();
-        Ok(Arc::new(PgDatabase { flavor, pool, describe, identity, secrets: o.secrets(), batch_size: o.batch_size }))
+        Ok(Arc::new(PgDatabase {
+            flavor,
+            pool,
+            describe,
+            identity,
+            secrets: o.secrets(),
+            batch_size: o.batch_size,
+            liveness_interval: o.liveness_interval,
+        }))
     }
 
     /// A failure as the user should see it: what failed, where, with the server's SQLSTATE
@@ -391,6 +400,29 @@ impl RemoteDatabase for PgDatabase {
 
     fn query(&self, sql: String, schema: SchemaRef, table: String) -> Result<SendableRecordBatchStream> {
         Ok(Arc::new(self.clone()).stream(sql, schema, table))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let product = self.flavor.product();
+        let why = match self.pool.probe().await {
+            Ok(true) => return Ok(()),
+            // The server answered, if only with an error (too many clients, shutting down):
+            // it is alive, and the statement waiting on it goes on.
+            Err(e) if e.as_db_error().is_some() => return Ok(()),
+            Ok(false) => format!("a new connection got no answer within {:?}", self.pool.connect_timeout()),
+            Err(e) => {
+                let source = std::error::Error::source(&e).map(|s| format!(" ({s})")).unwrap_or_default();
+                format!("a new connection failed: {e}{source}")
+            }
+        };
+        Err(DataFusionError::External(Box::new(ConnectorError::new(
+            ErrorKind::ConnectionLost,
+            redact(&format!("{product} at {} stopped answering: {why}", self.describe), &self.secrets),
+        ))))
+    }
+
+    fn liveness_interval(&self) -> Option<std::time::Duration> {
+        self.liveness_interval
     }
 
     async fn insert(&self, table: &TableReference, data: SendableRecordBatchStream, display: &str) -> Result<u64> {

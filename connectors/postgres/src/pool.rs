@@ -79,6 +79,37 @@ impl PgPool {
     }
 }
 
+impl PgPool {
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Whether the server answers a new connection (outside the pool's limit) and `SELECT 1`
+    /// within the connect timeout. `Ok(false)`: no answer in time.
+    pub async fn probe(&self) -> Result<bool, tokio_postgres::Error> {
+        let run = async {
+            let client = match &self.tls {
+                None => {
+                    let (client, connection) = self.config.connect(NoTls).await?;
+                    tokio::spawn(connection);
+                    client
+                }
+                Some(tls) => {
+                    let (client, connection) = self.config.connect(tls.clone()).await?;
+                    tokio::spawn(connection);
+                    client
+                }
+            };
+            client.simple_query("SELECT 1").await.map(|_| ())
+        };
+        match tokio::time::timeout(self.connect_timeout, run).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
 pub enum ConnectFailure {
     Timeout(String),
     Postgres(tokio_postgres::Error),

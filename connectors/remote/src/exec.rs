@@ -98,14 +98,14 @@ impl ExecutionPlan for RemoteScanExec {
             // `SELECT 1 FROM ...` for a row count: keep the rows, drop the column.
             let one = Arc::new(Schema::new(vec![Field::new("one", DataType::Int64, true)]));
             let schema = self.schema.clone();
-            let stream = self.db.query(sql.clone(), one, self.table.clone())?;
+            let stream = watched(self.db.query(sql.clone(), one, self.table.clone())?, self.db.clone(), self.table.clone());
             let counted = stream.map(move |b| {
                 let b = b?;
                 Ok(RecordBatch::try_new_with_options(schema.clone(), vec![], &RecordBatchOptions::new().with_row_count(Some(b.num_rows())))?)
             });
             return Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), counted)));
         }
-        let stream = self.db.query(sql.clone(), self.schema.clone(), self.table.clone())?;
+        let stream = watched(self.db.query(sql.clone(), self.schema.clone(), self.table.clone())?, self.db.clone(), self.table.clone());
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let counted = stream.map(move |b| {
             if let Ok(batch) = &b {
@@ -119,4 +119,38 @@ impl ExecutionPlan for RemoteScanExec {
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
     }
+}
+
+/// `stream`, ended with 08006 when the database stops answering: whenever the next batch has
+/// not come within the database's liveness interval, a new connection checks that the server
+/// still answers (a long-running statement on a live server just goes on waiting). A stopped
+/// or frozen server, or a network path that dropped without closing the connection, would
+/// otherwise hold the statement for ever: TCP keeps an idle connection open, and the kernel
+/// still acknowledges a stopped process's packets.
+pub fn watched(stream: SendableRecordBatchStream, db: Arc<dyn RemoteDatabase>, table: String) -> SendableRecordBatchStream {
+    let Some(interval) = db.liveness_interval() else { return stream };
+    let schema = stream.schema();
+    let out = futures::stream::unfold(Some(stream), move |state| {
+        let db = db.clone();
+        let table = table.clone();
+        async move {
+            let mut stream = state?;
+            let check = async {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    if let Err(e) = db.ping().await {
+                        return e;
+                    }
+                }
+            };
+            tokio::select! {
+                next = stream.next() => next.map(|item| (item, Some(stream))),
+                e = check => {
+                    tracing::warn!(db = %db.describe(), %table, error = %e, "remote database stopped answering");
+                    Some((Err(e), None))
+                }
+            }
+        }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, out))
 }

@@ -91,6 +91,19 @@ pub trait RemoteDatabase: Send + Sync + Debug {
     /// Run one query and stream its rows, decoded into `schema` (by position).
     fn query(&self, sql: String, schema: SchemaRef, table: String) -> Result<SendableRecordBatchStream>;
 
+    /// Whether the database still answers: a new connection (not a pooled one, which a busy
+    /// statement may hold) that runs a trivial statement, within the connect timeout. Asked
+    /// when a statement has waited [`RemoteOptions::liveness_interval`] for its next rows; a
+    /// failure ends the statement with 08006 instead of waiting on a frozen server for ever.
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// See [`RemoteOptions::liveness_interval`]; `None`: never check.
+    fn liveness_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Insert every batch of `data` into `table` (columns by name) in one remote transaction.
     async fn insert(&self, table: &TableReference, data: SendableRecordBatchStream, display: &str) -> Result<u64>;
 }

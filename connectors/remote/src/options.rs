@@ -21,10 +21,11 @@ pub const REMOTE_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("lowerbound", "lowest partitionColumn value of the split (rows below still read)"),
     OptionSpec::new("upperbound", "highest partitionColumn value of the split (rows above still read)"),
     OptionSpec::new("numpartitions", "how many parallel range queries read the table"),
-    OptionSpec::new("connect_timeout", "seconds to wait for a connection (default 10)"),
-    OptionSpec::new("querytimeout", "seconds a remote statement may run (default: no limit)"),
+    OptionSpec::new("connect_timeout", "seconds to wait for a connection (default 5, at most 3600)"),
+    OptionSpec::new("querytimeout", "seconds a remote statement may run (default: no limit, at most 2147483)"),
     OptionSpec::new("query_timeout", "alias of queryTimeout"),
-    OptionSpec::new("pool_size", "connections kept to this database (default 8, at least numPartitions)"),
+    OptionSpec::new("liveness_interval", "seconds a statement may go without an answer before Bowman checks, on a new connection, that the database still answers (default 3; 0: never)"),
+    OptionSpec::new("pool_size", "connections kept to this database (default 8, at least numPartitions, at most 1024)"),
     OptionSpec::new("batchsize", "rows per INSERT statement when writing (default 1000)"),
     OptionSpec::new("sslmode", "TLS: disable, prefer (PostgreSQL's default), require, verify-ca or verify-full; MySQL's DISABLED (its default), REQUIRED, VERIFY_CA, VERIFY_IDENTITY too"),
     OptionSpec::new("ssl-mode", "alias of sslmode (MySQL's spelling)"),
@@ -57,6 +58,9 @@ pub struct RemoteOptions {
     pub partitioning: Option<PartitionSpec>,
     pub connect_timeout: Duration,
     pub query_timeout: Option<Duration>,
+    /// How long a statement may wait for the database's next answer before Bowman checks, on a
+    /// fresh connection, that the database still answers; `None`: never.
+    pub liveness_interval: Option<Duration>,
     pub pool_size: usize,
     pub batch_size: usize,
     /// TLS to the database, from the URL's query and the OPTIONS (which win).
@@ -74,6 +78,15 @@ impl std::fmt::Debug for RemoteOptions {
             .finish_non_exhaustive()
     }
 }
+
+/// How long Bowman waits for a remote database to accept a connection, unless `connect_timeout` says.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a statement waits for the next answer before Bowman checks the database still answers.
+pub const DEFAULT_LIVENESS_INTERVAL: Duration = Duration::from_secs(3);
+const MAX_CONNECT_TIMEOUT_SECS: f64 = 3600.0;
+/// PostgreSQL's own limit for statement_timeout: INT_MAX milliseconds.
+const MAX_QUERY_TIMEOUT_SECS: f64 = 2_147_483.0;
+const MAX_POOL_SIZE: u64 = 1024;
 
 fn invalid(message: String) -> ConnectorError {
     ConnectorError::new(ErrorKind::InvalidOption, message)
@@ -106,20 +119,28 @@ impl RemoteOptions {
             (Some(_), Some(_)) => return Err(invalid(format!("table {table}: give either dbtable or query, not both"))),
             _ => return Err(invalid(format!("table {table} needs OPTIONS (dbtable 'schema.table') or (query 'SELECT ...')"))),
         };
-        let num = |key: &str| -> Result<Option<u64>, ConnectorError> {
+        // Out-of-range values are refused with the range (22023): a duration past what a
+        // timer can hold, or a pool of 2^64 connections, must not reach the drivers.
+        let num = |key: &str, min: u64, max: u64| -> Result<Option<u64>, ConnectorError> {
             o.get(key)
-                .map(|v| v.trim().parse::<u64>().map_err(|_| invalid(format!("option {key} must be a whole number, not '{v}'"))))
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| (min..=max).contains(n))
+                        .ok_or_else(|| invalid(format!("option {key} must be a whole number between {min} and {max}, not '{v}'")))
+                })
                 .transpose()
         };
-        let secs = |key: &str| -> Result<Option<Duration>, ConnectorError> {
+        let secs = |key: &str, max: f64| -> Result<Option<Duration>, ConnectorError> {
             o.get(key)
                 .map(|v| {
                     v.trim()
                         .parse::<f64>()
                         .ok()
-                        .filter(|s| *s >= 0.0 && s.is_finite())
+                        .filter(|s| s.is_finite() && (0.0..=max).contains(s))
                         .map(Duration::from_secs_f64)
-                        .ok_or_else(|| invalid(format!("option {key} must be a number of seconds, not '{v}'")))
+                        .ok_or_else(|| invalid(format!("option {key} must be a number of seconds between 0 and {max}, not '{v}'")))
                 })
                 .transpose()
         };
@@ -131,10 +152,19 @@ impl RemoteOptions {
             )));
         }
         let parts = partitioning.as_ref().map(|p| p.num).unwrap_or(1);
-        let connect_timeout = secs("connect_timeout")?.unwrap_or(Duration::from_secs(10));
-        let query_timeout = secs("querytimeout")?.or(secs("query_timeout")?).filter(|d| !d.is_zero());
-        let pool_size = (num("pool_size")?.unwrap_or(8) as usize).max(parts).max(1);
-        let batch_size = (num("batchsize")?.unwrap_or(1000) as usize).clamp(1, 100_000);
+        // A zero connect timeout would fail every connection: it means the default, as in libpq.
+        let connect_timeout =
+            secs("connect_timeout", MAX_CONNECT_TIMEOUT_SECS)?.filter(|d| !d.is_zero()).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let query_timeout = secs("querytimeout", MAX_QUERY_TIMEOUT_SECS)?
+            .or(secs("query_timeout", MAX_QUERY_TIMEOUT_SECS)?)
+            .filter(|d| !d.is_zero());
+        let liveness_interval = match secs("liveness_interval", MAX_CONNECT_TIMEOUT_SECS)? {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d.max(Duration::from_millis(100))),
+            None => Some(DEFAULT_LIVENESS_INTERVAL),
+        };
+        let pool_size = (num("pool_size", 1, MAX_POOL_SIZE)?.unwrap_or(8) as usize).max(parts).max(1);
+        let batch_size = (num("batchsize", 0, u64::MAX)?.unwrap_or(1000).min(100_000) as usize).max(1);
         Ok(RemoteOptions {
             url,
             user: o.get("user").cloned(),
@@ -142,6 +172,7 @@ impl RemoteOptions {
             source,
             connect_timeout,
             query_timeout,
+            liveness_interval,
             pool_size,
             batch_size,
             partitioning,
@@ -379,6 +410,33 @@ mod tests {
             num: 8,
         };
         assert_eq!(d.predicates("d"), vec![Some("d < DATE '2020-01-02' OR d IS NULL".into()), Some("d >= DATE '2020-01-02'".into())]);
+    }
+
+    #[test]
+    fn out_of_range_timeouts_and_pool_sizes_are_refused_with_the_range() {
+        let opts = |k: &str, v: &str| -> HashMap<String, String> {
+            [("url".to_string(), "postgres://h/d".to_string()), ("dbtable".into(), "t".into()), (k.into(), v.into())].into()
+        };
+        for (k, v) in [
+            ("connect_timeout", "1e100"),
+            ("connect_timeout", "inf"),
+            ("connect_timeout", "-1"),
+            ("querytimeout", "1e30"),
+            ("liveness_interval", "1e100"),
+            ("pool_size", "18446744073709551615"),
+            ("pool_size", "18446744073709551616"),
+            ("pool_size", "0"),
+            ("pool_size", "2305843009213693951"),
+        ] {
+            let e = RemoteOptions::parse(&opts(k, v), "t").err().unwrap_or_else(|| panic!("{k} = {v} was accepted"));
+            assert_eq!(e.kind, ErrorKind::InvalidOption, "{k} = {v}");
+            assert!(e.message.contains("between"), "{k} = {v}: {}", e.message);
+        }
+        let o = RemoteOptions::parse(&opts("connect_timeout", "3600"), "t").unwrap();
+        assert_eq!(o.connect_timeout, Duration::from_secs(3600));
+        assert_eq!(RemoteOptions::parse(&opts("pool_size", "1024"), "t").unwrap().pool_size, 1024);
+        let o = RemoteOptions::parse(&opts("liveness_interval", "0"), "t").unwrap();
+        assert_eq!((o.liveness_interval, o.connect_timeout), (None, DEFAULT_CONNECT_TIMEOUT));
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! The pgwire frontend messages a client can send Bowman, decoded as Bowman's server decodes
+//! them (pgwire's `PgWireFrontendMessage::decode` with the connection's state, as its server
+//! codec does): SSL/GSS negotiation, startup (and its parameters, which become the client's
+//! date and interval styles), SASL initial and continuation responses fed to pgwire's SCRAM
+//! server, simple query, Parse/Bind (and the decoding of the bound parameters by their types,
+//! as Bowman's extended-query handler does it with arrow-pg), Describe, Execute, Close and COPY
+//! data. Any byte stream must end in messages or errors, never a panic: a panic here is a
+//! connection dropped without an ErrorResponse.
+//!
+//! The first byte picks where the stream starts (a fresh connection, after an SSLRequest was
+//! answered, or an authenticated session); the rest is the stream.
+#![no_main]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use libfuzzer_sys::fuzz_target;
+use pgwire::api::Type;
+use pgwire::api::auth::Password;
+use pgwire::api::auth::sasl::scram::{ScramServerAuth, ScramServerAuthWaitingForClientFinal, gen_salted_password};
+use pgwire::api::portal::Portal;
+use pgwire::api::stmt::StoredStatement;
+use pgwire::messages::{DecodeContext, PgWireFrontendMessage, ProtocolVersion, SslNegotiationMetaMessage};
+use pgwire::types::format::FormatOptions;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    AwaitingSsl,
+    AwaitingStartup,
+    Authenticating,
+    Ready,
+}
+
+/// The salted password the SCRAM exchange checks proofs against (hashed once: 4096 rounds).
+fn expected_password() -> Password {
+    static SALTED: std::sync::LazyLock<Vec<u8>> =
+        std::sync::LazyLock::new(|| gen_salted_password("fuzz-password", b"bowman-fuzz-salt", 4096));
+    Password::new(Some(b"bowman-fuzz-salt".to_vec()), SALTED.clone())
+}
+
+/// The types DataFusion would infer for parameters the client sent no type for.
+const INFERRED: &[DataType] = &[
+    DataType::Int64,
+    DataType::Utf8,
+    DataType::Float64,
+    DataType::Boolean,
+    DataType::Date32,
+    DataType::Timestamp(TimeUnit::Microsecond, None),
+    DataType::Int32,
+    DataType::Decimal128(38, 10),
+    DataType::Binary,
+];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&start, stream)) = data.split_first() else { return };
+    let mut state = match start % 3 {
+        0 => State::AwaitingSsl,
+        1 => State::AwaitingStartup,
+        _ => State::Ready,
+    };
+    let mut buf = BytesMut::from(stream);
+    let mut ctx = DecodeContext::default();
+    let mut metadata: HashMap<String, String> = HashMap::new();
+    let mut scram: Option<ScramServerAuthWaitingForClientFinal> = None;
+    let mut parameter_types: Vec<Option<Type>> = Vec::new();
+    for _ in 0..256 {
+        ctx.awaiting_frontend_ssl = state == State::AwaitingSsl;
+        ctx.awaiting_frontend_startup = matches!(state, State::AwaitingSsl | State::AwaitingStartup);
+        let message = match PgWireFrontendMessage::decode(&mut buf, &ctx) {
+            Ok(Some(m)) => m,
+            // Incomplete (the server waits for more) or refused (the server closes).
+            Ok(None) | Err(_) => return,
+        };
+        match message {
+            PgWireFrontendMessage::SslNegotiation(m) => {
+                // A refused or accepted SSLRequest and a bare startup all lead to the startup.
+                if matches!(m, SslNegotiationMetaMessage::None) && state != State::AwaitingSsl {
+                    return;
+                }
+                state = State::AwaitingStartup;
+            }
+            PgWireFrontendMessage::Startup(startup) => {
+                match ProtocolVersion::from_version_number(startup.protocol_number_major, startup.protocol_number_minor) {
+                    Some(v) => ctx.protocol_version = v,
+                    None if startup.protocol_number_major == 3 => ctx.protocol_version = ProtocolVersion::default(),
+                    None => return,
+                }
+                metadata.extend(startup.parameters.clone());
+                // Bowman formats dates, intervals and floats by the client's startup settings.
+                let _ = FormatOptions::from_client_metadata(&metadata);
+                state = State::Authenticating;
+            }
+            PgWireFrontendMessage::CancelRequest(_) => return,
+            PgWireFrontendMessage::PasswordMessageFamily(p) => {
+                if state != State::Authenticating {
+                    return;
+                }
+                match scram.take() {
+                    None => {
+                        let Ok(initial) = p.into_sasl_initial_response() else { return };
+                        let Some(client_first) = initial.data.as_ref() else { return };
+                        match ScramServerAuth::new().on_client_first_message(client_first, expected_password()) {
+                            Ok((server_first, waiting)) => {
+                                assert!(server_first.starts_with("r="), "server-first {server_first:?}");
+                                scram = Some(waiting);
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    Some(waiting) => {
+                        let Ok(response) = p.into_sasl_response() else { return };
+                        // A forged proof must be refused; the fuzzer cannot know the password.
+                        if waiting.on_client_final_message(&response.data).is_ok() {
+                            panic!("SCRAM accepted a client-final without the password: {:?}", response.data);
+                        }
+                        return;
+                    }
+                }
+            }
+            _ if state != State::Ready => return,
+            PgWireFrontendMessage::Query(q) => {
+                let _ = bowman_sql::parser::leading_keyword(&q.query);
+            }
+            PgWireFrontendMessage::Parse(parse) => {
+                parameter_types = parse.type_oids.iter().map(|oid| Type::from_oid(*oid)).collect();
+                let _ = bowman_sql::parser::leading_keyword(&parse.query);
+            }
+            PgWireFrontendMessage::Bind(bind) => {
+                let statement = Arc::new(StoredStatement::new(
+                    bind.statement_name.clone().unwrap_or_default(),
+                    (),
+                    parameter_types.clone(),
+                ));
+                let Ok(portal) = Portal::try_new(&bind, statement) else { continue };
+                let inferred: Vec<Option<&DataType>> =
+                    (0..portal.parameters.len()).map(|i| Some(&INFERRED[i % INFERRED.len()])).collect();
+                let _ = arrow_pg::datatypes::df::deserialize_parameters(&portal, &inferred);
+            }
+            PgWireFrontendMessage::CopyData(copy) => {
+                let _ = copy.data.len();
+            }
+            PgWireFrontendMessage::Terminate(_) => return,
+            _ => {}
+        }
+    }
+});

@@ -40,6 +40,30 @@ fn expected_password() -> Password {
     Password::new(Some(b"bowman-fuzz-salt".to_vec()), SALTED.clone())
 }
 
+thread_local! {
+    static IN_STARTUP_HANDLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` as Bowman's startup handler runs the authentication messages (`Startup` in
+/// server/src/pgwire.rs): a panic in pgwire there is caught and answered with 08P01, and the
+/// connection closed. `None` is that answer. Panics anywhere else still abort the fuzzer.
+fn in_startup_handler<T>(f: impl FnOnce() -> T) -> Option<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        // libFuzzer's hook aborts on every panic; let the ones Bowman catches unwind.
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_STARTUP_HANDLER.with(|c| c.get()) {
+                report(info)
+            }
+        }));
+    });
+    IN_STARTUP_HANDLER.with(|c| c.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_STARTUP_HANDLER.with(|c| c.set(false));
+    result.ok()
+}
+
 /// The types DataFusion would infer for parameters the client sent no type for.
 const INFERRED: &[DataType] = &[
     DataType::Int64,
@@ -99,21 +123,23 @@ fuzz_target!(|data: &[u8]| {
                 }
                 match scram.take() {
                     None => {
-                        let Ok(initial) = p.into_sasl_initial_response() else { return };
-                        let Some(client_first) = initial.data.as_ref() else { return };
-                        match ScramServerAuth::new().on_client_first_message(client_first, expected_password()) {
-                            Ok((server_first, waiting)) => {
-                                assert!(server_first.starts_with("r="), "server-first {server_first:?}");
-                                scram = Some(waiting);
-                            }
-                            Err(_) => return,
-                        }
+                        let first = in_startup_handler(|| {
+                            let initial = p.into_sasl_initial_response().ok()?;
+                            let client_first = initial.data.as_ref()?;
+                            ScramServerAuth::new().on_client_first_message(client_first, expected_password()).ok()
+                        });
+                        let Some(Some((server_first, waiting))) = first else { return };
+                        assert!(server_first.starts_with("r="), "server-first {server_first:?}");
+                        scram = Some(waiting);
                     }
                     Some(waiting) => {
-                        let Ok(response) = p.into_sasl_response() else { return };
+                        let accepted = in_startup_handler(|| {
+                            let response = p.into_sasl_response().ok()?;
+                            waiting.on_client_final_message(&response.data).ok().map(|_| response.data)
+                        });
                         // A forged proof must be refused; the fuzzer cannot know the password.
-                        if waiting.on_client_final_message(&response.data).is_ok() {
-                            panic!("SCRAM accepted a client-final without the password: {:?}", response.data);
+                        if let Some(Some(data)) = accepted {
+                            panic!("SCRAM accepted a client-final without the password: {data:?}");
                         }
                         return;
                     }

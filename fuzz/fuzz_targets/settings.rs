@@ -31,7 +31,7 @@ struct Fixture {
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("temporary directory");
     let engine = runtime.block_on(async {
         let store = bowman_catalog::open_store(dir.path().join("catalog.db").to_str().expect("UTF-8 path"))

@@ -6,6 +6,7 @@
 //! messages (nothing buffers a whole result), and every error carries its SQLSTATE.
 
 use std::fmt::Debug;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,7 +16,7 @@ use async_trait::async_trait;
 use bowman_sql::{BowmanError, Output, Prepared, Session, parse_sql};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
-use futures::{Sink, SinkExt, StreamExt, stream};
+use futures::{FutureExt, Sink, SinkExt, StreamExt, stream};
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
@@ -393,10 +394,25 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Startup::Trust(h) => h.on_startup(client, message).await,
-            Startup::Scram(h) => h.on_startup(client, message).await,
-        }
+        // pgwire's decoders of the authentication messages can panic on a malformed one (a
+        // SASLInitialResponse whose data length runs past the message, found by the
+        // pgwire_frontend fuzz target): answer it as PostgreSQL does, with 08P01, instead of
+        // dropping the connection without a word.
+        let handled = AssertUnwindSafe(async {
+            match self {
+                Startup::Trust(h) => h.on_startup(client, message).await,
+                Startup::Scram(h) => h.on_startup(client, message).await,
+            }
+        })
+        .catch_unwind()
+        .await;
+        handled.unwrap_or_else(|_| {
+            Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".to_owned(),
+                "08P01".to_owned(),
+                "malformed authentication message".to_owned(),
+            ))))
+        })
     }
 }
 

@@ -75,6 +75,13 @@ impl std::fmt::Debug for RemoteOptions {
     }
 }
 
+/// The longest `connect_timeout` / `queryTimeout`: PostgreSQL's limit for its timeouts
+/// (`INT_MAX` milliseconds), far from where the connectors' deadline arithmetic overflows.
+pub const MAX_TIMEOUT_SECS: u64 = i32::MAX as u64 / 1000;
+
+/// The most connections one table's pool may keep (`numPartitions` is at most 1024 too).
+pub const MAX_POOL_SIZE: usize = 1024;
+
 fn invalid(message: String) -> ConnectorError {
     ConnectorError::new(ErrorKind::InvalidOption, message)
 }
@@ -114,12 +121,18 @@ impl RemoteOptions {
         let secs = |key: &str| -> Result<Option<Duration>, ConnectorError> {
             o.get(key)
                 .map(|v| {
-                    v.trim()
+                    let s = v
+                        .trim()
                         .parse::<f64>()
                         .ok()
                         .filter(|s| *s >= 0.0 && s.is_finite())
-                        .map(Duration::from_secs_f64)
-                        .ok_or_else(|| invalid(format!("option {key} must be a number of seconds, not '{v}'")))
+                        .ok_or_else(|| invalid(format!("option {key} must be a number of seconds, not '{v}'")))?;
+                    if s > MAX_TIMEOUT_SECS as f64 {
+                        return Err(invalid(format!(
+                            "option {key} is {v}, outside the valid range 0 .. {MAX_TIMEOUT_SECS} seconds (about 24 days)"
+                        )));
+                    }
+                    Ok(Duration::from_secs_f64(s))
                 })
                 .transpose()
         };
@@ -133,7 +146,12 @@ impl RemoteOptions {
         let parts = partitioning.as_ref().map(|p| p.num).unwrap_or(1);
         let connect_timeout = secs("connect_timeout")?.unwrap_or(Duration::from_secs(10));
         let query_timeout = secs("querytimeout")?.or(secs("query_timeout")?).filter(|d| !d.is_zero());
-        let pool_size = (num("pool_size")?.unwrap_or(8) as usize).max(parts).max(1);
+        let pool_size = match num("pool_size")? {
+            Some(n) if n > MAX_POOL_SIZE as u64 => {
+                return Err(invalid(format!("option pool_size is {n}, outside the valid range 1 .. {MAX_POOL_SIZE}")));
+            }
+            n => (n.unwrap_or(8) as usize).max(parts).max(1),
+        };
         let batch_size = (num("batchsize")?.unwrap_or(1000) as usize).clamp(1, 100_000);
         Ok(RemoteOptions {
             url,
@@ -379,6 +397,38 @@ mod tests {
             num: 8,
         };
         assert_eq!(d.predicates("d"), vec![Some("d < DATE '2020-01-02' OR d IS NULL".into()), Some("d >= DATE '2020-01-02'".into())]);
+    }
+
+    #[test]
+    fn out_of_range_timeouts_and_pool_sizes_are_refused() {
+        // Found by the remote_options fuzz target (fuzz/corpus/remote_options/): these panicked
+        // (float seconds past Duration's range) or overflowed the connectors' deadlines and
+        // pool semaphores.
+        let with = |key: &str, value: &str| -> Result<RemoteOptions, ConnectorError> {
+            let o: HashMap<String, String> = [
+                ("url".to_string(), "postgres://h/d".to_string()),
+                ("dbtable".into(), "t".into()),
+                (key.to_string(), value.to_string()),
+            ]
+            .into();
+            RemoteOptions::parse(&o, "x")
+        };
+        for (key, value) in [
+            ("connect_timeout", "1e100"),
+            ("connect_timeout", "18446744073709551616"),
+            ("queryTimeout", "1e20"),
+            ("query_timeout", "2147484"),
+            ("pool_size", "18446744073709551615"),
+            ("pool_size", "1025"),
+        ] {
+            let e = with(key, value).err().unwrap_or_else(|| panic!("{key} '{value}' was accepted"));
+            assert_eq!(e.kind, ErrorKind::InvalidOption, "{key} '{value}': {e}");
+            assert!(e.message.contains("outside the valid range"), "{key} '{value}': {e}");
+        }
+        assert_eq!(with("connect_timeout", "2147483").unwrap().connect_timeout, Duration::from_secs(2_147_483));
+        assert_eq!(with("querytimeout", "0.5").unwrap().query_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(with("pool_size", "1024").unwrap().pool_size, 1024);
+        assert_eq!(with("connect_timeout", "-1").err().map(|e| e.kind), Some(ErrorKind::InvalidOption));
     }
 
     #[test]

@@ -41,26 +41,30 @@ fn expected_password() -> Password {
 }
 
 thread_local! {
-    static IN_STARTUP_HANDLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static IN_PGWIRE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` as Bowman's startup handler runs the authentication messages (`Startup` in
-/// server/src/pgwire.rs): a panic in pgwire there is caught and answered with 08P01, and the
-/// connection closed. `None` is that answer. Panics anywhere else still abort the fuzzer.
-fn in_startup_handler<T>(f: impl FnOnce() -> T) -> Option<T> {
+/// Runs pgwire's own code (decoding a message, SASL and SCRAM) as Bowman's server runs it: a
+/// panic there is caught and answered with FATAL 08P01, and the connection closed (`Startup`
+/// in server/src/pgwire.rs for authentication, `protocol_violation` for the connection's
+/// decoder). `None` is that answer. Panics anywhere else still abort the fuzzer: Bowman's own
+/// handling of the decoded messages (bound parameters included) must not panic at all.
+/// pgwire 0.41.1 does panic on a Bind or SASLInitialResponse whose lengths run past the
+/// message (fuzz/corpus/pgwire_frontend/crash-*).
+fn in_pgwire<T>(f: impl FnOnce() -> T) -> Option<T> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         // libFuzzer's hook aborts on every panic; let the ones Bowman catches unwind.
         let report = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !IN_STARTUP_HANDLER.with(|c| c.get()) {
+            if !IN_PGWIRE.with(|c| c.get()) {
                 report(info)
             }
         }));
     });
-    IN_STARTUP_HANDLER.with(|c| c.set(true));
+    IN_PGWIRE.with(|c| c.set(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    IN_STARTUP_HANDLER.with(|c| c.set(false));
+    IN_PGWIRE.with(|c| c.set(false));
     result.ok()
 }
 
@@ -92,10 +96,11 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..256 {
         ctx.awaiting_frontend_ssl = state == State::AwaitingSsl;
         ctx.awaiting_frontend_startup = matches!(state, State::AwaitingSsl | State::AwaitingStartup);
-        let message = match PgWireFrontendMessage::decode(&mut buf, &ctx) {
-            Ok(Some(m)) => m,
-            // Incomplete (the server waits for more) or refused (the server closes).
-            Ok(None) | Err(_) => return,
+        let message = match in_pgwire(|| PgWireFrontendMessage::decode(&mut buf, &ctx)) {
+            Some(Ok(Some(m))) => m,
+            // Incomplete (the server waits for more), refused or answered with 08P01 (the
+            // server closes).
+            Some(Ok(None) | Err(_)) | None => return,
         };
         match message {
             PgWireFrontendMessage::SslNegotiation(m) => {
@@ -123,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 match scram.take() {
                     None => {
-                        let first = in_startup_handler(|| {
+                        let first = in_pgwire(|| {
                             let initial = p.into_sasl_initial_response().ok()?;
                             let client_first = initial.data.as_ref()?;
                             ScramServerAuth::new().on_client_first_message(client_first, expected_password()).ok()
@@ -133,7 +138,7 @@ fuzz_target!(|data: &[u8]| {
                         scram = Some(waiting);
                     }
                     Some(waiting) => {
-                        let accepted = in_startup_handler(|| {
+                        let accepted = in_pgwire(|| {
                             let response = p.into_sasl_response().ok()?;
                             waiting.on_client_final_message(&response.data).ok().map(|_| response.data)
                         });

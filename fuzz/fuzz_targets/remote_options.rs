@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bowman_connector_remote::options::{RemoteOptions, remove_url_password, split_options, strip_jdbc};
+use bowman_connector_remote::options::{MAX_POOL_SIZE, MAX_TIMEOUT_SECS, RemoteOptions, remove_url_password, split_options, strip_jdbc};
 use bowman_connector_remote::REMOTE_OPTIONS;
 use libfuzzer_sys::fuzz_target;
 
@@ -35,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
     match RemoteOptions::parse(&all, "fuzz.t") {
         Ok(parsed) => {
             let _ = format!("{parsed:?}");
+            // Within the ranges the connectors' deadline arithmetic and pools are safe in.
+            let max = std::time::Duration::from_secs(MAX_TIMEOUT_SECS);
+            assert!(parsed.connect_timeout <= max && parsed.query_timeout.is_none_or(|t| t <= max), "{parsed:?}");
+            assert!((1..=MAX_POOL_SIZE).contains(&parsed.pool_size), "{parsed:?}");
             let _ = parsed.secrets();
             if let Some(p) = &parsed.partitioning {
                 let predicates = p.predicates("\"c\"");

@@ -158,11 +158,16 @@ async fn serve_pgwire(
                 let handlers = Arc::new(pgwire::PgHandlers::new(conn.clone(), manager.clone(), cancels.clone(), &auth));
                 let mut conn_shutdown = shutdown.clone();
                 let tls = tls.clone();
+                let spare = if tls.is_none() { pgwire::spare_handle(&socket) } else { None };
                 connections.spawn(async move {
                     tokio::select! {
-                        result = ::pgwire::tokio::process_socket(socket, tls, handlers) => {
-                            if let Err(e) = result {
-                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                            ::pgwire::tokio::process_socket(socket, tls, handlers),
+                        )) => {
+                            match result {
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                                Ok(Ok(())) => {}
+                                Err(_) => pgwire::protocol_violation(peer, spare).await,
                             }
                         }
                         _ = async {

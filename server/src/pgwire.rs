@@ -369,6 +369,42 @@ impl PgWireServerHandlers for PgHandlers {
     }
 }
 
+/// A second handle on a client's socket, for [`protocol_violation`] (none if the socket cannot
+/// be duplicated).
+pub(crate) fn spare_handle(socket: &tokio::net::TcpStream) -> Option<tokio::net::TcpStream> {
+    use std::os::fd::AsFd;
+    let fd = socket.as_fd().try_clone_to_owned().ok()?;
+    let std = std::net::TcpStream::from(fd);
+    std.set_nonblocking(true).ok()?;
+    tokio::net::TcpStream::from_std(std).ok()
+}
+
+/// pgwire's frontend decoders panic on some malformed messages (a Bind whose parameter length
+/// runs past the message, found by the pgwire_frontend fuzz target), which ends the connection
+/// task. Answer the client as PostgreSQL answers a malformed message, FATAL 08P01, through the
+/// spare handle (plain-text connections only: a TLS session's bytes are not ours to write),
+/// and close the connection. The server and every other connection go on.
+pub(crate) async fn protocol_violation(peer: std::net::SocketAddr, spare: Option<tokio::net::TcpStream>) {
+    use tokio::io::AsyncWriteExt;
+    tracing::warn!(%peer, "malformed message from a client; connection closed with 08P01");
+    let Some(mut socket) = spare else { return };
+    let mut body = Vec::new();
+    for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "08P01"), (b'M', "invalid message format")] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    message.extend(body);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = socket.write_all(&message).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
+}
+
 /// No users configured: accept the connection as is (Bowman then listens on loopback only).
 pub struct Trust {
     manager: Arc<ConnectionManager>,

@@ -47,10 +47,10 @@ thread_local! {
 /// Runs pgwire's own code (decoding a message, SASL and SCRAM) as Bowman's server runs it: a
 /// panic there is caught and answered with FATAL 08P01, and the connection closed (`Startup`
 /// in server/src/pgwire.rs for authentication, `protocol_violation` for the connection's
-/// decoder). `None` is that answer. Panics anywhere else still abort the fuzzer: Bowman's own
-/// handling of the decoded messages (bound parameters included) must not panic at all.
-/// pgwire 0.41.1 does panic on a Bind or SASLInitialResponse whose lengths run past the
-/// message (fuzz/corpus/pgwire_frontend/crash-*).
+/// decoder and everything else in the connection task). `None` is that answer. Panics
+/// anywhere else still abort the fuzzer. pgwire 0.41.1 does panic on a Bind or
+/// SASLInitialResponse whose lengths run past the message, and on a Bind with fewer parameter
+/// formats than parameters (fuzz/corpus/pgwire_frontend/crash-*).
 fn in_pgwire<T>(f: impl FnOnce() -> T) -> Option<T> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
@@ -167,7 +167,12 @@ fuzz_target!(|data: &[u8]| {
                 let Ok(portal) = Portal::try_new(&bind, statement) else { continue };
                 let inferred: Vec<Option<&DataType>> =
                     (0..portal.parameters.len()).map(|i| Some(&INFERRED[i % INFERRED.len()])).collect();
-                let _ = arrow_pg::datatypes::df::deserialize_parameters(&portal, &inferred);
+                // Bowman's extended-query handler decodes the parameters with arrow-pg, which
+                // indexes pgwire's per-parameter formats: a Bind with fewer format codes than
+                // parameters (but more than one) panics in pgwire (Format::format_for), inside
+                // the connection task, so the server's catch answers it with FATAL 08P01
+                // (fuzz/corpus/pgwire_frontend/crash-bind-fewer-formats-than-parameters).
+                let _ = in_pgwire(|| arrow_pg::datatypes::df::deserialize_parameters(&portal, &inferred));
             }
             PgWireFrontendMessage::CopyData(copy) => {
                 let _ = copy.data.len();

@@ -284,12 +284,17 @@ async fn serve_pgwire(listener: TcpListener, front: PgFrontEnd, mut shutdown: wa
                             return;
                         }
                     };
+                    let spare = if tls.is_none() { pgwire::spare_handle(&socket) } else { None };
                     let conn = pgwire::Connection::new(engine.new_session());
                     let handlers = Arc::new(pgwire::PgHandlers::new(conn.clone(), manager, cancels, &auth));
                     tokio::select! {
-                        result = ::pgwire::tokio::process_socket(socket, tls, handlers) => {
-                            if let Err(e) = result {
-                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                            ::pgwire::tokio::process_socket(socket, tls, handlers),
+                        )) => {
+                            match result {
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                                Ok(Ok(())) => {}
+                                Err(_) => pgwire::protocol_violation(peer, spare).await,
                             }
                         }
                         _ = async {

@@ -6,6 +6,7 @@
 //! messages (nothing buffers a whole result), and every error carries its SQLSTATE.
 
 use std::fmt::Debug;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,7 +16,7 @@ use async_trait::async_trait;
 use bowman_sql::{BowmanError, Output, Prepared, Session, parse_sql};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
-use futures::{Sink, SinkExt, StreamExt, stream};
+use futures::{FutureExt, Sink, SinkExt, StreamExt, stream};
 use pgwire::api::auth::sasl::SCRAM_SHA_256_METHOD;
 use pgwire::api::auth::sasl::scram::{ScramServerAuth, ScramServerAuthWaitingForClientFinal};
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
@@ -370,6 +371,42 @@ impl PgWireServerHandlers for PgHandlers {
     }
 }
 
+/// A second handle on a client's socket, for [`protocol_violation`] (none if the socket cannot
+/// be duplicated).
+pub(crate) fn spare_handle(socket: &tokio::net::TcpStream) -> Option<tokio::net::TcpStream> {
+    use std::os::fd::AsFd;
+    let fd = socket.as_fd().try_clone_to_owned().ok()?;
+    let std = std::net::TcpStream::from(fd);
+    std.set_nonblocking(true).ok()?;
+    tokio::net::TcpStream::from_std(std).ok()
+}
+
+/// pgwire's frontend decoders panic on some malformed messages (a Bind whose parameter length
+/// runs past the message, found by the pgwire_frontend fuzz target), which ends the connection
+/// task. Answer the client as PostgreSQL answers a malformed message, FATAL 08P01, through the
+/// spare handle (plain-text connections only: a TLS session's bytes are not ours to write),
+/// and close the connection. The server and every other connection go on.
+pub(crate) async fn protocol_violation(peer: std::net::SocketAddr, spare: Option<tokio::net::TcpStream>) {
+    use tokio::io::AsyncWriteExt;
+    tracing::warn!(%peer, "malformed message from a client; connection closed with 08P01");
+    let Some(mut socket) = spare else { return };
+    let mut body = Vec::new();
+    for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "08P01"), (b'M', "invalid message format")] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    message.extend(body);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = socket.write_all(&message).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
+}
+
 /// Start-up and authentication of one pgwire connection.
 ///
 /// With users (in bowman.toml or the catalog, looked up at each connection, so a CREATE USER
@@ -439,61 +476,76 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        use pgwire::messages::PgWireFrontendMessage as M;
-        use pgwire::messages::startup::Authentication;
-        let mut state = self.state.lock().await;
-        match (std::mem::replace(&mut *state, LoginState::Done), message) {
-            (LoginState::AwaitingStartup, M::Startup(startup)) => {
-                pgwire::api::auth::protocol_negotiation(client, &startup).await?;
-                pgwire::api::auth::save_startup_parameters_to_metadata(client, &startup);
-                self.hold(self.limits.connect().map_err(fatal)?);
-                let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
-                if !self.users.any().await {
-                    return self.finish(client, &user).await;
+        // pgwire's decoders of the authentication messages can panic on a malformed one (a
+        // SASLInitialResponse whose data length runs past the message, found by the
+        // pgwire_frontend fuzz target): answer it as PostgreSQL does, with 08P01, instead of
+        // dropping the connection without a word.
+        let handled = AssertUnwindSafe(async {
+            use pgwire::messages::PgWireFrontendMessage as M;
+            use pgwire::messages::startup::Authentication;
+            let mut state = self.state.lock().await;
+            match (std::mem::replace(&mut *state, LoginState::Done), message) {
+                (LoginState::AwaitingStartup, M::Startup(startup)) => {
+                    pgwire::api::auth::protocol_negotiation(client, &startup).await?;
+                    pgwire::api::auth::save_startup_parameters_to_metadata(client, &startup);
+                    self.hold(self.limits.connect().map_err(fatal)?);
+                    let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+                    if !self.users.any().await {
+                        return self.finish(client, &user).await;
+                    }
+                    if user.is_empty() {
+                        return Err(PgWireError::UserNameRequired);
+                    }
+                    client.set_state(pgwire::api::PgWireConnectionState::AuthenticationInProgress);
+                    client.send(PgWireBackendMessage::Authentication(Authentication::SASL(vec![SCRAM_SHA_256_METHOD.to_owned()]))).await?;
+                    *state = LoginState::ClientFirst { user };
+                    Ok(())
                 }
-                if user.is_empty() {
-                    return Err(PgWireError::UserNameRequired);
+                (LoginState::ClientFirst { user }, M::PasswordMessageFamily(msg)) => {
+                    let first = msg.into_sasl_initial_response()?;
+                    if first.auth_method != SCRAM_SHA_256_METHOD {
+                        return Err(PgWireError::UnsupportedSASLAuthMethod(first.auth_method));
+                    }
+                    let data = first.data.as_ref().ok_or_else(|| PgWireError::InvalidScramMessage("empty client-first message".into()))?;
+                    let secret = self.users.secret_or_decoy(&user).await;
+                    let (server_first, exchange) = ScramServerAuth::new().on_client_first_message(data, secret.scram_password())?;
+                    let nonce = scram_attribute(&server_first, 'r')
+                        .ok_or_else(|| PgWireError::InvalidScramMessage("server-first message without a nonce".into()))?
+                        .to_string();
+                    client.send(PgWireBackendMessage::Authentication(Authentication::SASLContinue(server_first.into_bytes().into()))).await?;
+                    *state = LoginState::ClientFinal { user, nonce, exchange: Box::new(exchange) };
+                    Ok(())
                 }
-                client.set_state(pgwire::api::PgWireConnectionState::AuthenticationInProgress);
-                client.send(PgWireBackendMessage::Authentication(Authentication::SASL(vec![SCRAM_SHA_256_METHOD.to_owned()]))).await?;
-                *state = LoginState::ClientFirst { user };
-                Ok(())
-            }
-            (LoginState::ClientFirst { user }, M::PasswordMessageFamily(msg)) => {
-                let first = msg.into_sasl_initial_response()?;
-                if first.auth_method != SCRAM_SHA_256_METHOD {
-                    return Err(PgWireError::UnsupportedSASLAuthMethod(first.auth_method));
+                (LoginState::ClientFinal { user, nonce, exchange }, M::PasswordMessageFamily(msg)) => {
+                    let data = msg.into_sasl_response()?.data;
+                    // Attempts at one name take turns once it has failed logins.
+                    self.users.throttle.turn(&user).await;
+                    // RFC 5802: the client-final message must echo the nonce this server issued,
+                    // else a proof computed over another exchange's messages would be accepted.
+                    let same_nonce = std::str::from_utf8(&data).ok().and_then(|m| scram_attribute(m, 'r')) == Some(nonce.as_str());
+                    let verified = if same_nonce { exchange.on_client_final_message(&data).ok() } else { None };
+                    let Some(server_final) = verified else {
+                        tracing::warn!(user = %user, peer = %client.socket_addr(), nonce_mismatch = !same_nonce, "password authentication failed");
+                        self.users.throttle.failed(&user).await;
+                        return Err(PgWireError::InvalidPassword(user));
+                    };
+                    self.users.throttle.succeeded(&user);
+                    client.send(PgWireBackendMessage::Authentication(Authentication::SASLFinal(server_final.into_bytes().into()))).await?;
+                    self.finish(client, &user).await
                 }
-                let data = first.data.as_ref().ok_or_else(|| PgWireError::InvalidScramMessage("empty client-first message".into()))?;
-                let secret = self.users.secret_or_decoy(&user).await;
-                let (server_first, exchange) = ScramServerAuth::new().on_client_first_message(data, secret.scram_password())?;
-                let nonce = scram_attribute(&server_first, 'r')
-                    .ok_or_else(|| PgWireError::InvalidScramMessage("server-first message without a nonce".into()))?
-                    .to_string();
-                client.send(PgWireBackendMessage::Authentication(Authentication::SASLContinue(server_first.into_bytes().into()))).await?;
-                *state = LoginState::ClientFinal { user, nonce, exchange: Box::new(exchange) };
-                Ok(())
+                (LoginState::Done, _) => Ok(()),
+                (_, _) => Err(PgWireError::InvalidSASLState),
             }
-            (LoginState::ClientFinal { user, nonce, exchange }, M::PasswordMessageFamily(msg)) => {
-                let data = msg.into_sasl_response()?.data;
-                // Attempts at one name take turns once it has failed logins.
-                self.users.throttle.turn(&user).await;
-                // RFC 5802: the client-final message must echo the nonce this server issued,
-                // else a proof computed over another exchange's messages would be accepted.
-                let same_nonce = std::str::from_utf8(&data).ok().and_then(|m| scram_attribute(m, 'r')) == Some(nonce.as_str());
-                let verified = if same_nonce { exchange.on_client_final_message(&data).ok() } else { None };
-                let Some(server_final) = verified else {
-                    tracing::warn!(user = %user, peer = %client.socket_addr(), nonce_mismatch = !same_nonce, "password authentication failed");
-                    self.users.throttle.failed(&user).await;
-                    return Err(PgWireError::InvalidPassword(user));
-                };
-                self.users.throttle.succeeded(&user);
-                client.send(PgWireBackendMessage::Authentication(Authentication::SASLFinal(server_final.into_bytes().into()))).await?;
-                self.finish(client, &user).await
-            }
-            (LoginState::Done, _) => Ok(()),
-            (_, _) => Err(PgWireError::InvalidSASLState),
-        }
+        })
+        .catch_unwind()
+        .await;
+        handled.unwrap_or_else(|_| {
+            Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".to_owned(),
+                "08P01".to_owned(),
+                "malformed authentication message".to_owned(),
+            ))))
+        })
     }
 }
 

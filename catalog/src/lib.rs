@@ -23,7 +23,7 @@ mod sqlite;
 mod store;
 
 pub use error::{CatalogError, Result};
-pub use model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, LiveDir, TableDef, TableKind, ViewDef, RetiredFile};
+pub use model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, Grant, GrantObject, LiveDir, PUBLIC_ROLE, RetiredFile, RoleDef, TableDef, TableKind, ViewDef};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{Catalog, CatalogChange, CatalogStore, ChangeOutcome, DEFAULT_DATABASE, PUBLIC_SCHEMA, Replace, canonical_database, open_store};

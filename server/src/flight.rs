@@ -53,6 +53,7 @@ pub fn status(e: BowmanError) -> Status {
     match code.as_str() {
         "42P01" => return Status::not_found(message),
         "42P07" | "42P06" => return Status::already_exists(message),
+        "42501" => return Status::permission_denied(message),
         _ => {}
     }
     match &code[..2] {
@@ -94,9 +95,10 @@ impl BowmanFlight {
     }
 
     #[allow(clippy::result_large_err)]
-    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// The user a request's bearer token stands for (the role its statements run as).
+    fn check<T>(&self, request: &Request<T>) -> Result<String, Status> {
         if !self.auth {
-            return Ok(());
+            return Ok("anonymous".to_string());
         }
         let header = request
             .metadata()
@@ -104,15 +106,18 @@ impl BowmanFlight {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Status::unauthenticated("log in first: send basic auth in the Flight handshake"))?;
         let token = header.strip_prefix("Bearer ").ok_or_else(|| Status::unauthenticated("expected a bearer token"))?;
-        if self.tokens.lock().expect("tokens").contains_key(token) {
-            Ok(())
+        if let Some(user) = self.tokens.lock().expect("tokens").get(token) {
+            Ok(user.clone())
         } else {
             Err(Status::unauthenticated("unknown or expired token; log in again"))
         }
     }
 
-    fn session(&self) -> Session {
-        self.engine.new_session()
+    /// A session running as `user`, with that role's privileges.
+    fn session(&self, user: &str) -> Session {
+        let mut session = self.engine.new_session();
+        session.set_user(user);
+        session
     }
 
     fn handle(bytes: &[u8]) -> Result<String, Status> {
@@ -128,8 +133,8 @@ impl BowmanFlight {
     }
 
     /// The result schema a statement will have (empty for commands), from planning it.
-    async fn plan_schema(&self, sql: &str) -> Result<(SchemaRef, Vec<Option<datafusion::arrow::datatypes::DataType>>), Status> {
-        let mut session = self.session();
+    async fn plan_schema(&self, user: &str, sql: &str) -> Result<(SchemaRef, Vec<Option<datafusion::arrow::datatypes::DataType>>), Status> {
+        let mut session = self.session(user);
         // ADBC and JDBC-style clients write `?` (qmark); Bowman plans PostgreSQL's `$n`.
         let sql = bowman_sql::qmark_to_dollar(sql).map_err(status)?;
         let prepared = session.prepare(&sql).await.map_err(status)?;
@@ -138,18 +143,18 @@ impl BowmanFlight {
     }
 
     /// Run a statement with one row of parameters.
-    async fn run(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Output, Status> {
-        let mut session = self.session();
+    async fn run(&self, user: &str, sql: &str, params: Vec<ScalarValue>) -> Result<Output, Status> {
+        let mut session = self.session(user);
         let sql = bowman_sql::qmark_to_dollar(sql).map_err(status)?;
         let prepared = session.prepare(&sql).await.map_err(status)?;
         session.execute_prepared(&prepared, &ParamValues::List(params.into_iter().map(Into::into).collect())).await.map_err(status)
     }
 
-    async fn run_update(&self, sql: &str, params: Option<RecordBatch>) -> Result<i64, Status> {
+    async fn run_update(&self, user: &str, sql: &str, params: Option<RecordBatch>) -> Result<i64, Status> {
         let rows = param_rows(params.as_ref())?;
         let mut total = 0i64;
         for row in rows {
-            match self.run(sql, row).await? {
+            match self.run(user, sql, row).await? {
                 Output::Command { rows, .. } => total += rows.unwrap_or(0) as i64,
                 Output::Rows { mut stream, .. } => {
                     // A query sent as an update: run it to completion, count its rows.
@@ -386,24 +391,24 @@ impl FlightSqlService for BowmanFlight {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        let user = self.check(&request)?;
         if !returns_rows(&query.query) {
             // DDL and DML sent as queries (ADBC's execute does): run now, answer with no data.
-            self.run_update(&query.query, None).await?;
+            self.run_update(&user, &query.query, None).await?;
             return Self::info(&Schema::empty(), vec![], request.into_inner()).map(|mut r| {
                 r.get_mut().endpoint.clear();
                 r
             });
         }
-        let (schema, _) = self.plan_schema(&query.query).await?;
+        let (schema, _) = self.plan_schema(&user, &query.query).await?;
         let ticket = TicketStatementQuery { statement_handle: query.query.into_bytes().into() };
         Self::info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        let user = self.check(&request)?;
         let sql = Self::handle(&ticket.statement_handle)?;
-        let output = self.run(&sql, vec![]).await?;
+        let output = self.run(&user, &sql, vec![]).await?;
         Ok(Response::new(Self::rows_stream(output)?))
     }
 
@@ -412,8 +417,8 @@ impl FlightSqlService for BowmanFlight {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request)?;
-        self.run_update(&command.query, None).await
+        let user = self.check(&request)?;
+        self.run_update(&user, &command.query, None).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -421,8 +426,8 @@ impl FlightSqlService for BowmanFlight {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.check(&request)?;
-        let (schema, params) = self.plan_schema(&query.query).await?;
+        let user = self.check(&request)?;
+        let (schema, params) = self.plan_schema(&user, &query.query).await?;
         let param_schema = Schema::new(
             params
                 .iter()
@@ -471,17 +476,17 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
+        let user = self.check(&request)?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let (sql, params) = self.entry_sql(&handle)?;
         if !returns_rows(&sql) {
-            self.run_update(&sql, params).await?;
+            self.run_update(&user, &sql, params).await?;
             return Self::info(&Schema::empty(), vec![], request.into_inner()).map(|mut r| {
                 r.get_mut().endpoint.clear();
                 r
             });
         }
-        let (schema, _) = self.plan_schema(&sql).await?;
+        let (schema, _) = self.plan_schema(&user, &sql).await?;
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -490,14 +495,14 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
+        let user = self.check(&request)?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let (sql, params) = self.entry_sql(&handle)?;
         let mut rows = param_rows(params.as_ref())?;
         if rows.len() > 1 {
             return Err(Status::invalid_argument("a query takes one row of parameters; bind one row"));
         }
-        let output = self.run(&sql, rows.pop().unwrap_or_default()).await?;
+        let output = self.run(&user, &sql, rows.pop().unwrap_or_default()).await?;
         Ok(Response::new(Self::rows_stream(output)?))
     }
 
@@ -506,11 +511,11 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request)?;
+        let user = self.check(&request)?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let (sql, bound) = self.entry_sql(&handle)?;
         let sent = read_batches(request.into_inner()).await?;
-        self.run_update(&sql, sent.or(bound)).await
+        self.run_update(&user, &sql, sent.or(bound)).await
     }
 
     async fn do_put_statement_ingest(
@@ -518,7 +523,7 @@ impl FlightSqlService for BowmanFlight {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request)?;
+        let user = self.check(&request)?;
         let options = command.table_definition_options.unwrap_or_default();
         let not_exist = TableNotExistOption::try_from(options.if_not_exist).unwrap_or(TableNotExistOption::Unspecified);
         let exists = TableExistsOption::try_from(options.if_exists).unwrap_or(TableExistsOption::Unspecified);
@@ -539,7 +544,7 @@ impl FlightSqlService for BowmanFlight {
         let rest = batches.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
         let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
         let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream));
-        let mut session = self.session();
+        let mut session = self.session(&user);
         let rows = session.ingest(command.schema.as_deref(), &command.table, mode, stream).await.map_err(status)?;
         Ok(rows as i64)
     }

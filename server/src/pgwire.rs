@@ -419,6 +419,15 @@ pub fn error_info(e: &BowmanError) -> ErrorInfo {
     info
 }
 
+/// Run the session as the role the client logged in as (the startup message's `user`, which
+/// authentication checked; on a server without users every client is trusted anyway).
+fn identify<C: ClientInfo>(session: &mut Session, client: &C) {
+    if session.user().is_none() {
+        let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "anonymous".to_string());
+        session.set_user(&user);
+    }
+}
+
 fn pg_error(e: BowmanError) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(&e)))
 }
@@ -564,6 +573,7 @@ impl SimpleQueryHandler for QueryHandler {
         let statements = parse_sql(query).map_err(pg_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let mut session = self.conn.session.lock().await;
+        identify(&mut session, client);
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
             if let bowman_sql::Statement::Deallocate { name } = &stmt {
@@ -621,11 +631,12 @@ fn pg_param_types(stmt: &Prepared) -> PgWireResult<Vec<Type>> {
 impl QueryParser for BowmanQueryParser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         let mut session = self.conn.session.lock().await;
+        identify(&mut session, client);
         let prepared = session.prepare(sql).await.map_err(pg_error)?;
         Ok(if prepared.statement.is_some() { Some(prepared) } else { None })
     }
@@ -793,6 +804,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let output = {
             let mut session = self.conn.session.lock().await;
+            identify(&mut session, client);
             let run = self.conn.cancelable(session.execute_prepared(&portal.statement.statement, &params));
             self.conn.with_progress(client, run).await?.map_err(pg_error)?
         };

@@ -55,6 +55,19 @@ pub enum BowmanError {
     DuplicateCursor(String),
     #[error("prepared statement \"{0}\" does not exist")]
     InvalidStatementName(String),
+    /// Not allowed for this session's role (a missing privilege, ownership or role
+    /// attribute).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A name Bowman keeps for itself (`pg_*` roles, PUBLIC).
+    #[error("{0}")]
+    ReservedName(String),
+    /// A GRANT or REVOKE that cannot be done (an unknown privilege, a membership loop).
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// An object the statement would remove is in use (DROP ROLE of the current user).
+    #[error("{0}")]
+    ObjectInUse(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -86,6 +99,10 @@ impl BowmanError {
             BowmanError::InvalidCursor(_) => "34000",
             BowmanError::DuplicateCursor(_) => "42P03",
             BowmanError::InvalidStatementName(_) => "26000",
+            BowmanError::PermissionDenied(_) => "42501",
+            BowmanError::ReservedName(_) => "42939",
+            BowmanError::InvalidGrant(_) => "0LP01",
+            BowmanError::ObjectInUse(_) => "55006",
             BowmanError::Internal(_) => "XX000",
         }
     }
@@ -136,6 +153,8 @@ fn catalog_sqlstate(e: &CatalogError) -> &'static str {
         CatalogError::UserNotFound(_) => "42704",
         CatalogError::FunctionExists(_) => "42723",
         CatalogError::FunctionNotFound(_) => "42883",
+        CatalogError::RoleInUse(..) => "2BP01",
+        CatalogError::GrantTargetNotFound(_) => "42704",
         CatalogError::Store(_) => "58030",
         CatalogError::TooNew { .. } => "XX000",
         CatalogError::Corrupt(_) => "XX001",
@@ -290,6 +309,8 @@ fn datafusion_message(e: &DataFusionError) -> String {
             }
             inner.to_string()
         }
+        // A refusal reads as PostgreSQL's, without the planning step that found it.
+        DataFusionError::Context(_, inner) if datafusion_sqlstate(inner) == "42501" => datafusion_message(inner),
         DataFusionError::Context(ctx, inner) => format!("{ctx}: {}", datafusion_message(inner)),
         DataFusionError::Diagnostic(_, inner) => datafusion_message(inner),
         DataFusionError::Shared(inner) => datafusion_message(inner),

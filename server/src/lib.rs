@@ -88,10 +88,9 @@ impl Server {
                 tracing::info!("no users configured: any local client may connect without a password");
             }
         }
-        // Privileges: bowman.toml's users and superusers; with no users at all every client is
-        // the superuser (loopback only, as above).
+        // Privileges: bowman.toml's users and superusers. (With no users at all the front ends
+        // trust every client as the superuser, loopback only, as above.)
         engine.set_config_roles(bowman_sql::ConfigRoles {
-            trust: !has_users,
             users: config.users.names().cloned().collect(),
             superusers: config.superusers.clone(),
         });

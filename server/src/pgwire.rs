@@ -51,6 +51,8 @@ pub struct Connection {
     statements: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Statements running or streaming rows; shutdown waits for this to reach zero.
     active: Arc<AtomicUsize>,
+    /// Logged in without a password (the server has no users): runs as the superuser.
+    trusted: std::sync::atomic::AtomicBool,
 }
 
 impl Connection {
@@ -65,6 +67,7 @@ impl Connection {
             progress: Mutex::new(rx),
             statements: Default::default(),
             active: Arc::new(AtomicUsize::new(0)),
+            trusted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -326,6 +329,7 @@ impl PgHandlers {
                     .with_connection_manager(manager.clone()),
             )
         } else {
+            conn.trusted.store(true, Ordering::SeqCst);
             Startup::Trust(Trust { manager: manager.clone() })
         };
         let copy = Arc::new(CopyFromClient { conn: conn.clone() });
@@ -420,11 +424,11 @@ pub fn error_info(e: &BowmanError) -> ErrorInfo {
 }
 
 /// Run the session as the role the client logged in as (the startup message's `user`, which
-/// authentication checked; on a server without users every client is trusted anyway).
-fn identify<C: ClientInfo>(session: &mut Session, client: &C) {
+/// SCRAM checked), or, on a server that trusts its clients (no users), as the superuser.
+fn identify<C: ClientInfo>(session: &mut Session, client: &C, trusted: bool) {
     if session.user().is_none() {
         let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "anonymous".to_string());
-        session.set_user(&user);
+        if trusted { session.set_trusted_user(&user) } else { session.set_user(&user) }
     }
 }
 
@@ -573,7 +577,7 @@ impl SimpleQueryHandler for QueryHandler {
         let statements = parse_sql(query).map_err(pg_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let mut session = self.conn.session.lock().await;
-        identify(&mut session, client);
+        identify(&mut session, client, self.conn.trusted.load(Ordering::SeqCst));
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
             if let bowman_sql::Statement::Deallocate { name } = &stmt {
@@ -636,7 +640,7 @@ impl QueryParser for BowmanQueryParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let mut session = self.conn.session.lock().await;
-        identify(&mut session, client);
+        identify(&mut session, client, self.conn.trusted.load(Ordering::SeqCst));
         let prepared = session.prepare(sql).await.map_err(pg_error)?;
         Ok(if prepared.statement.is_some() { Some(prepared) } else { None })
     }
@@ -804,7 +808,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let output = {
             let mut session = self.conn.session.lock().await;
-            identify(&mut session, client);
+            identify(&mut session, client, self.conn.trusted.load(Ordering::SeqCst));
             let run = self.conn.cancelable(session.execute_prepared(&portal.statement.statement, &params));
             self.conn.with_progress(client, run).await?.map_err(pg_error)?
         };

@@ -649,6 +649,8 @@ async fn optimize(
     zorder: bool,
 ) -> Result<Output> {
     let def = lookup(session, &name)?;
+    // Rewriting a table's files is its owner's business (PostgreSQL's VACUUM and CLUSTER).
+    session.require_table_owner(&def.database, &def.name)?;
     if def.format == "delta" {
         return optimize_delta(session, &def, predicate, sort_by, zorder).await;
     }

@@ -1,8 +1,9 @@
 //! Privileges: PostgreSQL's model in the small (see docs/privileges.md).
 //!
 //! * A session runs as the role it authenticated as ([`crate::Session::set_user`]). A session
-//!   without a user (embedded use, tests) may do anything, and so may every session of a server
-//!   started without users (trust, like PostgreSQL's bootstrap user on a trust line).
+//!   without a user (embedded use, tests) may do anything, and so may a session the front end
+//!   trusts ([`crate::Session::set_trusted_user`]: a server without users, like PostgreSQL's
+//!   bootstrap user on a trust line).
 //! * Superusers (bowman.toml's first user or those flagged `superuser = true`, and catalog roles
 //!   with `SUPERUSER`) pass every check.
 //! * Objects (databases, tables, views, functions) have an owner, the role that created them;
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use bowman_catalog::{CatalogChange, CatalogState, Grant, GrantObject, PUBLIC_ROLE, RoleDef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::config::ConfigOptions;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
@@ -46,17 +47,17 @@ pub const READ_SERVER_FILES: &str = "pg_read_server_files";
 /// Members may write server files through a local LOCATION.
 pub const WRITE_SERVER_FILES: &str = "pg_write_server_files";
 const PREDEFINED_ROLES: &[&str] = &[READ_SERVER_FILES, WRITE_SERVER_FILES];
+/// How the superuser shows as the owner of what has no owner (aclitem text, grantors).
+const SUPERUSER_NAME: &str = "bowman";
 
-/// Table privileges and their `aclitem` letters, in PostgreSQL's order.
-const TABLE_PRIVILEGES: &[(&str, char)] = &[("SELECT", 'r'), ("INSERT", 'a'), ("UPDATE", 'w'), ("DELETE", 'd'), ("TRUNCATE", 'D')];
+/// Table privileges and their `aclitem` letters, in PostgreSQL's order (`arwdD`).
+const TABLE_PRIVILEGES: &[(&str, char)] = &[("INSERT", 'a'), ("SELECT", 'r'), ("UPDATE", 'w'), ("DELETE", 'd'), ("TRUNCATE", 'D')];
 /// Database (schema) privileges.
 const DATABASE_PRIVILEGES: &[(&str, char)] = &[("CREATE", 'C'), ("USAGE", 'U')];
 
-/// The users bowman.toml defines (not in the catalog) and whether logins need no password.
+/// The users bowman.toml defines (they are not in the catalog) and which are superusers.
 #[derive(Debug, Default, Clone)]
 pub struct ConfigRoles {
-    /// No users at all: every client is the superuser (PostgreSQL's trust).
-    pub trust: bool,
     pub users: BTreeSet<String>,
     pub superusers: BTreeSet<String>,
 }
@@ -161,7 +162,7 @@ impl<'a> Access<'a> {
     pub(crate) fn superuser(&self) -> bool {
         match self.role {
             None => true,
-            Some(r) => self.config.trust || self.config.superusers.contains(r) || self.state.roles.get(r).is_some_and(|d| d.superuser),
+            Some(r) => self.config.superusers.contains(r) || self.state.roles.get(r).is_some_and(|d| d.superuser),
         }
     }
 
@@ -253,35 +254,48 @@ impl Session {
     /// authenticated). Checks follow the catalog as it changes: grants made by any session or
     /// node apply to the next statement.
     pub fn set_user(&mut self, user: &str) {
+        self.identify(user, false);
+    }
+
+    /// Run this session as the superuser, under the name the client gave: a server without
+    /// users trusts its (loopback) clients, as PostgreSQL's `trust` does. What it creates
+    /// belongs to the superuser.
+    pub fn set_trusted_user(&mut self, user: &str) {
+        self.identify(user, true);
+    }
+
+    fn identify(&mut self, user: &str, trusted: bool) {
         self.user = Some(user.to_string());
-        let scope = AccessScope { role: Some(user.to_string()) };
+        self.trusted = trusted;
+        let scope = AccessScope { role: self.role().map(str::to_string) };
         self.ctx.state_ref().write().config_mut().options_mut().extensions.insert(scope);
-        self.ctx.register_udf(has_table_privilege(self.engine.clone(), Some(user.to_string())));
+        self.ctx.register_udf(has_table_privilege(self.engine.clone(), self.role().map(str::to_string)));
         self.ctx.register_udf(user_function("current_user", user));
         self.ctx.register_udf(user_function("session_user", user));
         self.ctx.register_udf(user_function("user", user));
     }
 
-    /// The role this session runs as (`None`: no user, as in embedded use).
+    /// The user this session runs as (`None`: no user, as in embedded use).
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
+    }
+
+    /// The role privileges are checked for: `None` for the superuser (no user, or trusted).
+    fn role(&self) -> Option<&str> {
+        if self.trusted { None } else { self.user.as_deref() }
     }
 
     /// Check what this session's role may do, against the current catalog snapshot.
     pub(crate) fn check<T>(&self, f: impl FnOnce(&Access<'_>) -> T) -> T {
         let snapshot = self.engine.catalog.snapshot();
         let config = self.engine.config_roles.read().expect("config roles").clone();
-        let access = Access::new(&snapshot, &config, self.user.as_deref());
+        let access = Access::new(&snapshot, &config, self.role());
         f(&access)
     }
 
-    fn is_superuser(&self) -> bool {
-        self.check(|a| a.superuser())
-    }
-
-    /// The owner new objects get.
+    /// The owner new objects get (`None`: the superuser).
     pub(crate) fn owner(&self) -> Option<String> {
-        self.user.clone()
+        self.role().map(str::to_string)
     }
 
     /// A local LOCATION (`file://...`) is the server's file system: only superusers and members
@@ -310,12 +324,17 @@ impl Session {
 
     /// DROP, ALTER, RENAME of a table or view: its owner.
     pub(crate) fn require_table_owner(&self, database: &str, name: &str) -> Result<()> {
-        let allowed = self.check(|a| match a.table_owner(bowman_catalog::canonical_database(database), name) {
+        let database = bowman_catalog::canonical_database(database);
+        let allowed = self.check(|a| match a.table_owner(database, name) {
             Some(owner) => a.owns(&owner),
             // Missing: the statement reports that itself.
             None => true,
         });
-        if allowed { Ok(()) } else { Err(denied(format!("must be owner of table {name}"))) }
+        if allowed {
+            return Ok(());
+        }
+        let kind = if self.engine.catalog.snapshot().view(database, name).is_some() { "view" } else { "table" };
+        Err(denied(format!("must be owner of {kind} {name}")))
     }
 
     pub(crate) fn require_database_owner(&self, database: &str) -> Result<()> {
@@ -496,7 +515,7 @@ pub(crate) async fn create_or_alter_role(
     };
     let snapshot = session.engine.catalog.snapshot();
     let config = session.engine.config_roles.read().expect("config roles").clone();
-    let access = Access::new(&snapshot, &config, session.user.as_deref());
+    let access = Access::new(&snapshot, &config, session.role());
     let superuser = access.superuser();
     let create_role = access.attribute(|r| r.create_role);
     if config.users.contains(&name) {
@@ -521,7 +540,7 @@ pub(crate) async fn create_or_alter_role(
         return Ok(Output::command(tag));
     }
     let current = snapshot.roles.get(&name).cloned().ok_or_else(|| bowman_catalog::CatalogError::UserNotFound(name.clone()))?;
-    let own_password_only = session.user.as_deref() == Some(name.as_str())
+    let own_password_only = session.role() == Some(name.as_str())
         && options.superuser.is_none()
         && options.login.is_none()
         && options.create_role.is_none()
@@ -549,14 +568,14 @@ pub(crate) async fn create_or_alter_role(
 pub(crate) async fn drop_role(session: &mut Session, name: String, if_exists: bool) -> Result<Output> {
     let snapshot = session.engine.catalog.snapshot();
     let config = session.engine.config_roles.read().expect("config roles").clone();
-    let access = Access::new(&snapshot, &config, session.user.as_deref());
+    let access = Access::new(&snapshot, &config, session.role());
     if !access.attribute(|r| r.create_role) {
         return Err(denied("permission denied to drop role: CREATEROLE or SUPERUSER is needed"));
     }
     if snapshot.roles.get(&name).is_some_and(|r| r.superuser) && !access.superuser() {
         return Err(denied(format!("permission denied to drop role \"{name}\": only superusers may drop superusers")));
     }
-    if session.user.as_deref() == Some(name.as_str()) {
+    if session.role() == Some(name.as_str()) {
         return Err(BowmanError::ObjectInUse("current user cannot be dropped".into()));
     }
     session.engine.catalog.apply(CatalogChange::DropUser { name, if_exists }).await?;
@@ -724,8 +743,9 @@ pub(crate) async fn execute_grant(session: &mut Session, g: GrantStatement) -> R
     let tag = if g.grant { "GRANT" } else { "REVOKE" };
     let snapshot = session.engine.catalog.snapshot();
     let config = session.engine.config_roles.read().expect("config roles").clone();
-    let access = Access::new(&snapshot, &config, session.user.as_deref());
-    let grantor = session.user.clone().unwrap_or_else(|| "bowman".to_string());
+    let access = Access::new(&snapshot, &config, session.role());
+    // As in PostgreSQL, what an owner or a superuser grants is granted by the object's owner.
+    let grantor = session.role().unwrap_or(SUPERUSER_NAME).to_string();
     for grantee in &g.grantees {
         if !role_exists(&snapshot, &config, grantee) {
             return Err(bowman_catalog::CatalogError::UserNotFound(grantee.clone()).into());
@@ -807,6 +827,8 @@ pub(crate) async fn execute_grant(session: &mut Session, g: GrantStatement) -> R
             }
             let privileges = expand(&g.privileges, TABLE_PRIVILEGES, "table")?;
             for (db, name) in &tables {
+                let owner = access.table_owner(db, name).flatten();
+                let grantor = if access.owns(&owner) { owner.unwrap_or_else(|| SUPERUSER_NAME.to_string()) } else { grantor.clone() };
                 for p in &privileges {
                     if !access.table_grantable(db, name, p) {
                         return Err(denied(format!("permission denied for table {name}")));
@@ -861,7 +883,7 @@ pub(crate) fn table_acl(state: &CatalogState, database: &str, name: &str) -> Opt
         .map(|t| t.owner.clone())
         .or_else(|| state.view(database, name).map(|v| v.owner.clone()))
         .flatten()
-        .unwrap_or_else(|| "bowman".to_string());
+        .unwrap_or_else(|| SUPERUSER_NAME.to_string());
     let mut items: Vec<String> = Vec::new();
     let all: String = TABLE_PRIVILEGES.iter().map(|(_, c)| *c).collect();
     items.push(format!("{}={all}/{}", acl_role(&owner), acl_role(&owner)));
@@ -1032,7 +1054,7 @@ pub(crate) fn table_privileges(state: &CatalogState) -> datafusion::error::Resul
         let schema = schema_name(db).to_string();
         let objects = entry.tables.values().map(|t| (&t.name, &t.owner)).chain(entry.views.values().map(|v| (&v.name, &v.owner)));
         for (name, owner) in objects {
-            let owner = owner.clone().unwrap_or_else(|| "bowman".to_string());
+            let owner = owner.clone().unwrap_or_else(|| SUPERUSER_NAME.to_string());
             for (p, _) in TABLE_PRIVILEGES {
                 rows.push([owner.clone(), owner.clone(), crate::engine::CATALOG_NAME.into(), schema.clone(), name.clone(), p.to_string(), yes_no(true), yes_no(*p == "SELECT")]);
             }

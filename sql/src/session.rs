@@ -35,6 +35,8 @@ pub struct Session {
     pub(crate) transaction: crate::transaction::TransactionBlock,
     /// The role statements run as (see [`Session::set_user`]); `None`: no user, no checks.
     pub(crate) user: Option<String>,
+    /// Trusted without a password (a server without users): the superuser.
+    pub(crate) trusted: bool,
 }
 
 /// A declared cursor: the query runs as rows are fetched, never buffered beyond one batch.
@@ -147,7 +149,7 @@ fn plan_output_schema(plan: &LogicalPlan) -> Option<SchemaRef> {
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext) -> Self {
-        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default(), transaction: Default::default(), user: None }
+        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default(), transaction: Default::default(), user: None, trusted: false }
     }
 
     /// Make this session call the engine's current data-built functions (created, replaced or

@@ -34,6 +34,12 @@ pub enum CatalogError {
     FunctionExists(String),
     #[error("function '{0}' does not exist")]
     FunctionNotFound(String),
+    /// DROP ROLE of a role that still owns objects.
+    #[error("role \"{0}\" cannot be dropped because it owns {1}; drop them or have a superuser drop them first")]
+    RoleInUse(String, String),
+    /// A GRANT naming an object that is not there.
+    #[error("{0} does not exist")]
+    GrantTargetNotFound(String),
     #[error("catalog store error: {0}")]
     Store(String),
     #[error(

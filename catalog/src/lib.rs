@@ -24,7 +24,7 @@ mod sqlite;
 mod store;
 
 pub use error::{CatalogError, Result};
-pub use model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, LiveDir, TableDef, TableKind, ViewDef, RetiredFile};
+pub use model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, Grant, GrantObject, LiveDir, PUBLIC_ROLE, RetiredFile, RoleDef, TableDef, TableKind, ViewDef};
 pub use postgres::PostgresStore;
 pub use secrets::SecretKeys;
 pub use sqlite::SqliteStore;

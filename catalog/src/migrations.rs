@@ -104,6 +104,29 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             FOREIGN KEY (database_name, table_name) REFERENCES bowman_tables(database_name, name)
         )",
     ],
+}, Migration {
+    version: 7,
+    description: "privileges: role attributes, owners, and grants (GRANT/REVOKE, role membership)",
+    statements: &[
+        "ALTER TABLE bowman_users ADD COLUMN superuser INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE bowman_users ADD COLUMN can_login INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE bowman_users ADD COLUMN create_role INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE bowman_users ADD COLUMN create_db INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE bowman_databases ADD COLUMN owner TEXT",
+        "ALTER TABLE bowman_tables ADD COLUMN owner TEXT",
+        "ALTER TABLE bowman_views ADD COLUMN owner TEXT",
+        "ALTER TABLE bowman_functions ADD COLUMN owner TEXT",
+        "CREATE TABLE bowman_grants (
+            object_kind TEXT NOT NULL,
+            database_name TEXT NOT NULL,
+            object_name TEXT NOT NULL,
+            grantee TEXT NOT NULL,
+            privilege TEXT NOT NULL,
+            grantor TEXT NOT NULL,
+            grant_option INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (object_kind, database_name, object_name, grantee, privilege)
+        )",
+    ],
 }];
 
 pub(crate) fn latest_version() -> i64 {

@@ -11,6 +11,10 @@ pub struct DatabaseDef {
     pub location: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The role that created it (`None`: created before Bowman had owners, or by a session
+    /// without a user; owned by the superuser).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// One column. `data_type` is the Spark SQL type text (`INT`, `STRING`, `DECIMAL(10,2)`,
@@ -82,6 +86,8 @@ pub struct TableDef {
     /// For external file tables: files an overwrite replaced (paths relative to the location).
     /// Readers no longer see them; Bowman deletes them once running statements are done.
     pub retired: Vec<RetiredFile>,
+    /// The role that created it; `None` means the superuser.
+    pub owner: Option<String>,
 }
 
 /// A file of an external table that an overwrite replaced, waiting to be deleted.
@@ -141,6 +147,9 @@ pub struct ViewDef {
     pub columns: Vec<ColumnDef>,
     pub comment: Option<String>,
     pub created_at: i64,
+    /// The role that created it; `None` means the superuser. Reading a view checks the tables
+    /// it reads against its owner's privileges, as PostgreSQL does.
+    pub owner: Option<String>,
 }
 
 impl ViewDef {
@@ -158,7 +167,72 @@ pub struct CatalogState {
     pub users: BTreeMap<String, String>,
     /// Functions created with `CREATE FUNCTION name USING kind OPTIONS (...)`, by name.
     pub functions: BTreeMap<String, FunctionDef>,
+    /// Every role of the catalog (CREATE USER / CREATE ROLE) with its attributes; `users`
+    /// holds the password hashes of those that may log in.
+    pub roles: BTreeMap<String, RoleDef>,
+    /// Privileges granted with GRANT (and role memberships), in a stable order.
+    pub grants: Vec<Grant>,
 }
+
+/// A role's attributes (PostgreSQL's, in the small): `CREATE ROLE r [SUPERUSER] [LOGIN]
+/// [CREATEROLE] [CREATEDB]`. `CREATE USER` is `CREATE ROLE ... LOGIN`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoleDef {
+    pub name: String,
+    pub superuser: bool,
+    pub login: bool,
+    pub create_role: bool,
+    pub create_db: bool,
+}
+
+/// What a grant is on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GrantObject {
+    /// A table or a view (they share one namespace).
+    Table { database: String, name: String },
+    /// A Bowman database (a PostgreSQL schema): `CREATE`, `USAGE`.
+    Database(String),
+    /// Membership of a role (`GRANT role TO member`): privilege `MEMBER`.
+    Role(String),
+}
+
+impl GrantObject {
+    /// The stored form: (kind, database, name).
+    pub fn key(&self) -> (&'static str, &str, &str) {
+        match self {
+            GrantObject::Table { database, name } => ("table", database, name),
+            GrantObject::Database(d) => ("database", d, ""),
+            GrantObject::Role(r) => ("role", "", r),
+        }
+    }
+
+    pub fn from_key(kind: &str, database: String, name: String) -> Option<Self> {
+        match kind {
+            "table" => Some(GrantObject::Table { database, name }),
+            "database" => Some(GrantObject::Database(database)),
+            "role" => Some(GrantObject::Role(name)),
+            _ => None,
+        }
+    }
+}
+
+/// One privilege held by one role (or `PUBLIC`) on one object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Grant {
+    pub object: GrantObject,
+    /// A role name, or `PUBLIC` for every role.
+    pub grantee: String,
+    /// `SELECT`, `INSERT`, `UPDATE`, `DELETE`, `TRUNCATE` (tables), `CREATE`, `USAGE`
+    /// (databases), `MEMBER` (roles).
+    pub privilege: String,
+    /// Who granted it (for `\dp`'s `grantee=r/grantor`).
+    pub grantor: String,
+    /// WITH GRANT OPTION (WITH ADMIN OPTION for roles): the grantee may grant it on.
+    pub grant_option: bool,
+}
+
+/// The grantee that stands for every role.
+pub const PUBLIC_ROLE: &str = "PUBLIC";
 
 /// A function whose implementation Bowman builds from data (`CREATE FUNCTION geodata USING
 /// geodata OPTIONS (states 's3://...', ...)`): the kind names the implementation, the options
@@ -171,6 +245,9 @@ pub struct FunctionDef {
     /// Options holding secrets (S3 keys), stored apart and never displayed.
     pub secret_options: BTreeMap<String, String>,
     pub created_at: i64,
+    /// The role that created it; `None` means the superuser.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl FunctionDef {
@@ -195,5 +272,28 @@ impl CatalogState {
 
     pub fn view(&self, database: &str, name: &str) -> Option<&ViewDef> {
         self.database(database)?.views.get(name)
+    }
+
+    /// Whether `role` may log in: bowman.toml's users are not in the catalog (always may);
+    /// catalog roles need LOGIN.
+    pub fn may_log_in(&self, role: &str) -> bool {
+        self.roles.get(role).is_none_or(|r| r.login)
+    }
+
+    /// The first object `role` owns, described, if any (DROP ROLE refuses while there is one).
+    pub fn owned_by(&self, role: &str) -> Option<String> {
+        let mine = |o: &Option<String>| o.as_deref() == Some(role);
+        for (name, d) in &self.databases {
+            if mine(&d.def.owner) {
+                return Some(format!("database {name}"));
+            }
+            if let Some(t) = d.tables.values().find(|t| mine(&t.owner)) {
+                return Some(format!("table {}", t.qualified_name()));
+            }
+            if let Some(v) = d.views.values().find(|v| mine(&v.owner)) {
+                return Some(format!("view {}", v.qualified_name()));
+            }
+        }
+        self.functions.values().find(|f| mine(&f.owner)).map(|f| format!("function {}", f.name))
     }
 }

@@ -4,7 +4,7 @@ use tokio_postgres::{Client, Config, NoTls, Transaction};
 
 use crate::error::{CatalogError, Result};
 use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
-use crate::model::{CatalogState, DatabaseDef, LiveDir, RetiredFile};
+use crate::model::{CatalogState, DatabaseDef, LiveDir, RetiredFile, RoleDef};
 use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs, retired_files};
 
 /// Advisory lock key that serialises migrations of nodes starting at the same time ("bowman" in ASCII).
@@ -111,15 +111,15 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
         .await?
         .get(0);
     let databases = tx
-        .query("SELECT name, comment, location, created_at FROM bowman_databases", &[])
+        .query("SELECT name, comment, location, created_at, owner FROM bowman_databases", &[])
         .await?
         .into_iter()
-        .map(|r| DatabaseDef { name: r.get(0), comment: r.get(1), location: r.get(2), created_at: r.get(3) })
+        .map(|r| DatabaseDef { name: r.get(0), comment: r.get(1), location: r.get(2), created_at: r.get(3), owner: r.get(4) })
         .collect();
     let tables = tx
         .query(
             "SELECT t.database_name, t.name, t.kind, t.format, t.location, t.columns, t.partition_columns,
-                    t.options, s.options, t.comment, t.created_at, t.tracked
+                    t.options, s.options, t.comment, t.created_at, t.tracked, t.owner
              FROM bowman_tables t
              LEFT JOIN bowman_table_secrets s ON s.database_name = t.database_name AND s.name = t.name",
             &[],
@@ -139,6 +139,7 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
             comment: r.get(9),
             created_at: r.get(10),
             tracked: r.get::<_, i32>(11) != 0,
+            owner: r.get(12),
         })
         .collect();
     let live = tx
@@ -154,13 +155,29 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
         .map(|r| (r.get(0), r.get(1), RetiredFile { path: r.get(2), retired_at: r.get(3) }))
         .collect();
     let users = tx
-        .query("SELECT name, password_hash FROM bowman_users", &[])
+        .query("SELECT name, password_hash, superuser, can_login, create_role, create_db FROM bowman_users", &[])
         .await?
         .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| {
+            let role = RoleDef {
+                name: r.get(0),
+                superuser: r.get::<_, i32>(2) != 0,
+                login: r.get::<_, i32>(3) != 0,
+                create_role: r.get::<_, i32>(4) != 0,
+                create_db: r.get::<_, i32>(5) != 0,
+            };
+            (role, r.get(1))
+        })
         .collect();
+    let grants = tx
+        .query("SELECT object_kind, database_name, object_name, grantee, privilege, grantor, grant_option FROM bowman_grants", &[])
+        .await?
+        .into_iter()
+        .map(|r| (r.get::<_, String>(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get::<_, i32>(6) != 0))
+        .collect();
+    let grants = crate::sqlite::decode_grants(grants)?;
     let functions = tx
-        .query("SELECT name, kind, options, secret_options, created_at FROM bowman_functions", &[])
+        .query("SELECT name, kind, options, secret_options, created_at, owner FROM bowman_functions", &[])
         .await?
         .into_iter()
         .map(|r| crate::store::FunctionRow {
@@ -169,10 +186,11 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
             options: r.get(2),
             secret_options: r.get(3),
             created_at: r.get(4),
+            owner: r.get(5),
         })
         .collect();
     let views = tx
-        .query("SELECT database_name, name, query, query_database, columns, comment, created_at FROM bowman_views", &[])
+        .query("SELECT database_name, name, query, query_database, columns, comment, created_at, owner FROM bowman_views", &[])
         .await?
         .into_iter()
         .map(|r| crate::store::ViewRow {
@@ -183,17 +201,18 @@ async fn read_state(tx: &Transaction<'_>, for_update: bool) -> Result<CatalogSta
             columns: r.get(4),
             comment: r.get(5),
             created_at: r.get(6),
+            owner: r.get(7),
         })
         .collect();
-    assemble(version, databases, tables, live, retired, users, functions, views)
+    assemble(version, databases, tables, live, retired, users, functions, views, grants)
 }
 
 async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
     match op {
         Op::InsertDatabase(d) => {
             tx.execute(
-                "INSERT INTO bowman_databases (name, comment, location, created_at) VALUES ($1, $2, $3, $4)",
-                &[&d.name, &d.comment, &d.location, &d.created_at],
+                "INSERT INTO bowman_databases (name, comment, location, created_at, owner) VALUES ($1, $2, $3, $4, $5)",
+                &[&d.name, &d.comment, &d.location, &d.created_at, &d.owner],
             )
             .await?;
         }
@@ -204,8 +223,8 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
             let row = TableRow::encode(def)?;
             tx.execute(
                 "INSERT INTO bowman_tables (database_name, name, kind, format, location, columns,
-                     partition_columns, options, comment, created_at, tracked)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     partition_columns, options, comment, created_at, tracked, owner)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 &[
                     &row.database,
                     &row.name,
@@ -218,6 +237,7 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
                     &row.comment,
                     &row.created_at,
                     &(row.tracked as i32),
+                    &row.owner,
                 ],
             )
             .await?;
@@ -258,10 +278,37 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
             )
             .await?;
         }
-        Op::InsertUser { name, password_hash } => {
+        Op::InsertUser { role, password_hash } => {
             tx.execute(
-                "INSERT INTO bowman_users (name, password_hash, created_at) VALUES ($1, $2, $3)",
-                &[name, password_hash, &crate::store::now_millis()],
+                "INSERT INTO bowman_users (name, password_hash, created_at, superuser, can_login, create_role, create_db)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &role.name,
+                    password_hash,
+                    &crate::store::now_millis(),
+                    &(role.superuser as i32),
+                    &(role.login as i32),
+                    &(role.create_role as i32),
+                    &(role.create_db as i32),
+                ],
+            )
+            .await?;
+        }
+        Op::InsertGrant(g) => {
+            let (kind, database, name) = g.object.key();
+            tx.execute(
+                "INSERT INTO bowman_grants (object_kind, database_name, object_name, grantee, privilege, grantor, grant_option)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&kind, &database, &name, &g.grantee, &g.privilege, &g.grantor, &(g.grant_option as i32)],
+            )
+            .await?;
+        }
+        Op::DeleteGrant { object, grantee, privilege } => {
+            let (kind, database, name) = object.key();
+            tx.execute(
+                "DELETE FROM bowman_grants WHERE object_kind = $1 AND database_name = $2 AND object_name = $3
+                     AND grantee = $4 AND privilege = $5",
+                &[&kind, &database, &name, grantee, privilege],
             )
             .await?;
         }
@@ -271,8 +318,8 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
         Op::InsertFunction(def) => {
             let row = crate::store::FunctionRow::encode(def)?;
             tx.execute(
-                "INSERT INTO bowman_functions (name, kind, options, secret_options, created_at) VALUES ($1, $2, $3, $4, $5)",
-                &[&row.name, &row.kind, &row.options, &row.secret_options, &row.created_at],
+                "INSERT INTO bowman_functions (name, kind, options, secret_options, created_at, owner) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&row.name, &row.kind, &row.options, &row.secret_options, &row.created_at, &row.owner],
             )
             .await?;
         }
@@ -296,9 +343,9 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
         Op::InsertView(def) => {
             let row = crate::store::ViewRow::encode(def)?;
             tx.execute(
-                "INSERT INTO bowman_views (database_name, name, query, query_database, columns, comment, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&row.database, &row.name, &row.query, &row.query_database, &row.columns, &row.comment, &row.created_at],
+                "INSERT INTO bowman_views (database_name, name, query, query_database, columns, comment, created_at, owner)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&row.database, &row.name, &row.query, &row.query_database, &row.columns, &row.comment, &row.created_at, &row.owner],
             )
             .await?;
         }

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{CatalogError, Result};
 use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
-use crate::model::{CatalogState, DatabaseDef, LiveDir, RetiredFile};
+use crate::model::{CatalogState, DatabaseDef, Grant, GrantObject, LiveDir, RetiredFile, RoleDef};
 use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs, retired_files};
 
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a committed DDL
@@ -91,15 +91,15 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 fn read_state(conn: &Connection) -> Result<CatalogState> {
     let version: i64 = conn.query_row("SELECT version FROM bowman_catalog_version WHERE id = 1", [], |r| r.get(0))?;
-    let mut stmt = conn.prepare("SELECT name, comment, location, created_at FROM bowman_databases")?;
+    let mut stmt = conn.prepare("SELECT name, comment, location, created_at, owner FROM bowman_databases")?;
     let databases = stmt
         .query_map([], |r| {
-            Ok(DatabaseDef { name: r.get(0)?, comment: r.get(1)?, location: r.get(2)?, created_at: r.get(3)? })
+            Ok(DatabaseDef { name: r.get(0)?, comment: r.get(1)?, location: r.get(2)?, created_at: r.get(3)?, owner: r.get(4)? })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare(
         "SELECT t.database_name, t.name, t.kind, t.format, t.location, t.columns, t.partition_columns,
-                t.options, s.options, t.comment, t.created_at, t.tracked
+                t.options, s.options, t.comment, t.created_at, t.tracked, t.owner
          FROM bowman_tables t
          LEFT JOIN bowman_table_secrets s ON s.database_name = t.database_name AND s.name = t.name",
     )?;
@@ -118,6 +118,7 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
                 comment: r.get(9)?,
                 created_at: r.get(10)?,
                 tracked: r.get::<_, i64>(11)? != 0,
+                owner: r.get(12)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -129,9 +130,27 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
     let retired = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, RetiredFile { path: r.get(2)?, retired_at: r.get(3)? })))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare("SELECT name, password_hash FROM bowman_users")?;
-    let users = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare("SELECT name, kind, options, secret_options, created_at FROM bowman_functions")?;
+    let mut stmt = conn.prepare("SELECT name, password_hash, superuser, can_login, create_role, create_db FROM bowman_users")?;
+    let users = stmt
+        .query_map([], |r| {
+            let role = RoleDef {
+                name: r.get(0)?,
+                superuser: r.get::<_, i64>(2)? != 0,
+                login: r.get::<_, i64>(3)? != 0,
+                create_role: r.get::<_, i64>(4)? != 0,
+                create_db: r.get::<_, i64>(5)? != 0,
+            };
+            Ok((role, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare("SELECT object_kind, database_name, object_name, grantee, privilege, grantor, grant_option FROM bowman_grants")?;
+    let grants = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get::<_, i64>(6)? != 0))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let grants = decode_grants(grants)?;
+    let mut stmt = conn.prepare("SELECT name, kind, options, secret_options, created_at, owner FROM bowman_functions")?;
     let functions = stmt
         .query_map([], |r| {
             Ok(crate::store::FunctionRow {
@@ -140,10 +159,11 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
                 options: r.get(2)?,
                 secret_options: r.get(3)?,
                 created_at: r.get(4)?,
+                owner: r.get(5)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare("SELECT database_name, name, query, query_database, columns, comment, created_at FROM bowman_views")?;
+    let mut stmt = conn.prepare("SELECT database_name, name, query, query_database, columns, comment, created_at, owner FROM bowman_views")?;
     let views = stmt
         .query_map([], |r| {
             Ok(crate::store::ViewRow {
@@ -154,18 +174,19 @@ fn read_state(conn: &Connection) -> Result<CatalogState> {
                 columns: r.get(4)?,
                 comment: r.get(5)?,
                 created_at: r.get(6)?,
+                owner: r.get(7)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    assemble(version, databases, tables, live, retired, users, functions, views)
+    assemble(version, databases, tables, live, retired, users, functions, views, grants)
 }
 
 fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
     match op {
         Op::InsertDatabase(d) => {
             tx.execute(
-                "INSERT INTO bowman_databases (name, comment, location, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![d.name, d.comment, d.location, d.created_at],
+                "INSERT INTO bowman_databases (name, comment, location, created_at, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![d.name, d.comment, d.location, d.created_at, d.owner],
             )?;
         }
         Op::DeleteDatabase(name) => {
@@ -175,8 +196,8 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
             let row = TableRow::encode(def)?;
             tx.execute(
                 "INSERT INTO bowman_tables (database_name, name, kind, format, location, columns,
-                     partition_columns, options, comment, created_at, tracked)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     partition_columns, options, comment, created_at, tracked, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     row.database,
                     row.name,
@@ -188,7 +209,8 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
                     row.options,
                     row.comment,
                     row.created_at,
-                    row.tracked as i64
+                    row.tracked as i64,
+                    row.owner
                 ],
             )?;
             tx.execute(
@@ -217,10 +239,35 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
             )?;
             tx.execute("DELETE FROM bowman_tables WHERE database_name = ?1 AND name = ?2", params![database, name])?;
         }
-        Op::InsertUser { name, password_hash } => {
+        Op::InsertUser { role, password_hash } => {
             tx.execute(
-                "INSERT INTO bowman_users (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
-                params![name, password_hash, crate::store::now_millis()],
+                "INSERT INTO bowman_users (name, password_hash, created_at, superuser, can_login, create_role, create_db)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    role.name,
+                    password_hash,
+                    crate::store::now_millis(),
+                    role.superuser as i64,
+                    role.login as i64,
+                    role.create_role as i64,
+                    role.create_db as i64
+                ],
+            )?;
+        }
+        Op::InsertGrant(g) => {
+            let (kind, database, name) = g.object.key();
+            tx.execute(
+                "INSERT INTO bowman_grants (object_kind, database_name, object_name, grantee, privilege, grantor, grant_option)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![kind, database, name, g.grantee, g.privilege, g.grantor, g.grant_option as i64],
+            )?;
+        }
+        Op::DeleteGrant { object, grantee, privilege } => {
+            let (kind, database, name) = object.key();
+            tx.execute(
+                "DELETE FROM bowman_grants WHERE object_kind = ?1 AND database_name = ?2 AND object_name = ?3
+                     AND grantee = ?4 AND privilege = ?5",
+                params![kind, database, name, grantee, privilege],
             )?;
         }
         Op::DeleteUser(name) => {
@@ -229,8 +276,8 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
         Op::InsertFunction(def) => {
             let row = crate::store::FunctionRow::encode(def)?;
             tx.execute(
-                "INSERT INTO bowman_functions (name, kind, options, secret_options, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![row.name, row.kind, row.options, row.secret_options, row.created_at],
+                "INSERT INTO bowman_functions (name, kind, options, secret_options, created_at, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![row.name, row.kind, row.options, row.secret_options, row.created_at, row.owner],
             )?;
         }
         Op::DeleteFunction(name) => {
@@ -239,9 +286,9 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
         Op::InsertView(def) => {
             let row = crate::store::ViewRow::encode(def)?;
             tx.execute(
-                "INSERT INTO bowman_views (database_name, name, query, query_database, columns, comment, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![row.database, row.name, row.query, row.query_database, row.columns, row.comment, row.created_at],
+                "INSERT INTO bowman_views (database_name, name, query, query_database, columns, comment, created_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![row.database, row.name, row.query, row.query_database, row.columns, row.comment, row.created_at, row.owner],
             )?;
         }
         Op::DeleteView { database, name } => {
@@ -333,4 +380,17 @@ impl CatalogStore for SqliteStore {
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
     }
+}
+
+/// Grant rows as both stores read them: (kind, database, name, grantee, privilege, grantor, option).
+pub(crate) type GrantRow = (String, String, String, String, String, String, bool);
+
+pub(crate) fn decode_grants(rows: Vec<GrantRow>) -> Result<Vec<Grant>> {
+    rows.into_iter()
+        .map(|(kind, database, name, grantee, privilege, grantor, grant_option)| {
+            let object = GrantObject::from_key(&kind, database, name)
+                .ok_or_else(|| CatalogError::Corrupt(format!("a grant on an object of kind {kind:?}")))?;
+            Ok(Grant { object, grantee, privilege, grantor, grant_option })
+        })
+        .collect()
 }

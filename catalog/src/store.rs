@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use crate::error::{CatalogError, Result};
-use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, LiveDir, TableDef, TableKind, ViewDef, RetiredFile};
+use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, Grant, GrantObject, LiveDir, PUBLIC_ROLE, RetiredFile, RoleDef, TableDef, TableKind, ViewDef};
 
 /// The database every session starts in, as in Spark and Hive.
 pub const DEFAULT_DATABASE: &str = "default";
@@ -40,6 +40,18 @@ pub enum CatalogChange {
     /// `ALTER USER name PASSWORD '...'`.
     SetUserPassword { name: String, password_hash: String },
     DropUser { name: String, if_exists: bool },
+    /// `CREATE ROLE|USER name [WITH] attributes [PASSWORD '...']` (the caller hashes the
+    /// password; `None` leaves the role without one, so it cannot log in).
+    CreateRole { role: RoleDef, password_hash: Option<String>, if_not_exists: bool },
+    /// `ALTER ROLE|USER name attributes [PASSWORD '...']`: the role's attributes become
+    /// `role`'s; the password changes only when `password_hash` is set.
+    AlterRole { role: RoleDef, password_hash: Option<String> },
+    /// `GRANT ... TO ...`: add privileges (or memberships); granting what is held already
+    /// only adds a grant option.
+    Grant { grants: Vec<Grant> },
+    /// `REVOKE ... FROM ...`: remove the matching privileges (grantor ignored); with
+    /// `grant_option_only`, only their grant option (`REVOKE GRANT OPTION FOR`).
+    Revoke { grants: Vec<Grant>, grant_option_only: bool },
     /// `CREATE [OR REPLACE] FUNCTION name USING kind OPTIONS (...)`.
     CreateFunction { def: FunctionDef, or_replace: bool, if_not_exists: bool },
     DropFunction { name: String, if_exists: bool },
@@ -101,9 +113,22 @@ impl CatalogChange {
                 C::CommitWrite { database: c(database), name, replace, add, expect, retire_files }
             }
             C::ForgetRetired { database, name, paths } => C::ForgetRetired { database: c(database), name, paths },
+            C::Grant { grants } => C::Grant { grants: grants.into_iter().map(canonical_grant).collect() },
+            C::Revoke { grants, grant_option_only } => {
+                C::Revoke { grants: grants.into_iter().map(canonical_grant).collect(), grant_option_only }
+            }
             other => other,
         }
     }
+}
+
+fn canonical_grant(mut g: Grant) -> Grant {
+    g.object = match g.object {
+        GrantObject::Table { database, name } => GrantObject::Table { database: canonical_database(&database).to_string(), name },
+        GrantObject::Database(d) => GrantObject::Database(canonical_database(&d).to_string()),
+        other => other,
+    };
+    g
 }
 
 /// What an overwrite replaces.
@@ -143,8 +168,10 @@ pub(crate) enum Op {
     DeleteLiveDir { database: String, name: String, dir: String },
     InsertRetiredFile { database: String, name: String, file: RetiredFile },
     DeleteRetiredFile { database: String, name: String, path: String },
-    InsertUser { name: String, password_hash: String },
+    InsertUser { role: RoleDef, password_hash: String },
     DeleteUser(String),
+    InsertGrant(Grant),
+    DeleteGrant { object: GrantObject, grantee: String, privilege: String },
     InsertFunction(FunctionDef),
     DeleteFunction(String),
     InsertView(ViewDef),
@@ -284,6 +311,16 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
                 ops.push(Op::DeleteTable { database: t.database.clone(), name: t.name.clone() });
                 dropped.push(t.clone());
             }
+            for g in &state.grants {
+                let inside = match &g.object {
+                    GrantObject::Table { database, .. } => database == name,
+                    GrantObject::Database(d) => d == name,
+                    GrantObject::Role(_) => false,
+                };
+                if inside {
+                    ops.push(delete_grant(g));
+                }
+            }
             ops.push(Op::DeleteDatabase(name.clone()));
         }
         CatalogChange::CreateTable { def, if_not_exists } => {
@@ -339,34 +376,89 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
                 return Err(CatalogError::TableNotFound(database.clone(), name.clone()));
             }
             ops.push(Op::DeleteView { database: database.clone(), name: name.clone() });
+            ops.extend(grants_on(state, &GrantObject::Table { database: database.clone(), name: name.clone() }).map(delete_grant));
         }
         CatalogChange::CommitWrite { .. } | CatalogChange::ForgetRetired { .. } | CatalogChange::ReplaceSecrets { .. } => {
             unreachable!("handled above")
         }
         CatalogChange::CreateUser { name, password_hash, if_not_exists } => {
-            if state.users.contains_key(name) {
+            let role = RoleDef { name: name.clone(), login: true, ..Default::default() };
+            return plan_change(state, &CatalogChange::CreateRole { role, password_hash: Some(password_hash.clone()), if_not_exists: *if_not_exists });
+        }
+        CatalogChange::CreateRole { role, password_hash, if_not_exists } => {
+            if state.roles.contains_key(&role.name) || role.name.eq_ignore_ascii_case(PUBLIC_ROLE) {
                 if *if_not_exists {
                     return Ok((ops, dropped));
                 }
-                return Err(CatalogError::UserExists(name.clone()));
+                return Err(CatalogError::UserExists(role.name.clone()));
             }
-            ops.push(Op::InsertUser { name: name.clone(), password_hash: password_hash.clone() });
+            ops.push(Op::InsertUser { role: role.clone(), password_hash: password_hash.clone().unwrap_or_default() });
         }
         CatalogChange::SetUserPassword { name, password_hash } => {
-            if !state.users.contains_key(name) {
+            let Some(role) = state.roles.get(name) else {
                 return Err(CatalogError::UserNotFound(name.clone()));
+            };
+            return plan_change(state, &CatalogChange::AlterRole { role: role.clone(), password_hash: Some(password_hash.clone()) });
+        }
+        CatalogChange::AlterRole { role, password_hash } => {
+            if !state.roles.contains_key(&role.name) {
+                return Err(CatalogError::UserNotFound(role.name.clone()));
             }
-            ops.push(Op::DeleteUser(name.clone()));
-            ops.push(Op::InsertUser { name: name.clone(), password_hash: password_hash.clone() });
+            let hash = match password_hash {
+                Some(h) => h.clone(),
+                None => state.users.get(&role.name).cloned().unwrap_or_default(),
+            };
+            ops.push(Op::DeleteUser(role.name.clone()));
+            ops.push(Op::InsertUser { role: role.clone(), password_hash: hash });
         }
         CatalogChange::DropUser { name, if_exists } => {
-            if !state.users.contains_key(name) {
+            if !state.roles.contains_key(name) {
                 if *if_exists {
                     return Ok((ops, dropped));
                 }
                 return Err(CatalogError::UserNotFound(name.clone()));
             }
+            if let Some(what) = state.owned_by(name) {
+                return Err(CatalogError::RoleInUse(name.clone(), what));
+            }
+            for g in &state.grants {
+                if &g.grantee == name || g.object == GrantObject::Role(name.clone()) {
+                    ops.push(delete_grant(g));
+                }
+            }
             ops.push(Op::DeleteUser(name.clone()));
+        }
+        CatalogChange::Grant { grants } => {
+            for g in grants {
+                check_grant_target(state, &g.object)?;
+                match state.grants.iter().find(|h| h.object == g.object && h.grantee == g.grantee && h.privilege == g.privilege) {
+                    Some(held) if held.grant_option || !g.grant_option => {}
+                    Some(held) => {
+                        ops.push(delete_grant(held));
+                        ops.push(Op::InsertGrant(g.clone()));
+                    }
+                    None => {
+                        if !ops.iter().any(|o| matches!(o, Op::InsertGrant(h) if h.object == g.object && h.grantee == g.grantee && h.privilege == g.privilege)) {
+                            ops.push(Op::InsertGrant(g.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        CatalogChange::Revoke { grants, grant_option_only } => {
+            for g in grants {
+                check_grant_target(state, &g.object)?;
+                for held in state.grants.iter().filter(|h| h.object == g.object && h.grantee == g.grantee && h.privilege == g.privilege) {
+                    if *grant_option_only {
+                        if held.grant_option {
+                            ops.push(delete_grant(held));
+                            ops.push(Op::InsertGrant(Grant { grant_option: false, ..held.clone() }));
+                        }
+                    } else {
+                        ops.push(delete_grant(held));
+                    }
+                }
+            }
         }
         CatalogChange::CreateFunction { def, or_replace, if_not_exists } => {
             if state.functions.contains_key(&def.name) {
@@ -402,6 +494,7 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
                 renamed.name = new_name.clone();
                 ops.push(Op::DeleteView { database: database.clone(), name: name.clone() });
                 ops.push(Op::InsertView(renamed));
+                move_grants(state, database, name, new_database, new_name, &mut ops);
                 return Ok((ops, dropped));
             }
             let t = state
@@ -414,6 +507,7 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             renamed.name = new_name.clone();
             ops.push(Op::DeleteTable { database: database.clone(), name: name.clone() });
             ops.push(Op::InsertTable(renamed));
+            move_grants(state, database, name, new_database, new_name, &mut ops);
         }
         CatalogChange::DropTable { database, name, if_exists } => {
             let Some(entry) = state.databases.get(database) else {
@@ -433,9 +527,45 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             };
             dropped.push(t.clone());
             ops.push(Op::DeleteTable { database: database.clone(), name: name.clone() });
+            ops.extend(grants_on(state, &GrantObject::Table { database: database.clone(), name: name.clone() }).map(delete_grant));
         }
     }
     Ok((ops, dropped))
+}
+
+fn delete_grant(g: &Grant) -> Op {
+    Op::DeleteGrant { object: g.object.clone(), grantee: g.grantee.clone(), privilege: g.privilege.clone() }
+}
+
+fn grants_on<'a>(state: &'a CatalogState, object: &'a GrantObject) -> impl Iterator<Item = &'a Grant> + 'a {
+    state.grants.iter().filter(move |g| &g.object == object)
+}
+
+/// A renamed table keeps its grants.
+fn move_grants(state: &CatalogState, database: &str, name: &str, new_database: &str, new_name: &str, ops: &mut Vec<Op>) {
+    let old = GrantObject::Table { database: database.to_string(), name: name.to_string() };
+    for g in grants_on(state, &old) {
+        ops.push(delete_grant(g));
+        let object = GrantObject::Table { database: new_database.to_string(), name: new_name.to_string() };
+        ops.push(Op::InsertGrant(Grant { object, ..g.clone() }));
+    }
+}
+
+fn check_grant_target(state: &CatalogState, object: &GrantObject) -> Result<()> {
+    match object {
+        GrantObject::Table { database, name } => {
+            if state.table(database, name).is_none() && state.view(database, name).is_none() {
+                return Err(CatalogError::TableNotFound(database.clone(), name.clone()));
+            }
+        }
+        GrantObject::Database(d) => {
+            if state.database(d).is_none() {
+                return Err(CatalogError::DatabaseNotFound(d.clone()));
+            }
+        }
+        GrantObject::Role(_) => {}
+    }
+    Ok(())
 }
 
 /// The commit directories `ops` retire, for the outcome.
@@ -474,6 +604,7 @@ pub(crate) struct TableRow {
     pub comment: Option<String>,
     pub created_at: i64,
     pub tracked: bool,
+    pub owner: Option<String>,
 }
 
 impl TableRow {
@@ -491,6 +622,7 @@ impl TableRow {
             comment: def.comment.clone(),
             created_at: def.created_at,
             tracked: def.tracked,
+            owner: def.owner.clone(),
         })
     }
 
@@ -519,6 +651,7 @@ impl TableRow {
             tracked: self.tracked,
             live: Vec::new(),
             retired: Vec::new(),
+            owner: self.owner,
         })
     }
 }
@@ -530,16 +663,25 @@ pub(crate) fn assemble(
     tables: Vec<TableRow>,
     live: Vec<(String, String, LiveDir)>,
     retired: Vec<(String, String, RetiredFile)>,
-    users: Vec<(String, String)>,
+    users: Vec<(RoleDef, String)>,
     functions: Vec<FunctionRow>,
     views: Vec<ViewRow>,
+    grants: Vec<Grant>,
 ) -> Result<CatalogState> {
     let mut state = CatalogState {
         version,
         databases: BTreeMap::new(),
-        users: users.into_iter().collect(),
+        // Roles without a password (CREATE ROLE r) have none; NOLOGIN ones keep theirs, and
+        // logins check `roles` for LOGIN.
+        users: users.iter().filter(|(_, h)| !h.is_empty()).map(|(r, h)| (r.name.clone(), h.clone())).collect(),
         functions: BTreeMap::new(),
+        roles: BTreeMap::new(),
+        grants,
     };
+    state.grants.sort();
+    for (role, _) in users {
+        state.roles.insert(role.name.clone(), role);
+    }
     for f in functions {
         let def = f.decode()?;
         state.functions.insert(def.name.clone(), def);
@@ -627,6 +769,7 @@ impl Catalog {
                     comment: Some("default database".to_string()),
                     location: None,
                     created_at: now_millis(),
+                    owner: None,
                 },
                 if_not_exists: true,
             })
@@ -766,6 +909,7 @@ pub(crate) struct FunctionRow {
     pub options: String,
     pub secret_options: String,
     pub created_at: i64,
+    pub owner: Option<String>,
 }
 
 impl FunctionRow {
@@ -776,6 +920,7 @@ impl FunctionRow {
             options: serde_json::to_string(&def.options).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
             secret_options: serde_json::to_string(&def.secret_options).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
             created_at: def.created_at,
+            owner: def.owner.clone(),
         })
     }
 
@@ -787,6 +932,7 @@ impl FunctionRow {
             name: self.name.clone(),
             kind: self.kind.clone(),
             created_at: self.created_at,
+            owner: self.owner.clone(),
         })
     }
 }
@@ -801,6 +947,7 @@ pub(crate) struct ViewRow {
     pub columns: String,
     pub comment: Option<String>,
     pub created_at: i64,
+    pub owner: Option<String>,
 }
 
 impl ViewRow {
@@ -813,6 +960,7 @@ impl ViewRow {
             columns: serde_json::to_string(&def.columns)?,
             comment: def.comment.clone(),
             created_at: def.created_at,
+            owner: def.owner.clone(),
         })
     }
 
@@ -827,6 +975,7 @@ impl ViewRow {
             columns,
             comment: self.comment,
             created_at: self.created_at,
+            owner: self.owner,
         })
     }
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bowman_catalog::{
-    Catalog, CatalogChange, CatalogError, CatalogStore, ColumnDef, DatabaseDef, LiveDir, PostgresStore, Replace, SqliteStore,
-    TableDef, TableKind, ViewDef,
+    Catalog, CatalogChange, CatalogError, CatalogStore, ColumnDef, DatabaseDef, Grant, GrantObject, LiveDir, PostgresStore, Replace,
+    RoleDef, SqliteStore, TableDef, TableKind, ViewDef,
 };
 
 fn view(database: &str, name: &str, query: &str) -> ViewDef {
@@ -19,11 +19,12 @@ fn view(database: &str, name: &str, query: &str) -> ViewDef {
         columns: vec![ColumnDef { name: "a".into(), data_type: "INT".into(), nullable: true, comment: None }],
         comment: Some("a view".into()),
         created_at: 3,
+        owner: Some("alice".into()),
     }
 }
 
 fn db(name: &str) -> DatabaseDef {
-    DatabaseDef { name: name.into(), comment: None, location: None, created_at: 1 }
+    DatabaseDef { name: name.into(), comment: None, location: None, created_at: 1, owner: None }
 }
 
 fn table(database: &str, name: &str) -> TableDef {
@@ -45,6 +46,7 @@ fn table(database: &str, name: &str) -> TableDef {
         tracked: false,
         live: vec![],
         retired: vec![],
+        owner: Some("alice".into()),
     }
 }
 
@@ -236,9 +238,78 @@ async fn exercise(store: Arc<dyn CatalogStore>) {
     assert!(!catalog.snapshot().databases.contains_key("public"));
     catalog.apply(CatalogChange::CreateView { def: view("ev", "v2", "SELECT 1 AS a"), or_replace: false, if_not_exists: false }).await.unwrap();
 
+    // Privileges: roles with attributes, owners, grants that follow renames and go with drops.
+    let alice = RoleDef { name: "alice".into(), login: true, create_db: true, ..Default::default() };
+    catalog.apply(CatalogChange::CreateRole { role: alice.clone(), password_hash: Some("SCRAM-SHA-256$x".into()), if_not_exists: false }).await.unwrap();
+    catalog.apply(CatalogChange::CreateRole { role: RoleDef { name: "readers".into(), ..Default::default() }, password_hash: None, if_not_exists: false }).await.unwrap();
+    assert!(matches!(
+        catalog.apply(CatalogChange::CreateRole { role: alice.clone(), password_hash: None, if_not_exists: false }).await,
+        Err(CatalogError::UserExists(_))
+    ));
+    let seen = other.refresh().await.unwrap();
+    assert_eq!(seen.roles.get("alice"), Some(&alice));
+    assert_eq!(seen.users.get("alice").map(String::as_str), Some("SCRAM-SHA-256$x"));
+    assert!(!seen.users.contains_key("readers"), "a role without a password has none");
+    assert_eq!(seen.table("ev", "t").unwrap().owner.as_deref(), Some("alice"));
+    assert_eq!(seen.view("ev", "v2").unwrap().owner.as_deref(), Some("alice"));
+    let grant = |object: GrantObject, grantee: &str, privilege: &str, option: bool| Grant {
+        object,
+        grantee: grantee.into(),
+        privilege: privilege.into(),
+        grantor: "admin".into(),
+        grant_option: option,
+    };
+    let on_t = GrantObject::Table { database: "ev".into(), name: "t".into() };
+    catalog
+        .apply(CatalogChange::Grant {
+            grants: vec![
+                grant(on_t.clone(), "readers", "SELECT", false),
+                grant(GrantObject::Role("readers".into()), "alice", "MEMBER", false),
+                grant(GrantObject::Database("ev".into()), "alice", "CREATE", false),
+            ],
+        })
+        .await
+        .unwrap();
+    // Granting again only adds the grant option.
+    catalog.apply(CatalogChange::Grant { grants: vec![grant(on_t.clone(), "readers", "SELECT", true)] }).await.unwrap();
+    let seen = other.refresh().await.unwrap();
+    assert_eq!(seen.grants.len(), 3, "{:?}", seen.grants);
+    assert!(seen.grants.contains(&grant(on_t.clone(), "readers", "SELECT", true)));
+    assert!(matches!(
+        catalog.apply(CatalogChange::Grant { grants: vec![grant(GrantObject::Table { database: "ev".into(), name: "nope".into() }, "alice", "SELECT", false)] }).await,
+        Err(CatalogError::TableNotFound(..))
+    ));
+    catalog.apply(CatalogChange::Revoke { grants: vec![grant(on_t.clone(), "readers", "SELECT", false)], grant_option_only: true }).await.unwrap();
+    assert!(catalog.snapshot().grants.contains(&grant(on_t.clone(), "readers", "SELECT", false)));
+    // A rename keeps the grants; ALTER ROLE keeps the password unless given one.
+    catalog
+        .apply(CatalogChange::RenameTable { database: "ev".into(), name: "t".into(), new_database: "ev".into(), new_name: "t9".into() })
+        .await
+        .unwrap();
+    let on_t9 = GrantObject::Table { database: "ev".into(), name: "t9".into() };
+    assert!(catalog.snapshot().grants.iter().any(|g| g.object == on_t9));
+    assert!(!catalog.snapshot().grants.iter().any(|g| g.object == on_t));
+    catalog.apply(CatalogChange::AlterRole { role: RoleDef { login: false, ..alice.clone() }, password_hash: None }).await.unwrap();
+    let seen = other.refresh().await.unwrap();
+    assert!(!seen.roles["alice"].login);
+    assert!(!seen.may_log_in("alice"));
+    assert_eq!(seen.users.get("alice").map(String::as_str), Some("SCRAM-SHA-256$x"));
+    // A role that owns objects stays; one that does not goes with its grants.
+    assert!(matches!(catalog.apply(CatalogChange::DropUser { name: "alice".into(), if_exists: false }).await, Err(CatalogError::RoleInUse(..))));
+    catalog.apply(CatalogChange::DropUser { name: "readers".into(), if_exists: false }).await.unwrap();
+    assert_eq!(
+        other.refresh().await.unwrap().grants,
+        vec![grant(GrantObject::Database("ev".into()), "alice", "CREATE", false)]
+    );
+    catalog
+        .apply(CatalogChange::RenameTable { database: "ev".into(), name: "t9".into(), new_database: "ev".into(), new_name: "t".into() })
+        .await
+        .unwrap();
+
     let cascade = catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: false, cascade: true }).await.unwrap();
     assert_eq!(cascade.dropped_tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t", "tracked", "untracked"]);
     assert!(catalog.snapshot().database("ev").is_none());
+    assert!(catalog.snapshot().grants.is_empty(), "a dropped database takes its grants along");
     let none = catalog.apply(CatalogChange::DropDatabase { name: "ev".into(), if_exists: true, cascade: false }).await.unwrap();
     assert!(!none.applied);
 }

@@ -96,6 +96,11 @@ impl Users {
     pub fn check(&self, name: &str, password: &str) -> bool {
         self.by_name.get(name).is_some_and(|s| s.verify(password))
     }
+
+    /// The users' names.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.by_name.keys()
+    }
 }
 
 /// The users a login is checked against: bowman.toml's, then those made with CREATE USER
@@ -159,6 +164,10 @@ impl UserSource {
                 return None;
             }
         };
+        if !state.may_log_in(user) {
+            tracing::info!(user, "login by a role without LOGIN");
+            return None;
+        }
         state.users.get(user).and_then(|h| ScramSecret::parse(h).ok())
     }
 

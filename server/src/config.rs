@@ -91,6 +91,10 @@ pub struct UserEntry {
     pub name: String,
     pub password: Option<String>,
     pub password_hash: Option<String>,
+    /// A superuser: may do anything. Without any flagged user, the first user is the
+    /// superuser.
+    #[serde(default)]
+    pub superuser: bool,
 }
 
 /// The `bowman.toml` file.
@@ -147,6 +151,8 @@ pub struct Config {
     pub max_connections_per_user: usize,
     /// The first failed-login delay and its cap.
     pub auth_failure_delay: (std::time::Duration, std::time::Duration),
+    /// bowman.toml's superusers: those flagged `superuser = true`, else the first user.
+    pub superusers: std::collections::BTreeSet<String>,
 }
 
 /// Where the keys that encrypt secret options come from.
@@ -299,6 +305,10 @@ impl Config {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
                 _ => return Err(anyhow_like::err("TLS needs both --tls-cert and --tls-key".into())),
+            },
+            superusers: {
+                let flagged: std::collections::BTreeSet<String> = file.users.iter().filter(|u| u.superuser).map(|u| u.name.clone()).collect();
+                if flagged.is_empty() { file.users.first().map(|u| u.name.clone()).into_iter().collect() } else { flagged }
             },
             users: {
                 let mut users = crate::auth::Users::default();

@@ -53,6 +53,7 @@ pub fn status(e: BowmanError) -> Status {
     match code.as_str() {
         "42P01" => return Status::not_found(message),
         "42P07" | "42P06" => return Status::already_exists(message),
+        "42501" => return Status::permission_denied(message),
         _ => {}
     }
     match &code[..2] {
@@ -74,6 +75,10 @@ struct PreparedEntry {
     params: Option<RecordBatch>,
 }
 
+/// What [`BowmanFlight::check`] returns for a caller on a server without users: trusted, as
+/// pgwire trusts loopback clients then (no user name is empty).
+const TRUSTED: &str = "";
+
 /// The Flight SQL service over one engine.
 pub struct BowmanFlight {
     engine: Arc<Engine>,
@@ -92,33 +97,36 @@ impl BowmanFlight {
     }
 
     #[allow(clippy::result_large_err)]
-    async fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// The user a request's bearer token stands for (the role its statements run as).
+    async fn check<T>(&self, request: &Request<T>) -> Result<String, Status> {
         let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
         if let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) {
-            if self.tokens.lock().expect("tokens").contains_key(token) {
-                return Ok(());
+            if let Some(user) = self.tokens.lock().expect("tokens").get(token) {
+                return Ok(user.clone());
             }
         }
         // Whether clients must log in is decided at each call: users made with CREATE USER on a
         // server that started without any are asked for passwords at once.
         if !self.users.any().await {
-            return Ok(());
+            return Ok(TRUSTED.to_string());
         }
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Status::unauthenticated("log in first: send basic auth in the Flight handshake"))?;
-        let token = header.strip_prefix("Bearer ").ok_or_else(|| Status::unauthenticated("expected a bearer token"))?;
-        if self.tokens.lock().expect("tokens").contains_key(token) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("unknown or expired token; log in again"))
+        let header = header.ok_or_else(|| Status::unauthenticated("log in first: send basic auth in the Flight handshake"))?;
+        if header.strip_prefix("Bearer ").is_none() {
+            return Err(Status::unauthenticated("expected a bearer token"));
         }
+        Err(Status::unauthenticated("unknown or expired token; log in again"))
     }
 
-    fn session(&self) -> Session {
-        self.engine.new_session()
+    /// A session running as `user`, with that role's privileges.
+    fn session(&self, user: &str) -> Session {
+        let mut session = self.engine.new_session();
+        if user == TRUSTED {
+            // No users: every (loopback) client is trusted, as on pgwire.
+            session.set_trusted_user("anonymous");
+        } else {
+            session.set_user(user);
+        }
+        session
     }
 
     fn handle(bytes: &[u8]) -> Result<String, Status> {
@@ -134,8 +142,8 @@ impl BowmanFlight {
     }
 
     /// The result schema a statement will have (empty for commands), from planning it.
-    async fn plan_schema(&self, sql: &str) -> Result<(SchemaRef, Vec<Option<datafusion::arrow::datatypes::DataType>>), Status> {
-        let mut session = self.session();
+    async fn plan_schema(&self, user: &str, sql: &str) -> Result<(SchemaRef, Vec<Option<datafusion::arrow::datatypes::DataType>>), Status> {
+        let mut session = self.session(user);
         // ADBC and JDBC-style clients write `?` (qmark); Bowman plans PostgreSQL's `$n`.
         let sql = bowman_sql::qmark_to_dollar(sql).map_err(status)?;
         let prepared = session.prepare(&sql).await.map_err(status)?;
@@ -144,18 +152,18 @@ impl BowmanFlight {
     }
 
     /// Run a statement with one row of parameters.
-    async fn run(&self, sql: &str, params: Vec<ScalarValue>) -> Result<Output, Status> {
-        let mut session = self.session();
+    async fn run(&self, user: &str, sql: &str, params: Vec<ScalarValue>) -> Result<Output, Status> {
+        let mut session = self.session(user);
         let sql = bowman_sql::qmark_to_dollar(sql).map_err(status)?;
         let prepared = session.prepare(&sql).await.map_err(status)?;
         session.execute_prepared(&prepared, &ParamValues::List(params.into_iter().map(Into::into).collect())).await.map_err(status)
     }
 
-    async fn run_update(&self, sql: &str, params: Option<RecordBatch>) -> Result<i64, Status> {
+    async fn run_update(&self, user: &str, sql: &str, params: Option<RecordBatch>) -> Result<i64, Status> {
         let rows = param_rows(params.as_ref())?;
         let mut total = 0i64;
         for row in rows {
-            match self.run(sql, row).await? {
+            match self.run(user, sql, row).await? {
                 Output::Command { rows, .. } => total += rows.unwrap_or(0) as i64,
                 Output::Rows { mut stream, .. } => {
                     // A query sent as an update: run it to completion, count its rows.
@@ -334,7 +342,19 @@ fn returns_rows(sql: &str) -> bool {
 
 /// SQL LIKE (`%`, `_`) for the metadata filters.
 fn like(pattern: Option<&str>, value: &str) -> bool {
-    pattern.is_none_or(|p| bowman_sql::pattern::wildcard_match(p, value, '%', Some('_')))
+    fn m(p: &[char], s: &[char]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some('%'), _) => m(&p[1..], s) || (!s.is_empty() && m(p, &s[1..])),
+            (Some('_'), Some(_)) => m(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => m(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    match pattern {
+        None => true,
+        Some(p) => m(&p.chars().collect::<Vec<_>>(), &value.chars().collect::<Vec<_>>()),
+    }
 }
 
 #[tonic::async_trait]
@@ -380,24 +400,24 @@ impl FlightSqlService for BowmanFlight {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request).await?;
+        let user = self.check(&request).await?;
         if !returns_rows(&query.query) {
             // DDL and DML sent as queries (ADBC's execute does): run now, answer with no data.
-            self.run_update(&query.query, None).await?;
+            self.run_update(&user, &query.query, None).await?;
             return Self::info(&Schema::empty(), vec![], request.into_inner()).map(|mut r| {
                 r.get_mut().endpoint.clear();
                 r
             });
         }
-        let (schema, _) = self.plan_schema(&query.query).await?;
+        let (schema, _) = self.plan_schema(&user, &query.query).await?;
         let ticket = TicketStatementQuery { statement_handle: query.query.into_bytes().into() };
         Self::info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())
     }
 
     async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request).await?;
+        let user = self.check(&request).await?;
         let sql = Self::handle(&ticket.statement_handle)?;
-        let output = self.run(&sql, vec![]).await?;
+        let output = self.run(&user, &sql, vec![]).await?;
         Ok(Response::new(Self::rows_stream(output)?))
     }
 
@@ -406,8 +426,8 @@ impl FlightSqlService for BowmanFlight {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request).await?;
-        self.run_update(&command.query, None).await
+        let user = self.check(&request).await?;
+        self.run_update(&user, &command.query, None).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -415,8 +435,8 @@ impl FlightSqlService for BowmanFlight {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.check(&request).await?;
-        let (schema, params) = self.plan_schema(&query.query).await?;
+        let user = self.check(&request).await?;
+        let (schema, params) = self.plan_schema(&user, &query.query).await?;
         let param_schema = Schema::new(
             params
                 .iter()
@@ -465,17 +485,17 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request).await?;
+        let user = self.check(&request).await?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let (sql, params) = self.entry_sql(&handle)?;
         if !returns_rows(&sql) {
-            self.run_update(&sql, params).await?;
+            self.run_update(&user, &sql, params).await?;
             return Self::info(&Schema::empty(), vec![], request.into_inner()).map(|mut r| {
                 r.get_mut().endpoint.clear();
                 r
             });
         }
-        let (schema, _) = self.plan_schema(&sql).await?;
+        let (schema, _) = self.plan_schema(&user, &sql).await?;
         Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -484,14 +504,14 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request).await?;
+        let user = self.check(&request).await?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let (sql, params) = self.entry_sql(&handle)?;
         let mut rows = param_rows(params.as_ref())?;
         if rows.len() > 1 {
             return Err(Status::invalid_argument("a query takes one row of parameters; bind one row"));
         }
-        let output = self.run(&sql, rows.pop().unwrap_or_default()).await?;
+        let output = self.run(&user, &sql, rows.pop().unwrap_or_default()).await?;
         Ok(Response::new(Self::rows_stream(output)?))
     }
 
@@ -500,11 +520,11 @@ impl FlightSqlService for BowmanFlight {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request).await?;
+        let user = self.check(&request).await?;
         let handle = Self::handle(&query.prepared_statement_handle)?;
         let (sql, bound) = self.entry_sql(&handle)?;
         let sent = read_batches(request.into_inner()).await?;
-        self.run_update(&sql, sent.or(bound)).await
+        self.run_update(&user, &sql, sent.or(bound)).await
     }
 
     async fn do_put_statement_ingest(
@@ -512,7 +532,7 @@ impl FlightSqlService for BowmanFlight {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.check(&request).await?;
+        let user = self.check(&request).await?;
         let options = command.table_definition_options.unwrap_or_default();
         let not_exist = TableNotExistOption::try_from(options.if_not_exist).unwrap_or(TableNotExistOption::Unspecified);
         let exists = TableExistsOption::try_from(options.if_exists).unwrap_or(TableExistsOption::Unspecified);
@@ -533,7 +553,7 @@ impl FlightSqlService for BowmanFlight {
         let rest = batches.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
         let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
         let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream));
-        let mut session = self.session();
+        let mut session = self.session(&user);
         let rows = session.ingest(command.schema.as_deref(), &command.table, mode, stream).await.map_err(status)?;
         Ok(rows as i64)
     }

@@ -116,6 +116,12 @@ impl Server {
                 tracing::info!("no users configured: any local client may connect without a password");
             }
         }
+        // Privileges: bowman.toml's users and superusers. (With no users at all the front ends
+        // trust every client as the superuser, loopback only, as above.)
+        engine.set_config_roles(bowman_sql::ConfigRoles {
+            users: config.users.names().cloned().collect(),
+            superusers: config.superusers.clone(),
+        });
         let tls = match &config.tls {
             Some((cert, key)) => Some(auth::tls_acceptor(cert, key).map_err(StartError::Engine)?),
             None => None,

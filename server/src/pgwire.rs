@@ -52,6 +52,12 @@ pub struct Connection {
     statements: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Statements running or streaming rows; shutdown waits for this to reach zero.
     active: Arc<AtomicUsize>,
+    /// Logged in without a password (the server has no users): runs as the superuser.
+    trusted: std::sync::atomic::AtomicBool,
+    /// Start-up finished with AuthenticationOk. pgwire keeps reading a connection whose login
+    /// failed (it even sends ReadyForQuery after the FATAL error), so every statement path
+    /// checks this before it runs anything.
+    logged_in: std::sync::atomic::AtomicBool,
 }
 
 impl Connection {
@@ -66,6 +72,8 @@ impl Connection {
             progress: Mutex::new(rx),
             statements: Default::default(),
             active: Arc::new(AtomicUsize::new(0)),
+            trusted: std::sync::atomic::AtomicBool::new(false),
+            logged_in: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -325,6 +333,7 @@ impl PgHandlers {
     pub fn new(conn: Arc<Connection>, manager: Arc<ConnectionManager>, registry: Arc<CancelRegistry>, auth: &Auth) -> Self {
         // SCRAM state lives in the handler: one per connection.
         let startup = Startup {
+            conn: conn.clone(),
             users: auth.users.clone(),
             limits: auth.limits.clone(),
             manager: manager.clone(),
@@ -417,6 +426,7 @@ pub(crate) async fn protocol_violation(peer: std::net::SocketAddr, spare: Option
 /// guesses are throttled ([`crate::auth::LoginThrottle`]) and connections are counted
 /// ([`crate::auth::ConnectionLimits`]).
 pub struct Startup {
+    conn: Arc<Connection>,
     users: Arc<crate::auth::UserSource>,
     limits: Arc<crate::auth::ConnectionLimits>,
     manager: Arc<ConnectionManager>,
@@ -464,6 +474,7 @@ impl Startup {
         let (handle, guard) = self.manager.register(pid, secret_key);
         client.session_extensions().insert::<Arc<pgwire::api::ConnectionHandle>>(handle);
         client.session_extensions().insert::<pgwire::api::ConnectionGuard>(guard);
+        self.conn.logged_in.store(true, Ordering::SeqCst);
         pgwire::api::auth::finish_authentication(client, &DefaultServerParameterProvider::default()).await
     }
 }
@@ -491,6 +502,7 @@ impl StartupHandler for Startup {
                     self.hold(self.limits.connect().map_err(fatal)?);
                     let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
                     if !self.users.any().await {
+                        self.conn.trusted.store(true, Ordering::SeqCst);
                         return self.finish(client, &user).await;
                     }
                     if user.is_empty() {
@@ -566,6 +578,24 @@ pub fn error_info(e: &BowmanError) -> ErrorInfo {
     let mut info = ErrorInfo::new("ERROR".to_owned(), e.code(), e.message());
     info.position = e.position().map(|p| p.to_string());
     info
+}
+
+/// Run the session as the role the client logged in as (the startup message's `user`, which
+/// SCRAM checked), or, on a server that trusts its clients (no users), as the superuser.
+fn identify<C: ClientInfo>(session: &mut Session, client: &C, conn: &Connection) -> PgWireResult<()> {
+    if !conn.logged_in.load(Ordering::SeqCst) {
+        return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+            "FATAL".to_owned(),
+            "28000".to_owned(),
+            "this connection has not logged in".to_owned(),
+        ))));
+    }
+    let trusted = conn.trusted.load(Ordering::SeqCst);
+    if session.user().is_none() {
+        let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_else(|| "anonymous".to_string());
+        if trusted { session.set_trusted_user(&user) } else { session.set_user(&user) }
+    }
+    Ok(())
 }
 
 fn pg_error(e: BowmanError) -> PgWireError {
@@ -713,6 +743,7 @@ impl SimpleQueryHandler for QueryHandler {
         let statements = parse_sql(query).map_err(pg_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let mut session = self.conn.session.lock().await;
+        identify(&mut session, client, &self.conn)?;
         let mut responses = Vec::with_capacity(statements.len());
         for stmt in statements {
             if let bowman_sql::Statement::Deallocate { name } = &stmt {
@@ -770,11 +801,12 @@ fn pg_param_types(stmt: &Prepared) -> PgWireResult<Vec<Type>> {
 impl QueryParser for BowmanQueryParser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         let mut session = self.conn.session.lock().await;
+        identify(&mut session, client, &self.conn)?;
         let prepared = session.prepare(sql).await.map_err(pg_error)?;
         Ok(if prepared.statement.is_some() { Some(prepared) } else { None })
     }
@@ -942,6 +974,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let output = {
             let mut session = self.conn.session.lock().await;
+            identify(&mut session, client, &self.conn)?;
             let run = self.conn.cancelable(session.execute_prepared(&portal.statement.statement, &params));
             self.conn.with_progress(client, run).await?.map_err(pg_error)?
         };

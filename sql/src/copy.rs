@@ -236,6 +236,8 @@ pub(crate) fn copy_from(session: &Session, stmt: ast::Statement) -> Result<Outpu
     let def = snapshot
         .table(&database, &name.name)
         .ok_or_else(|| bowman_catalog::CatalogError::TableNotFound(database.clone(), name.name.clone()))?;
+    // Refused before the client sends any data.
+    session.require_table(&database, &def.name, "INSERT")?;
     let wanted: Vec<String> = if columns.is_empty() {
         def.columns.iter().map(|c| c.name.clone()).collect()
     } else {

@@ -21,12 +21,26 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
     match stmt {
         Statement::CreateDatabase { name, if_not_exists, comment, location } => {
             check_dir_name("database", &name)?;
+            session.require_create_db()?;
             let location = location.map(|l| normalize_location(&l)).transpose()?;
-            let def = DatabaseDef { name, comment, location, created_at: now_millis() };
+            if let Some(l) = &location {
+                // Managed tables of the database are written there.
+                session.require_server_files(l, true)?;
+            }
+            let def = DatabaseDef { name, comment, location, created_at: now_millis(), owner: session.owner() };
             session.engine.catalog.apply(CatalogChange::CreateDatabase { def, if_not_exists }).await?;
             Ok(Output::command("CREATE DATABASE"))
         }
         Statement::DropDatabase { name, if_exists, cascade } => {
+            session.require_database_owner(bowman_catalog::canonical_database(&name))?;
+            if cascade {
+                let snapshot = session.engine.catalog.snapshot();
+                if let Some(entry) = snapshot.database(&name) {
+                    for t in entry.tables.keys().chain(entry.views.keys()) {
+                        session.require_table_owner(&name, t)?;
+                    }
+                }
+            }
             let outcome = session.engine.catalog.apply(CatalogChange::DropDatabase { name: name.clone(), if_exists, cascade }).await?;
             for t in &outcome.dropped_tables {
                 delete_managed_data(session, t).await;
@@ -46,28 +60,15 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
         Statement::CreateTable(ct) => create_table(session, *ct).await,
         Statement::CreateView(cv) => crate::views::create_view(session, *cv).await,
         Statement::DropView { names, if_exists } => crate::views::drop_views(session, names, if_exists).await,
-        Statement::CreateUser { name, password, if_not_exists, create } => {
-            let hasher = session
-                .engine
-                .password_hasher
-                .ok_or_else(|| BowmanError::NotSupported("users in this server's catalog".into()))?;
-            let password_hash = hasher(&password);
-            let change = if create {
-                CatalogChange::CreateUser { name, password_hash, if_not_exists }
-            } else {
-                CatalogChange::SetUserPassword { name, password_hash }
-            };
-            session.engine.catalog.apply(change).await?;
-            Ok(Output::command(if create { "CREATE ROLE" } else { "ALTER ROLE" }))
+        Statement::CreateUser { name, options, if_not_exists, create, user } => {
+            crate::privileges::create_or_alter_role(session, name, options, if_not_exists, create, user).await
         }
+        Statement::Grant(g) => crate::privileges::execute_grant(session, *g).await,
         Statement::CreateFunction { name, kind, options, or_replace, if_not_exists } => {
             crate::functions::create(session, name, kind, options, or_replace, if_not_exists).await
         }
         Statement::DropFunction { name, if_exists } => crate::functions::drop(session, name, if_exists).await,
-        Statement::DropUser { name, if_exists } => {
-            session.engine.catalog.apply(CatalogChange::DropUser { name, if_exists }).await?;
-            Ok(Output::command("DROP ROLE"))
-        }
+        Statement::DropUser { name, if_exists } => crate::privileges::drop_role(session, name, if_exists).await,
         Statement::RenameTable { name, to, if_exists } => {
             let database = name.database.clone().unwrap_or_else(|| session.current_database());
             let snapshot = session.engine.catalog.snapshot();
@@ -75,6 +76,10 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
                 return Ok(Output::command("ALTER TABLE"));
             }
             let new_database = to.database.clone().unwrap_or_else(|| database.clone());
+            session.require_table_owner(&database, &name.name)?;
+            if bowman_catalog::canonical_database(&new_database) != bowman_catalog::canonical_database(&database) {
+                session.require_create_in(bowman_catalog::canonical_database(&new_database))?;
+            }
             session
                 .engine
                 .catalog
@@ -84,6 +89,7 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
         }
         Statement::DropTable { name, if_exists } => {
             let database = name.database.clone().unwrap_or_else(|| session.current_database());
+            session.require_table_owner(&database, &name.name)?;
             let outcome = session
                 .engine
                 .catalog
@@ -393,6 +399,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
     if snapshot.database(&database).is_none() {
         return Err(CatalogError::DatabaseNotFound(database).into());
     }
+    session.require_create_in(bowman_catalog::canonical_database(&database))?;
     if snapshot.table(&database, &name).is_some() {
         if ct.if_not_exists {
             return Ok(Output::command("CREATE TABLE"));
@@ -414,6 +421,15 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         None if connector.stores_files() => (TableKind::Managed, Some(managed_location(session, &database, &name)?)),
         None => (TableKind::External, None),
     };
+    if kind == TableKind::External {
+        if let Some(l) = &location {
+            // An external table reads (and INSERT writes) whatever is at its LOCATION.
+            session.require_server_files(l, false)?;
+            if ct.query.is_some() {
+                session.require_server_files(l, true)?;
+            }
+        }
+    }
     let partition_names: Vec<String> = ct.partitioned_by.iter().map(|(n, _)| n.clone()).collect();
 
     // Columns: declared, or taken from the query of CREATE TABLE ... AS SELECT, or inferred.
@@ -512,6 +528,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         tracked: kind == TableKind::Managed && connector.stores_files() && !connector.keeps_own_log(),
         live: Vec::new(),
         retired: Vec::new(),
+        owner: session.owner(),
     };
 
     if query_df.is_none() && crate::resolver::layout(connector.as_ref(), &def) == Some(crate::tracked::Layout::Listed) {
@@ -589,6 +606,7 @@ async fn create_temp_view(session: &mut Session, ct: CreateTable) -> Result<Outp
         (Some(l), _) | (None, Some(l)) => normalize_location(l)?,
         (None, None) => String::new(),
     };
+    session.require_server_files(&location, false)?;
     let resolved = resolve_columns(&ct)?;
     let fields: Vec<Field> = resolved.into_iter().map(|c| c.field).collect();
     let cmd = CreateExternalTable::builder(
@@ -623,6 +641,8 @@ async fn optimize(
     zorder: bool,
 ) -> Result<Output> {
     let def = lookup(session, &name)?;
+    // Rewriting a table's files is its owner's business (PostgreSQL's VACUUM and CLUSTER).
+    session.require_table_owner(&def.database, &def.name)?;
     if def.format == "delta" {
         return optimize_delta(session, &def, predicate, sort_by, zorder).await;
     }

@@ -49,6 +49,8 @@ pub struct Engine {
     /// Statements running on this server, so replaced files are deleted once no statement
     /// that might read them is left.
     pub(crate) statements: Arc<Statements>,
+    /// bowman.toml's users and superusers, and whether the server trusts every client.
+    pub(crate) config_roles: Arc<std::sync::RwLock<crate::privileges::ConfigRoles>>,
 }
 
 /// The statements running on this server, by start order. A statement counts until its rows
@@ -127,7 +129,7 @@ impl Engine {
             .with_runtime_env(runtime.clone())
             .with_default_features()
             .build();
-        let resolver = Arc::new(ConnectorResolver { connectors, catalog: catalog.clone(), state });
+        let resolver = Arc::new(ConnectorResolver { connectors, catalog: catalog.clone(), state, opened: Default::default() });
         let warehouse = normalize_location(&config.warehouse)?;
         let pg_catalog = crate::pg_catalog::build(catalog.clone()).map_err(BowmanError::from)?;
         Ok(Arc::new(Engine {
@@ -141,7 +143,14 @@ impl Engine {
             functions: Default::default(),
             files,
             statements: Default::default(),
+            config_roles: Default::default(),
         }))
+    }
+
+    /// Who bowman.toml makes users and superusers, and whether every client is trusted (no
+    /// users at all): the server sets this at start-up, before any session.
+    pub fn set_config_roles(&self, roles: crate::privileges::ConfigRoles) {
+        *self.config_roles.write().expect("config roles") = roles;
     }
 
     /// Open a catalog table through its connector.
@@ -183,6 +192,12 @@ impl Engine {
             .with_optimizer_rule(Arc::new(bowman_connector_remote::RemotePushdown))
             // PostgreSQL's OID alias types (`::regclass`, `::regtype`) in client queries.
             .with_type_planner(Arc::new(datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner))
+            // Every plan the session runs is checked against its role's privileges.
+            .with_analyzer_rule(Arc::new(crate::privileges::CheckPrivileges {
+                catalog: self.catalog.clone(),
+                opened: self.resolver.opened.clone(),
+                config: self.config_roles.clone(),
+            }))
             .build();
         let ctx = SessionContext::new_with_state(state);
         let catalog = Arc::new(BowmanCatalogProvider::new(self.catalog.clone(), self.resolver.clone()));

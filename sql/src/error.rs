@@ -69,6 +69,19 @@ pub enum BowmanError {
     /// PostgreSQL's "sorry, too many clients already").
     #[error("{0}")]
     TooManyConnections(String),
+    /// Not allowed for this session's role (a missing privilege, ownership or role
+    /// attribute).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A name Bowman keeps for itself (`pg_*` roles, PUBLIC).
+    #[error("{0}")]
+    ReservedName(String),
+    /// A GRANT or REVOKE that cannot be done (an unknown privilege, a membership loop).
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// An object the statement would remove is in use (DROP ROLE of the current user).
+    #[error("{0}")]
+    ObjectInUse(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -104,6 +117,10 @@ impl BowmanError {
             BowmanError::ValueTooLarge(_) => "54000",
             BowmanError::NameTooLong(_) => "42622",
             BowmanError::TooManyConnections(_) => "53300",
+            BowmanError::PermissionDenied(_) => "42501",
+            BowmanError::ReservedName(_) => "42939",
+            BowmanError::InvalidGrant(_) => "0LP01",
+            BowmanError::ObjectInUse(_) => "55006",
             BowmanError::Internal(_) => "XX000",
         }
     }
@@ -154,6 +171,8 @@ fn catalog_sqlstate(e: &CatalogError) -> &'static str {
         CatalogError::UserNotFound(_) => "42704",
         CatalogError::FunctionExists(_) => "42723",
         CatalogError::FunctionNotFound(_) => "42883",
+        CatalogError::RoleInUse(..) => "2BP01",
+        CatalogError::GrantTargetNotFound(_) => "42704",
         CatalogError::Store(_) => "58030",
         CatalogError::TooNew { .. } => "XX000",
         CatalogError::Corrupt(_) => "XX001",
@@ -342,6 +361,8 @@ fn datafusion_message(e: &DataFusionError) -> String {
             }
             inner.to_string()
         }
+        // A refusal reads as PostgreSQL's, without the planning step that found it.
+        DataFusionError::Context(_, inner) if datafusion_sqlstate(inner) == "42501" => datafusion_message(inner),
         DataFusionError::Context(ctx, inner) => format!("{ctx}: {}", datafusion_message(inner)),
         DataFusionError::Diagnostic(_, inner) => datafusion_message(inner),
         DataFusionError::Shared(inner) => datafusion_message(inner),

@@ -199,7 +199,20 @@ pub(crate) async fn create(
         return Err(BowmanError::InvalidValue("USING geodata needs at least one layer (countries, states, counties, dma or zip_points)".into()));
     }
     let (plain, secret) = split_secret_options(specs, &options);
-    let def = FunctionDef { name: name.to_ascii_lowercase(), kind, options: plain, secret_options: secret, created_at: crate::ddl::now_millis() };
+    let def = FunctionDef {
+        name: name.to_ascii_lowercase(),
+        kind,
+        options: plain,
+        secret_options: secret,
+        created_at: crate::ddl::now_millis(),
+        owner: session.owner(),
+    };
+    // Layers on the server's disk are server files.
+    for (key, value) in &options {
+        if GEODATA_OPTIONS.iter().any(|s| s.name == key && s.name != "zip_max_km") {
+            session.require_server_files(&normalize_location(value)?, false)?;
+        }
+    }
     if session.engine.catalog.snapshot().functions.contains_key(&def.name) {
         if if_not_exists {
             return Ok(Output::command("CREATE FUNCTION"));
@@ -207,6 +220,7 @@ pub(crate) async fn create(
         if !or_replace {
             return Err(bowman_catalog::CatalogError::FunctionExists(def.name).into());
         }
+        session.require_function_owner(&def.name)?;
     }
     // Load (and so check) every layer before anything is stored.
     session.notice(format!("loading the layers of {}", def.name));
@@ -222,6 +236,7 @@ pub(crate) async fn create(
 /// `DROP FUNCTION [IF EXISTS] name`.
 pub(crate) async fn drop(session: &mut Session, name: String, if_exists: bool) -> Result<Output> {
     let name = name.to_ascii_lowercase();
+    session.require_function_owner(&name)?;
     session.engine.catalog.apply(CatalogChange::DropFunction { name: name.clone(), if_exists }).await?;
     session.engine.sync_functions().await?;
     session.ctx.deregister_udf(&name);

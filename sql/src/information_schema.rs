@@ -54,18 +54,23 @@ impl InformationSchema {
 #[async_trait]
 impl SchemaProvider for InformationSchema {
     fn table_names(&self) -> Vec<String> {
-        self.datafusion().map(|d| d.table_names()).unwrap_or_default()
+        let mut names = self.datafusion().map(|d| d.table_names()).unwrap_or_default();
+        names.push("table_privileges".to_string());
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if name.eq_ignore_ascii_case("columns") {
             return Ok(Some(Arc::new(Columns { catalogs: self.catalogs.clone(), catalog: self.catalog.clone(), schema: columns_schema() })));
         }
+        if name.eq_ignore_ascii_case("table_privileges") {
+            return crate::privileges::table_privileges(&self.catalog.snapshot()).map(Some);
+        }
         self.datafusion()?.table(name).await
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.datafusion().is_ok_and(|d| d.table_exist(name))
+        name.eq_ignore_ascii_case("table_privileges") || self.datafusion().is_ok_and(|d| d.table_exist(name))
     }
 }
 

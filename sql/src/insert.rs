@@ -74,6 +74,11 @@ pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, o
         .table(&database, &name.name)
         .cloned()
         .ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.name.clone()))?;
+    session.require_table(&def.database, &def.name, "INSERT")?;
+    if ins.overwrite {
+        // An overwrite removes rows as well.
+        session.require_table(&def.database, &def.name, "DELETE")?;
+    }
     if def.partition_columns.is_empty() && ins.partitioned.is_some() {
         return Err(BowmanError::InvalidDefinition(format!(
             "{} is not partitioned, so INSERT ... PARTITION does not apply",

@@ -27,6 +27,7 @@ pub mod pattern;
 mod pg_catalog;
 mod pg_functions;
 mod placeholders;
+mod privileges;
 mod resolver;
 mod session;
 mod settings;
@@ -43,6 +44,7 @@ pub use ingest::IngestMode;
 pub use output::{Notice, Output};
 pub use parser::{Statement, parse_sql};
 pub use placeholders::qmark_to_dollar;
+pub use privileges::{ConfigRoles, READ_SERVER_FILES, WRITE_SERVER_FILES};
 pub use session::{Prepared, Session};
 pub use settings::{parse_duration_ms, reported_name};
 

@@ -93,9 +93,12 @@ pub enum Statement {
     CreateView(Box<CreateView>),
     /// `DROP VIEW [IF EXISTS] v [, ...] [CASCADE | RESTRICT]`.
     DropView { names: Vec<TableName>, if_exists: bool },
-    /// `CREATE USER|ROLE [IF NOT EXISTS] name [WITH] [LOGIN] PASSWORD '...'`; `ALTER USER|ROLE
-    /// name [WITH] PASSWORD '...'` (`create: false`).
-    CreateUser { name: String, password: String, if_not_exists: bool, create: bool },
+    /// `CREATE USER|ROLE [IF NOT EXISTS] name [WITH] [SUPERUSER] [LOGIN] [CREATEROLE] [CREATEDB]
+    /// [PASSWORD '...']`; `ALTER USER|ROLE name [WITH] ...` (`create: false`). `user`: the USER
+    /// spelling, whose roles log in unless NOLOGIN.
+    CreateUser { name: String, options: crate::privileges::RoleOptions, if_not_exists: bool, create: bool, user: bool },
+    /// `GRANT` / `REVOKE` of privileges or role memberships.
+    Grant(Box<crate::privileges::GrantStatement>),
     DropUser { name: String, if_exists: bool },
     /// `CREATE [OR REPLACE] FUNCTION [IF NOT EXISTS] name USING kind OPTIONS (...)`: a function
     /// Bowman builds from data (`USING geodata`).
@@ -399,28 +402,17 @@ impl BowmanParser<'_> {
             "CREATE" | "ALTER" if self.peek_is(1, "USER") || self.peek_is(1, "ROLE") => {
                 let create = kw == "CREATE";
                 self.parser.next_token();
-                self.parser.next_token();
+                let user = self.eat_word("USER");
+                if !user {
+                    self.parser.next_token();
+                }
                 let if_not_exists = create && self.parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
                 let name = ident_value(&self.parser.parse_identifier()?);
-                self.eat_word("WITH");
-                let mut password = None;
-                loop {
-                    if self.eat_word("LOGIN") || self.eat_word("NOSUPERUSER") || self.eat_word("INHERIT") {
-                        continue;
-                    }
-                    if self.eat_word("PASSWORD") {
-                        match self.parser.next_token().token {
-                            Token::SingleQuotedString(p) => password = Some(p),
-                            other => return Err(ParserError::ParserError(format!("PASSWORD takes a quoted string, found {other}"))),
-                        }
-                        continue;
-                    }
-                    break;
-                }
-                let Some(password) = password else {
-                    return Err(ParserError::ParserError("users log in with a password: add PASSWORD '...'".into()));
-                };
-                return Ok(Statement::CreateUser { name, password, if_not_exists, create });
+                let options = crate::privileges::RoleOptions::parse(&mut self.parser)?;
+                return Ok(Statement::CreateUser { name, options, if_not_exists, create, user });
+            }
+            "GRANT" | "REVOKE" => {
+                return Ok(Statement::Grant(Box::new(crate::privileges::parse_grant(&mut self.parser)?)));
             }
             "CREATE" if self.function_using_ahead() => {
                 self.parser.next_token();

@@ -54,12 +54,17 @@ impl datafusion::catalog::SchemaProvider for PgCatalog {
         let table = self.inner.table(name).await?;
         if name.eq_ignore_ascii_case("pg_class") {
             // The crate's pg_class lacks `reloptions` (text[]), which SQLAlchemy's index
-            // reflection selects; Bowman relations have no storage options.
+            // reflection selects; Bowman relations have no storage options. `relacl` holds
+            // each table's grants (psql's `\dp`).
             use datafusion::arrow::datatypes::DataType;
-            return Ok(table.map(|t| {
-                Arc::new(WithNullColumns::new(t, vec![Field::new("reloptions", DataType::new_list(DataType::Utf8, true), true)]))
-                    as Arc<dyn datafusion::catalog::TableProvider>
-            }));
+            let namespaces = self.inner.table("pg_namespace").await?;
+            return Ok(match (table, namespaces) {
+                (Some(t), Some(namespaces)) => {
+                    let with_options = Arc::new(WithNullColumns::new(t, vec![Field::new("reloptions", DataType::new_list(DataType::Utf8, true), true)]));
+                    Some(Arc::new(WithAcl::new(with_options, namespaces, self.catalog.clone())) as Arc<dyn datafusion::catalog::TableProvider>)
+                }
+                (t, _) => t,
+            });
         }
         Ok(table)
     }
@@ -941,5 +946,88 @@ impl datafusion::catalog::TableProvider for WithNullColumns {
             exprs.push(ProjectionExpr { expr, alias: field.name().clone() });
         }
         Ok(Arc::new(datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, plan)?))
+    }
+}
+
+/// pg_class with `relacl` (text[] of aclitems such as `alice=r/bowman`) from the catalog's
+/// grants; NULL for relations nothing was granted on, as in PostgreSQL. Built when scanned (a
+/// few rows per relation).
+#[derive(Debug)]
+struct WithAcl {
+    inner: Arc<dyn datafusion::catalog::TableProvider>,
+    namespaces: Arc<dyn datafusion::catalog::TableProvider>,
+    catalog: Arc<Catalog>,
+    schema: SchemaRef,
+}
+
+impl WithAcl {
+    fn new(inner: Arc<dyn datafusion::catalog::TableProvider>, namespaces: Arc<dyn datafusion::catalog::TableProvider>, catalog: Arc<Catalog>) -> Self {
+        use datafusion::arrow::datatypes::DataType;
+        let mut fields: Vec<Field> = inner.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("relacl", DataType::new_list(DataType::Utf8, true), true));
+        WithAcl { inner, namespaces, catalog, schema: Arc::new(Schema::new(fields)) }
+    }
+}
+
+#[async_trait]
+impl datafusion::catalog::TableProvider for WithAcl {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::prelude::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::arrow::array::{Array, AsArray, ListBuilder, RecordBatch, StringBuilder};
+        use datafusion::arrow::datatypes::Int32Type;
+        let task = state.task_ctx();
+        let namespaces = datafusion::physical_plan::collect(self.namespaces.scan(state, None, &[], None).await?, task.clone()).await?;
+        let mut schema_names = std::collections::HashMap::new();
+        for b in &namespaces {
+            let (Some(oid), Some(name)) = (b.column_by_name("oid"), b.column_by_name("nspname")) else { continue };
+            let oid = datafusion::arrow::compute::cast(oid, &datafusion::arrow::datatypes::DataType::Int32)?;
+            let name = datafusion::arrow::compute::cast(name, &datafusion::arrow::datatypes::DataType::Utf8)?;
+            let (oid, name) = (oid.as_primitive::<Int32Type>(), name.as_string::<i32>());
+            for i in 0..b.num_rows() {
+                if !oid.is_null(i) && !name.is_null(i) {
+                    schema_names.insert(oid.value(i), name.value(i).to_string());
+                }
+            }
+        }
+        let snapshot = self.catalog.snapshot();
+        let mut out = Vec::new();
+        for b in datafusion::physical_plan::collect(self.inner.scan(state, None, &[], None).await?, task).await? {
+            let mut acl = ListBuilder::new(StringBuilder::new());
+            let names = datafusion::arrow::compute::cast(b.column_by_name("relname").expect("pg_class.relname"), &datafusion::arrow::datatypes::DataType::Utf8)?;
+            let spaces = datafusion::arrow::compute::cast(b.column_by_name("relnamespace").expect("pg_class.relnamespace"), &datafusion::arrow::datatypes::DataType::Int32)?;
+            let (names, spaces) = (names.as_string::<i32>(), spaces.as_primitive::<Int32Type>());
+            for i in 0..b.num_rows() {
+                let items = schema_names
+                    .get(&spaces.value(i))
+                    .and_then(|schema| crate::privileges::table_acl(&snapshot, bowman_catalog::canonical_database(schema), names.value(i)));
+                match items {
+                    Some(items) => {
+                        for item in items {
+                            acl.values().append_value(item);
+                        }
+                        acl.append(true);
+                    }
+                    None => acl.append(false),
+                }
+            }
+            let mut columns = b.columns().to_vec();
+            columns.push(Arc::new(acl.finish()));
+            out.push(RecordBatch::try_new(self.schema.clone(), columns)?);
+        }
+        let table = datafusion::datasource::MemTable::try_new(self.schema.clone(), vec![out])?;
+        table.scan(state, projection, filters, limit).await
     }
 }

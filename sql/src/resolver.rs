@@ -21,6 +21,8 @@ pub(crate) struct ConnectorResolver {
     pub catalog: Arc<bowman_catalog::Catalog>,
     /// A session sharing the engine's runtime (object stores, memory pool), handed to connectors.
     pub state: SessionState,
+    /// Every catalog table opened, so privilege checks know which table a scan reads.
+    pub opened: Arc<crate::privileges::Opened>,
 }
 
 /// The DataFusion command that describes a stored table to its connector.
@@ -70,6 +72,27 @@ impl ConnectorResolver {
 #[async_trait]
 impl TableResolver for ConnectorResolver {
     async fn resolve(&self, table: &TableDef) -> Result<Arc<dyn TableProvider>> {
+        let provider = self.open(table).await?;
+        self.opened.record(&provider, &table.database, &table.name);
+        Ok(provider)
+    }
+
+    async fn resolve_view(&self, view: &bowman_catalog::ViewDef) -> Result<Arc<dyn TableProvider>> {
+        let provider = crate::views::ViewProvider::new(view.clone(), false).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let provider: Arc<dyn TableProvider> = Arc::new(provider);
+        self.opened.record(&provider, &view.database, &view.name);
+        Ok(provider)
+    }
+
+    async fn resolve_as_of(&self, table: &TableDef, as_of: &str) -> Result<Arc<dyn TableProvider>> {
+        let provider = self.open_as_of(table, as_of).await?;
+        self.opened.record(&provider, &table.database, &table.name);
+        Ok(provider)
+    }
+}
+
+impl ConnectorResolver {
+    async fn open(&self, table: &TableDef) -> Result<Arc<dyn TableProvider>> {
         let connector = self.connector(table)?;
         let layout = layout(connector.as_ref(), table);
         let cmd = external_table_command(table, layout.is_some())?;
@@ -83,12 +106,7 @@ impl TableResolver for ConnectorResolver {
         }
     }
 
-    async fn resolve_view(&self, view: &bowman_catalog::ViewDef) -> Result<Arc<dyn TableProvider>> {
-        let provider = crate::views::ViewProvider::new(view.clone(), false).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Arc::new(provider))
-    }
-
-    async fn resolve_as_of(&self, table: &TableDef, as_of: &str) -> Result<Arc<dyn TableProvider>> {
+    async fn open_as_of(&self, table: &TableDef, as_of: &str) -> Result<Arc<dyn TableProvider>> {
         let connector = self.connector(table)?;
         let (_, as_of) = AsOf::split_name(&format!("{}@{as_of}", table.name))
             .ok_or_else(|| DataFusionError::Plan(format!("'{as_of}' is not a version or timestamp of {}", table.qualified_name())))?;

@@ -33,6 +33,10 @@ pub struct Session {
     pub(crate) temp_views: bowman_catalog::provider::TempViews,
     /// The open `BEGIN` block and the writes it has made (each already committed).
     pub(crate) transaction: crate::transaction::TransactionBlock,
+    /// The role statements run as (see [`Session::set_user`]); `None`: no user, no checks.
+    pub(crate) user: Option<String>,
+    /// Trusted without a password (a server without users): the superuser.
+    pub(crate) trusted: bool,
 }
 
 /// A declared cursor: the query runs as rows are fetched, never buffered beyond one batch.
@@ -145,7 +149,7 @@ fn plan_output_schema(plan: &LogicalPlan) -> Option<SchemaRef> {
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext) -> Self {
-        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default(), transaction: Default::default() }
+        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default(), transaction: Default::default(), user: None, trusted: false }
     }
 
     /// Make this session call the engine's current data-built functions (created, replaced or
@@ -578,6 +582,9 @@ impl Session {
         provider: Arc<dyn datafusion::catalog::TableProvider>,
         input: LogicalPlan,
     ) -> Result<usize> {
+        if let (Some(database), name) = (table.schema(), table.table()) {
+            self.require_table(database, name, "INSERT")?;
+        }
         let label = format!("INSERT INTO {table}");
         let source = datafusion::catalog::default_table_source::provider_as_source(provider);
         let plan = datafusion::logical_expr::LogicalPlanBuilder::insert_into(input, table, source, InsertOp::Append)?.build()?;

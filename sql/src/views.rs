@@ -79,6 +79,8 @@ impl ViewProvider {
         let mut state = state.clone();
         state.config_mut().options_mut().catalog.default_schema = self.def.query_database.clone();
         state.config_mut().set_extension(Arc::new(ViewDepth(depth + 1)));
+        // The tables the view reads are checked against its owner's privileges.
+        crate::privileges::enter_view(&mut state, &self.def.owner);
         let mut query = parse_query(&self.def.query).map_err(external)?;
         crate::spark::rewrite_query(&mut query).map_err(external)?;
         let plan = state
@@ -282,7 +284,16 @@ pub(crate) async fn create_view(session: &mut Session, cv: CreateView) -> Result
             )));
         }
         let name = cv.name.name.clone();
-        let def = ViewDef { database: String::new(), name: name.clone(), query: text, query_database: current, columns, comment: cv.comment, created_at };
+        let def = ViewDef {
+            database: String::new(),
+            name: name.clone(),
+            query: text,
+            query_database: current,
+            columns,
+            comment: cv.comment,
+            created_at,
+            owner: session.owner(),
+        };
         let provider = Arc::new(ViewProvider::new(def, true)?);
         let mut temp = session.temp_views.write().expect("temp views");
         if temp.contains_key(&name) && !cv.or_replace {
@@ -303,6 +314,10 @@ pub(crate) async fn create_view(session: &mut Session, cv: CreateView) -> Result
             cv.name.name
         )));
     }
+    session.require_create_in(bowman_catalog::canonical_database(&database))?;
+    if cv.or_replace {
+        session.require_table_owner(&database, &cv.name.name)?;
+    }
     let def = ViewDef {
         database,
         name: cv.name.name.clone(),
@@ -311,6 +326,7 @@ pub(crate) async fn create_view(session: &mut Session, cv: CreateView) -> Result
         columns,
         comment: cv.comment,
         created_at,
+        owner: session.owner(),
     };
     session
         .engine
@@ -328,6 +344,7 @@ pub(crate) async fn drop_views(session: &mut Session, names: Vec<TableName>, if_
             continue;
         }
         let database = name.database.clone().unwrap_or_else(|| session.current_database());
+        session.require_table_owner(&database, &name.name)?;
         session.engine.catalog.apply(CatalogChange::DropView { database, name: name.name, if_exists }).await?;
     }
     Ok(Output::command("DROP VIEW"))

@@ -569,6 +569,7 @@ async fn plain_text_secrets_are_encrypted_and_keys_rotate() {
             tracked: false,
             live: vec![],
             retired: vec![],
+            owner: None,
         };
         catalog.apply(CatalogChange::CreateTable { def, if_not_exists: false }).await.unwrap();
     }

@@ -1250,7 +1250,7 @@ async fn create_user_in_the_catalog() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path()).await;
     let c = server.client().await;
-    c.batch_execute("CREATE USER analyst WITH PASSWORD 'first pass'; CREATE ROLE etl WITH LOGIN PASSWORD 'etl'").await.unwrap();
+    c.batch_execute("CREATE USER analyst WITH CREATEROLE PASSWORD 'first pass'; CREATE ROLE etl WITH LOGIN PASSWORD 'etl'").await.unwrap();
     let e = c.batch_execute("CREATE USER analyst PASSWORD 'again'").await.unwrap_err();
     assert_eq!(code(&e), "42710");
     c.batch_execute("CREATE USER IF NOT EXISTS analyst PASSWORD 'again'").await.unwrap();

@@ -143,7 +143,7 @@ fn geoparquet_column(meta: Option<&str>, names: &[String], what: &str) -> Result
         .iter()
         .find(|n| matches!(n.to_ascii_lowercase().as_str(), "geometry" | "geom" | "wkb" | "the_geom"))
         .cloned()
-        .ok_or_else(|| LayerError(format!("{what}: no GeoParquet metadata and no geometry column in {names:?}")))
+        .ok_or_else(|| LayerError(format!("{what}: no GeoParquet metadata and no geometry column (geometry, geom, wkb) among its {} columns", names.len())))
 }
 
 fn read_geoparquet(bytes: &[u8], what: &str) -> Result<Features, LayerError> {

@@ -87,18 +87,28 @@ fn valid(lon: f64, lat: f64) -> bool {
     lon.is_finite() && lat.is_finite() && (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat)
 }
 
+/// A CSV error without the data it quotes (an invalid UTF-8 error carries the bytes).
+fn csv_error(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("{len} fields where the header has {expected_len}"),
+        csv::ErrorKind::Utf8 { .. } => "not UTF-8 text".to_string(),
+        csv::ErrorKind::Io(_) => "cannot be read".to_string(),
+        _ => "not CSV".to_string(),
+    }
+}
+
 /// Read a CSV with a header row; returns (header, rows).
 fn read_csv(reader: impl Read, what: &str) -> Result<(Vec<String>, Vec<csv::StringRecord>), LayerError> {
     let mut r = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(reader);
     let header: Vec<String> = r
         .headers()
-        .map_err(|e| LayerError(format!("{what}: cannot read the header row: {e}")))?
+        .map_err(|e| LayerError(format!("{what}: cannot read the header row: {}", csv_error(&e))))?
         .iter()
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
     let mut rows = Vec::new();
     for (i, rec) in r.records().enumerate() {
-        rows.push(rec.map_err(|e| LayerError(format!("{what}: row {}: {e}", i + 2)))?);
+        rows.push(rec.map_err(|e| LayerError(format!("{what}: row {}: {}", i + 2, csv_error(&e))))?);
     }
     Ok((header, rows))
 }
@@ -111,11 +121,13 @@ impl PolygonLayer {
         let wkt_col = header
             .iter()
             .position(|h| matches!(h.as_str(), "wkt" | "geometry" | "geom" | "the_geom"))
-            .ok_or_else(|| LayerError(format!("{what}: no WKT column (wkt, geometry or geom) in {header:?}")))?;
+            .ok_or_else(|| LayerError(format!("{what}: no WKT column (wkt, geometry or geom) among its {} header columns", header.len())))?;
         let columns: Vec<String> = header.iter().enumerate().filter(|(i, _)| *i != wkt_col).map(|(_, h)| h.clone()).collect();
         let mut layer_rows = Vec::with_capacity(rows.len());
         for (i, rec) in rows.iter().enumerate() {
             let text = rec.get(wkt_col).unwrap_or_default();
+            // The message says what is wrong, never what the row holds: a layer pointed at
+            // another file must not print that file.
             let geom = parse_polygons(text).map_err(|e| LayerError(format!("{what}: row {}: {e}", i + 2)))?;
             let values = rec
                 .iter()
@@ -203,7 +215,7 @@ impl PolygonLayer {
 /// Parse WKT holding a POLYGON or MULTIPOLYGON.
 pub fn parse_polygons(text: &str) -> Result<MultiPolygon<f64>, String> {
     use std::str::FromStr;
-    let w = wkt::Wkt::<f64>::from_str(text.trim()).map_err(|e| format!("not WKT: {e}"))?;
+    let w = wkt::Wkt::<f64>::from_str(text.trim()).map_err(|_| "the WKT column is not WKT (POLYGON or MULTIPOLYGON text)".to_string())?;
     let g: geo::Geometry<f64> = w.try_into().map_err(|e| format!("not a geometry: {e:?}"))?;
     match g {
         geo::Geometry::Polygon(p) => Ok(MultiPolygon(vec![p])),
@@ -248,8 +260,10 @@ impl PointLayer {
     pub fn from_csv(reader: impl Read, what: &str, max_km: f64) -> Result<Self, LayerError> {
         let (header, rows) = read_csv(reader, what)?;
         let find = |names: &[&str]| header.iter().position(|h| names.contains(&h.as_str()));
-        let lat = find(&["latitude", "lat"]).ok_or_else(|| LayerError(format!("{what}: no latitude column in {header:?}")))?;
-        let lon = find(&["longitude", "lon", "lng"]).ok_or_else(|| LayerError(format!("{what}: no longitude column in {header:?}")))?;
+        let lat = find(&["latitude", "lat"])
+            .ok_or_else(|| LayerError(format!("{what}: no latitude column (latitude or lat) among its {} header columns", header.len())))?;
+        let lon = find(&["longitude", "lon", "lng"])
+            .ok_or_else(|| LayerError(format!("{what}: no longitude column (longitude, lon or lng) among its {} header columns", header.len())))?;
         let columns: Vec<String> = header.iter().enumerate().filter(|(i, _)| *i != lat && *i != lon).map(|(_, h)| h.clone()).collect();
         let mut out = Vec::with_capacity(rows.len());
         for (i, rec) in rows.iter().enumerate() {
@@ -258,7 +272,7 @@ impl PointLayer {
                     .unwrap_or_default()
                     .trim()
                     .parse::<f64>()
-                    .map_err(|_| LayerError(format!("{what}: row {}: '{}' is not a coordinate", i + 2, rec.get(c).unwrap_or_default())))
+                    .map_err(|_| LayerError(format!("{what}: row {}: column {} is not a number", i + 2, c + 1)))
             };
             let (y, x) = (num(lat)?, num(lon)?);
             if !valid(x, y) {

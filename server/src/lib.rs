@@ -34,20 +34,29 @@ pub struct Server {
     /// Accepts connections, answers CancelRequests and `/health`, and catches signals, on
     /// threads of its own: statements run on the runtime that started the server, and however
     /// busy they keep it, a new client, a cancel or an orchestrator is answered.
-    control: ControlRuntime,
+    control: OwnedRuntime,
+    /// Where connections and their statements run: threads with stacks sized for statements at
+    /// the nesting limit (see bowman_sql::limits), whatever runtime started the server.
+    _work: OwnedRuntime,
 }
 
-/// The control plane's runtime; shut down without blocking when the server is dropped (which
-/// may happen inside an async context).
-struct ControlRuntime(Option<tokio::runtime::Runtime>);
+/// Stack of each thread that plans and runs statements. Planning and expression evaluation
+/// recurse once per level of nesting; Bowman refuses statements nested deeper than
+/// bowman_sql::limits::MAX_EXPRESSION_DEPTH (54001), and this stack holds that depth with
+/// room to spare even in a debug build (pages are only used when touched).
+pub const WORKER_STACK_BYTES: usize = 256 * 1024 * 1024;
 
-impl ControlRuntime {
+/// A runtime the server owns; shut down without blocking when the server is dropped (which
+/// may happen inside an async context).
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
     fn handle(&self) -> &tokio::runtime::Handle {
         self.0.as_ref().expect("control runtime runs until drop").handle()
     }
 }
 
-impl Drop for ControlRuntime {
+impl Drop for OwnedRuntime {
     fn drop(&mut self) {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();
@@ -152,7 +161,7 @@ impl Server {
         let flight_addr = flight_listener.local_addr().expect("bound");
         tracing::info!(catalog = %catalog.store().describe(), warehouse = %config.warehouse, "bowman started");
 
-        let control = ControlRuntime(Some(
+        let control = OwnedRuntime(Some(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("bowman-control")
@@ -164,7 +173,16 @@ impl Server {
         // ones to the control runtime.
         let pg_listener = pg_listener.into_std().map_err(|e| StartError::Engine(format!("pgwire listener: {e}")))?;
         let http_listener = http_listener.into_std().map_err(|e| StartError::Engine(format!("http listener: {e}")))?;
-        let work = tokio::runtime::Handle::current();
+        let flight_listener = flight_listener.into_std().map_err(|e| StartError::Engine(format!("flight listener: {e}")))?;
+        let work_runtime = OwnedRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .thread_name("bowman-worker")
+                .thread_stack_size(WORKER_STACK_BYTES)
+                .enable_all()
+                .build()
+                .map_err(|e| StartError::Engine(format!("cannot start the statement threads: {e}")))?,
+        ));
+        let work = work_runtime.handle().clone();
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -179,7 +197,16 @@ impl Server {
             },
             control.handle(),
         );
-        tasks.spawn(flight::serve(flight_listener, engine.clone(), auth.users.clone(), flight_tls, shutdown_rx.clone()));
+        let (flight_engine, flight_users, flight_shutdown) = (engine.clone(), auth.users.clone(), shutdown_rx.clone());
+        tasks.spawn_on(
+            async move {
+                match TcpListener::from_std(flight_listener) {
+                    Ok(listener) => flight::serve(listener, flight_engine, flight_users, flight_tls, flight_shutdown).await,
+                    Err(e) => tracing::error!(error = %e, "cannot serve flight"),
+                }
+            },
+            &work,
+        );
         tasks.spawn_on(
             async move {
                 match TcpListener::from_std(http_listener) {
@@ -189,7 +216,7 @@ impl Server {
             },
             control.handle(),
         );
-        Ok(Server { pg_addr, flight_addr, http_addr, engine, shutdown_tx, tasks, control })
+        Ok(Server { pg_addr, flight_addr, http_addr, engine, shutdown_tx, tasks, control, _work: work_runtime })
     }
 
     /// Resolves at SIGTERM or Ctrl-C. The signals are caught on the control threads, so a

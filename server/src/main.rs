@@ -24,17 +24,13 @@ fn init_logging(format: &str) {
     }
 }
 
-/// Stack of each thread that plans and runs statements. Planning and expression evaluation
-/// recurse once per level of nesting; Bowman refuses statements nested deeper than
-/// `max_expression_depth` (54001), and this stack holds that depth with room to spare even in
-/// a debug build (pages are only used when touched).
-const WORKER_STACK_BYTES: usize = 256 * 1024 * 1024;
-
 fn main() {
+    // Start-up and signals only: statements run on the server's own worker threads
+    // (bowman_server::WORKER_STACK_BYTES), accepts and cancels on its control thread.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
-        .thread_name("bowman-worker")
-        .thread_stack_size(WORKER_STACK_BYTES)
+        .thread_name("bowman-main")
         .build()
         .unwrap_or_else(|e| {
             eprintln!("bowman: cannot start the runtime: {e}");

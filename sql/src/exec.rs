@@ -119,7 +119,7 @@ impl ExecutionPlan for YieldExec {
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let inner = self.input.execute(partition, context)?;
-        Ok(Box::pin(YieldStream { inner, busy_since: None }))
+        Ok(Box::pin(YieldStream { inner, busy_since: None, done: false }))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -131,12 +131,17 @@ struct YieldStream {
     inner: SendableRecordBatchStream,
     /// When the input last started answering without waiting.
     busy_since: Option<Instant>,
+    /// The input has ended (it is not polled again).
+    done: bool,
 }
 
 impl Stream for YieldStream {
     type Item = Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
         if self.busy_since.is_some_and(|t| t.elapsed() >= SLICE) {
             self.busy_since = None;
             cx.waker().wake_by_ref();
@@ -145,7 +150,8 @@ impl Stream for YieldStream {
         let budget = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let item = self.inner.as_mut().poll_next(cx);
         match &item {
-            Poll::Ready(_) => {
+            Poll::Ready(end) => {
+                self.done = end.is_none();
                 budget.made_progress();
                 if self.busy_since.is_none() {
                     self.busy_since = Some(Instant::now());

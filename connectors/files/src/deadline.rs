@@ -87,6 +87,9 @@ fn bounded_stream<T: Send + 'static>(
             Err(_) => Some((Err(stalled(what, timeout)), None)),
         }
     })
+    // Fused: some readers poll a byte stream again after its end (delta-kernel's JSON reader
+    // does, once per commit file), which object_store's own streams allow and `unfold` does not.
+    .fuse()
     .boxed()
 }
 

@@ -86,7 +86,10 @@ pub const DEFAULT_LIVENESS_INTERVAL: Duration = Duration::from_secs(3);
 const MAX_CONNECT_TIMEOUT_SECS: f64 = 3600.0;
 /// PostgreSQL's own limit for statement_timeout: INT_MAX milliseconds.
 const MAX_QUERY_TIMEOUT_SECS: f64 = 2_147_483.0;
-const MAX_POOL_SIZE: u64 = 1024;
+/// The most connections one table's pool may keep.
+pub const MAX_POOL_SIZE: usize = 1024;
+/// The longest timeout any option takes (`queryTimeout`; PostgreSQL's INT_MAX milliseconds).
+pub const MAX_TIMEOUT_SECS: u64 = MAX_QUERY_TIMEOUT_SECS as u64;
 
 fn invalid(message: String) -> ConnectorError {
     ConnectorError::new(ErrorKind::InvalidOption, message)
@@ -163,7 +166,7 @@ impl RemoteOptions {
             Some(d) => Some(d.max(Duration::from_millis(100))),
             None => Some(DEFAULT_LIVENESS_INTERVAL),
         };
-        let pool_size = (num("pool_size", 1, MAX_POOL_SIZE)?.unwrap_or(8) as usize).max(parts).max(1);
+        let pool_size = (num("pool_size", 1, MAX_POOL_SIZE as u64)?.unwrap_or(8) as usize).max(parts).max(1);
         let batch_size = (num("batchsize", 0, u64::MAX)?.unwrap_or(1000).min(100_000) as usize).max(1);
         Ok(RemoteOptions {
             url,

@@ -172,6 +172,12 @@ fuzz_target!(|data: &[u8]| {
                 // parameters (but more than one) panics in pgwire (Format::format_for), inside
                 // the connection task, so the server's catch answers it with FATAL 08P01
                 // (fuzz/corpus/pgwire_frontend/crash-bind-fewer-formats-than-parameters).
+                // Binary arrays are checked first, as the server checks them: postgres-types
+                // reserves room for the element count a header declares, and a failed
+                // allocation aborts the process (fuzz/corpus/pgwire_frontend/oom-bind-array-*).
+                if bowman_server::pgwire::check_array_parameters(&portal, &inferred).is_err() {
+                    continue;
+                }
                 let _ = in_pgwire(|| arrow_pg::datatypes::df::deserialize_parameters(&portal, &inferred));
             }
             PgWireFrontendMessage::CopyData(copy) => {

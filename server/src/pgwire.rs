@@ -823,10 +823,43 @@ impl QueryParser for BowmanQueryParser {
     }
 }
 
+/// Refuse binary array parameters whose header declares more elements than the value holds,
+/// before arrow-pg decodes them (see [`bowman_sql::limits::check_binary_array`]). The type is
+/// chosen as arrow-pg chooses it: the client's, else the one DataFusion inferred.
+pub fn check_array_parameters<S>(portal: &Portal<S>, inferred: &[Option<&DataType>]) -> PgWireResult<()> {
+    for (i, value) in portal.parameters.iter().enumerate() {
+        let Some(value) = value else { continue };
+        let binary = match &portal.parameter_format {
+            Format::UnifiedBinary => true,
+            Format::UnifiedText => false,
+            Format::Individual(codes) => codes.get(i) == Some(&1),
+        };
+        if !binary {
+            continue;
+        }
+        let is_array = match portal.statement.parameter_types.get(i).cloned().flatten() {
+            Some(t) => matches!(t.kind(), postgres_types::Kind::Array(_)),
+            None => matches!(
+                inferred.get(i).copied().flatten(),
+                Some(DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..))
+            ),
+        };
+        if is_array && let Err(message) = bowman_sql::limits::check_binary_array(value) {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                "22P03".to_owned(),
+                format!("parameter ${}: {message}", i + 1),
+            ))));
+        }
+    }
+    Ok(())
+}
+
 /// Decode a portal's parameters with the types the client sent, else those DataFusion inferred.
 fn portal_params(portal: &Portal<Prepared>) -> PgWireResult<ParamValues> {
     let inferred = portal.statement.statement.param_types();
     let refs: Vec<Option<&DataType>> = inferred.iter().map(|t| t.as_ref()).collect();
+    check_array_parameters(portal, &refs)?;
     // arrow-pg 0.16 drops a NULL parameter whose type is unknown (psycopg sends `None` that
     // way), shifting every later parameter. Give such NULLs a type before decoding: the
     // inferred one, else text.

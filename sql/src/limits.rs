@@ -50,6 +50,46 @@ pub(crate) fn check_identifier(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Most dimensions a binary array parameter may declare (PostgreSQL's MAXDIM).
+pub const MAX_ARRAY_DIMENSIONS: i32 = 6;
+
+/// Check the header of an array value in PostgreSQL's binary format (a Bind parameter) before
+/// anything decodes it: the element count it declares must fit in the bytes that follow, each
+/// element taking at least its 4-byte length. The decoder (postgres-types' `Vec<T>::from_sql`)
+/// reserves room for the declared count up front, so a 40-byte parameter declaring 10^10
+/// elements would otherwise abort the whole server on a failed allocation.
+pub fn check_binary_array(value: &[u8]) -> std::result::Result<(), String> {
+    let int = |at: usize| -> std::result::Result<i32, String> {
+        value
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| "the binary array value ends inside its header".to_string())
+    };
+    let dimensions = int(0)?;
+    if !(0..=MAX_ARRAY_DIMENSIONS).contains(&dimensions) {
+        return Err(format!(
+            "a binary array value declares {dimensions} dimensions; at most {MAX_ARRAY_DIMENSIONS} are allowed"
+        ));
+    }
+    let header = 12 + 8 * dimensions as usize;
+    let mut elements: u64 = if dimensions == 0 { 0 } else { 1 };
+    for d in 0..dimensions as usize {
+        let len = int(12 + 8 * d)?;
+        if len < 0 {
+            return Err(format!("a binary array value declares a dimension of length {len}"));
+        }
+        elements = elements.saturating_mul(len as u64);
+    }
+    let room = value.len().saturating_sub(header) as u64 / 4;
+    if value.len() < header || elements > room {
+        return Err(format!(
+            "a binary array value declares {elements} elements but holds {} bytes",
+            value.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The start of a long text, for error messages.
 pub(crate) fn excerpt(text: &str) -> String {
     const KEEP: usize = 60;
@@ -327,6 +367,36 @@ mod tests {
 
     fn code(sql: &str) -> Option<String> {
         crate::parser::parse_sql(sql).err().map(|e| e.code())
+    }
+
+    fn array(dims: &[i32], elements: &[i32]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend((dims.len() as i32).to_be_bytes());
+        v.extend(0i32.to_be_bytes());
+        v.extend(23u32.to_be_bytes());
+        for d in dims {
+            v.extend(d.to_be_bytes());
+            v.extend(1i32.to_be_bytes());
+        }
+        for e in elements {
+            v.extend(4i32.to_be_bytes());
+            v.extend(e.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn binary_arrays_must_hold_what_they_declare() {
+        assert!(check_binary_array(&array(&[3], &[1, 2, 3])).is_ok());
+        assert!(check_binary_array(&array(&[], &[])).is_ok());
+        assert!(check_binary_array(&array(&[2, 2], &[1, 2, 3, 4])).is_ok());
+        // The fuzzer's find: a short value declaring billions of elements.
+        assert!(check_binary_array(&array(&[100_000, 100_000], &[1])).is_err());
+        assert!(check_binary_array(&array(&[i32::MAX, i32::MAX, i32::MAX], &[])).is_err());
+        assert!(check_binary_array(&array(&[-1], &[])).is_err());
+        assert!(check_binary_array(&array(&[1; 7], &[1])).is_err());
+        assert!(check_binary_array(&[0, 0, 0]).is_err());
+        assert!(check_binary_array(&array(&[4], &[1, 2, 3])).is_err());
     }
 
     #[test]

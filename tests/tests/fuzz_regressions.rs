@@ -139,3 +139,93 @@ async fn malformed_bind_gets_08p01_and_the_server_stays_up() {
     }
     server.stop().await;
 }
+
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A binary `int4[]` parameter of 28 bytes whose header declares 100,000 x 100,000 elements
+/// (fuzz/corpus/pgwire_frontend/oom-bind-array-declares-10g-elements). postgres-types reserved
+/// room for every declared element before reading one, and the failed 40 GB allocation aborted
+/// the whole server. PostgreSQL answers such a value with 22P03 (invalid binary
+/// representation); the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_array_parameter_declaring_billions_of_elements_gets_22p03() {
+    let server = TestServer::start().await;
+    let other = server.client().await;
+
+    let mut s = TcpStream::connect(server.pg_addr).await.unwrap();
+    s.write_all(&startup("bowman")).await.unwrap();
+    loop {
+        let (kind, _) = tokio::time::timeout(Duration::from_secs(5), read_message(&mut s)).await.unwrap().expect("startup answers");
+        if kind == b'Z' {
+            break;
+        }
+    }
+    let array = |dims: &[i32], elements: &[i32]| {
+        let mut v = (dims.len() as i32).to_be_bytes().to_vec();
+        v.extend(0i32.to_be_bytes());
+        v.extend(23u32.to_be_bytes()); // int4
+        for d in dims {
+            v.extend(d.to_be_bytes());
+            v.extend(1i32.to_be_bytes());
+        }
+        for e in elements {
+            v.extend(4i32.to_be_bytes());
+            v.extend(e.to_be_bytes());
+        }
+        v
+    };
+    let bind_and_run = |value: Vec<u8>| {
+        let mut parse = b"\0SELECT cardinality($1)\0".to_vec();
+        parse.extend(1i16.to_be_bytes());
+        parse.extend(1007u32.to_be_bytes()); // int4[]
+        let mut bind = b"\0\0".to_vec();
+        bind.extend(1i16.to_be_bytes());
+        bind.extend(1i16.to_be_bytes()); // binary
+        bind.extend(1i16.to_be_bytes());
+        bind.extend((value.len() as i32).to_be_bytes());
+        bind.extend(value);
+        bind.extend(0i16.to_be_bytes());
+        let mut out = message(b'P', &parse);
+        out.extend(message(b'B', &bind));
+        out.extend(message(b'E', b"\0\0\0\0\0"));
+        out.extend(message(b'S', b""));
+        out
+    };
+    // Until ReadyForQuery: the error's SQLSTATE, if any, and the data rows.
+    async fn answers(s: &mut TcpStream) -> (Option<String>, Vec<Vec<u8>>) {
+        let (mut code, mut rows) = (None, vec![]);
+        loop {
+            let (kind, body) = tokio::time::timeout(Duration::from_secs(10), read_message(s))
+                .await
+                .expect("an answer within 10 s")
+                .expect("an answer, not a dropped connection");
+            match kind {
+                b'E' => code = error_fields(&body).into_iter().find(|(f, _)| *f == b'C').map(|(_, c)| c),
+                b'D' => rows.push(body),
+                b'Z' => return (code, rows),
+                _ => {}
+            }
+        }
+    }
+
+    for _ in 0..2 {
+        s.write_all(&bind_and_run(array(&[100_000, 100_000], &[7]))).await.unwrap();
+        let (code, rows) = answers(&mut s).await;
+        assert_eq!(code.as_deref(), Some("22P03"));
+        assert!(rows.is_empty());
+        // Another client is answered meanwhile, and the same session goes on.
+        let n: i64 = other.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get(0);
+        assert_eq!(n, 1);
+        s.write_all(&bind_and_run(array(&[3], &[1, 2, 3]))).await.unwrap();
+        let (code, rows) = answers(&mut s).await;
+        assert_eq!(code, None);
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].ends_with(b"3"), "{:?}", rows[0]);
+    }
+    server.stop().await;
+}

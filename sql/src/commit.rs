@@ -12,7 +12,7 @@ use object_store::ObjectStoreExt;
 
 use crate::error::{BowmanError, Result};
 use crate::session::Session;
-use crate::tracked::{Layout, TrackedTable, written_by_commit};
+use crate::tracked::{Layout, TrackedTable, WriteSetup, written_by_commit};
 
 /// What a write replaces when it commits.
 #[derive(Debug, Clone)]
@@ -66,15 +66,87 @@ pub(crate) fn check_write_mode(provider: &Arc<dyn TableProvider>, mode: &WriteMo
     )))
 }
 
-pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProvider>, mode: WriteMode) -> Result<()> {
-    check_write_mode(provider, &mode)?;
-    let Some(table) = tracked(provider) else {
-        // Appends to untracked tables need no commit; Delta's sink committed itself.
-        return Ok(());
-    };
-    let def = &table.def;
-    let pending = table.pending_write().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
-    let added = written_by(session, def, table.layout, &pending.commit).await?;
+/// How a write to a tracked table commits, decided when it is planned: what it replaces,
+/// and how long replaced files stay for readers.
+#[derive(Debug)]
+pub(crate) struct Commit {
+    pub table: String,
+    pub partition_columns: Vec<String>,
+    pub mode: WriteMode,
+    def: TableDef,
+    engine: Arc<crate::Engine>,
+    retention_ms: u64,
+}
+
+impl Commit {
+    /// The commit of a write of `session` to `provider`, a tracked table.
+    pub(crate) fn new(session: &Session, provider: &Arc<dyn TableProvider>, mode: WriteMode) -> Result<Self> {
+        let table = tracked(provider).ok_or_else(|| BowmanError::Internal(format!("{} is not tracked", table_name(provider))))?;
+        Ok(Commit {
+            table: table.def.qualified_name(),
+            partition_columns: table.def.partition_columns.clone(),
+            mode,
+            def: table.def.clone(),
+            engine: session.engine.clone(),
+            retention_ms: retention_ms(session),
+        })
+    }
+
+    /// External tables: the files this write made in `partitions` (paths relative to the
+    /// location), found by the commit tag in their names. Parquet's sink says which files it
+    /// wrote; other formats' sinks do not, so only the partition directories written are listed.
+    pub(crate) async fn files_written(&self, setup: &WriteSetup, partitions: &[String]) -> Result<Vec<LiveDir>> {
+        let location = self.def.location.as_deref().ok_or_else(|| BowmanError::Internal("tracked table without location".into()))?;
+        let url = bowman_connector_files::table_url(location)?;
+        let prefix = url.prefix().as_ref().trim_end_matches('/').to_string();
+        let relative = |full: &str| full.strip_prefix(prefix.as_str()).unwrap_or(full).trim_start_matches('/').to_string();
+        let any: &dyn std::any::Any = setup.sink.as_ref();
+        let sink = any.downcast_ref::<datafusion::datasource::sink::DataSinkExec>().map(|s| s.sink());
+        if let Some(parquet) = sink.and_then(|s| s.downcast_ref::<datafusion::datasource::file_format::parquet::ParquetSink>()) {
+            let paths: Vec<String> = parquet.written().keys().map(|p| relative(p.as_ref())).collect();
+            return Ok(written_by_commit(Layout::Listed, paths.iter().map(String::as_str), &setup.commit));
+        }
+        let store = self.engine.runtime.object_store(&url)?;
+        let mut paths = Vec::new();
+        for partition in partitions {
+            let dir = if partition.is_empty() { prefix.clone() } else { format!("{prefix}/{partition}") };
+            let dir = object_store::path::Path::parse(dir.trim_start_matches('/'))
+                .map_err(|e| BowmanError::Io(format!("cannot list {location}/{partition}: {e}")))?;
+            let listed = store
+                .list_with_delimiter(Some(&dir))
+                .await
+                .map_err(|e| BowmanError::Io(format!("cannot list {location}/{partition}: {e}")))?;
+            paths.extend(listed.objects.into_iter().map(|m| relative(m.location.as_ref())));
+        }
+        Ok(written_by_commit(Layout::Listed, paths.iter().map(String::as_str), &setup.commit))
+    }
+
+    /// Make `added` (what the writers wrote) live in one catalog transaction, retiring what
+    /// the write replaces.
+    pub(crate) async fn apply(&self, setup: &WriteSetup, added: Vec<LiveDir>) -> Result<()> {
+        let pending = crate::tracked::PendingWrite { commit: setup.commit.clone(), foreign: setup.foreign.clone() };
+        apply_commit(&self.engine, &self.def, pending, self.mode.clone(), added, self.retention_ms).await
+    }
+}
+
+/// How long retired directories stay for readers: `file_retention`.
+pub(crate) fn retention_ms(session: &Session) -> u64 {
+    session
+        .setting("file_retention")
+        .and_then(|v| crate::settings::parse_duration_ms(&v))
+        .map(|ms| ms.min(crate::settings::MAX_DURATION_MS))
+        .unwrap_or(DEFAULT_RETENTION_MS)
+}
+
+/// Record a write in the catalog: `added` become live, and what `mode` replaces is retired.
+async fn apply_commit(
+    engine: &Arc<crate::Engine>,
+    def: &TableDef,
+    pending: crate::tracked::PendingWrite,
+    mode: WriteMode,
+    added: Vec<LiveDir>,
+    retention_ms: u64,
+) -> Result<()> {
     let mut expect = None;
     let replace = match mode {
         WriteMode::Append => Replace::Nothing,
@@ -104,8 +176,7 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
         })
         .map(|(_, path)| path)
         .collect();
-    let outcome = session
-        .engine
+    let outcome = engine
         .catalog
         .apply(CatalogChange::CommitWrite {
             database: def.database.clone(),
@@ -116,7 +187,7 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
             retire_files,
         })
         .await?;
-    schedule_cleanup(session, def, outcome.retired, outcome.retired_files);
+    schedule_cleanup(engine, retention_ms, def, outcome.retired, outcome.retired_files);
     Ok(())
 }
 
@@ -132,13 +203,8 @@ fn table_name(provider: &Arc<dyn TableProvider>) -> String {
 ///
 /// Directories of writes that died before committing (a `kill -9`, a crash, a failed
 /// statement) are deleted at the next start-up instead: see [`remove_dead_writes`].
-fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, retired_files: Vec<String>) {
+fn schedule_cleanup(engine: &Arc<crate::Engine>, retention: u64, def: &TableDef, retired: Vec<LiveDir>, retired_files: Vec<String>) {
     let Some(location) = def.location.clone() else { return };
-    let retention = session
-        .setting("file_retention")
-        .and_then(|v| crate::settings::parse_duration_ms(&v))
-            .map(|ms| ms.min(crate::settings::MAX_DURATION_MS))
-        .unwrap_or(DEFAULT_RETENTION_MS);
     // Retired files an earlier cleanup did not get to (the server stopped first).
     let now = chrono::Utc::now().timestamp_millis();
     let mut files = retired_files;
@@ -150,7 +216,7 @@ fn schedule_cleanup(session: &Session, def: &TableDef, retired: Vec<LiveDir>, re
     if retired.is_empty() && files.is_empty() {
         return;
     }
-    let engine = session.engine.clone();
+    let engine = engine.clone();
     let started_before = engine.statements.next_id();
     let shared_catalog = engine.catalog.is_shared();
     let (database, name) = (def.database.clone(), def.name.clone());

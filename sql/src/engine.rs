@@ -186,7 +186,7 @@ impl Engine {
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
             // Joins, aggregates and sorts over tables of one remote database run there.
-            .with_query_planner(Arc::new(bowman_connector_remote::pushdown::RemoteQueryPlanner))
+            .with_query_planner(Arc::new(crate::plan::BowmanQueryPlanner::new(vec![Arc::new(bowman_connector_remote::pushdown::RemotePlanner)])))
             // Appended after DataFusion's own rules, so filters and limits have gone as deep as
             // they go before whole subplans are sent away.
             .with_optimizer_rule(Arc::new(bowman_connector_remote::RemotePushdown))

@@ -118,9 +118,13 @@ impl Session {
         let df = df.select(exprs)?;
         let provider = self.engine.table_provider(&def).await?;
         let target = TableReference::partial(def.database.as_str(), def.name.as_str());
-        let rows = self.write(target, provider.clone(), df.into_unoptimized_plan()).await?;
-        crate::commit::commit_write(self, &provider, crate::commit::WriteMode::Append).await?;
-        Ok(rows)
+        let label = format!("INSERT INTO {target}");
+        let plan = if crate::commit::tracked(&provider).is_some() {
+            self.tracked_write_plan(&provider, crate::commit::WriteMode::Append, df.into_unoptimized_plan(), vec![], vec![])?
+        } else {
+            self.insert_plan(target, provider, df.into_unoptimized_plan())?
+        };
+        self.write_rows(plan, &label).await
     }
 }
 

@@ -6,7 +6,7 @@
 
 use bowman_catalog::CatalogError;
 use datafusion::common::{Column, ScalarValue};
-use datafusion::logical_expr::{Expr, cast, col, lit};
+use datafusion::logical_expr::{Expr, LogicalPlan, cast, col, lit};
 use datafusion::sql::sqlparser::ast;
 
 use crate::error::{BowmanError, Result};
@@ -61,6 +61,18 @@ pub(crate) async fn execute(session: &Session, stmt: ast::Statement) -> Result<O
 /// `overwrite_mode` overrides the session's `partition_overwrite_mode`; OPTIMIZE passes
 /// `rewrite`: replace only the partitions it rewrote, and only if nobody wrote them meanwhile.
 pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, overwrite_mode: Option<&str>) -> Result<Output> {
+    let plan = plan_with_mode(session, stmt, overwrite_mode).await?;
+    session.run_plan(plan).await
+}
+
+/// The plan of a Spark-style INSERT (PARTITION, OVERWRITE): a [`crate::plan::write::WriteNode`]
+/// for tracked tables, DataFusion's INSERT into a Delta table that replaces what the
+/// statement replaces, else DataFusion's INSERT.
+pub(crate) async fn plan(session: &Session, stmt: ast::Statement) -> Result<LogicalPlan> {
+    plan_with_mode(session, stmt, None).await
+}
+
+async fn plan_with_mode(session: &Session, stmt: ast::Statement, overwrite_mode: Option<&str>) -> Result<LogicalPlan> {
     let ast::Statement::Insert(mut ins) = stmt else {
         return Err(BowmanError::Internal("not an INSERT".into()));
     };
@@ -98,6 +110,9 @@ pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, o
         return Err(BowmanError::Syntax("INSERT needs a query or VALUES".into()));
     };
     let plan = session.plan_query(source.clone()).await?;
+    // DISTRIBUTE BY and SORT BY organise the writers, not the query: taken off its top, they
+    // become the write's exchange and per-writer sort.
+    let (plan, organised) = crate::spark::peel_organisation(plan);
     let df = session.ctx.execute_logical_plan(plan).await?;
 
     // Target columns the query fills, in table order (or in the order of an explicit list).
@@ -134,6 +149,22 @@ pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, o
         };
         exprs.push(value.alias(&c.name));
     }
+    // Organisation over query columns that are not written as such stays on the query, as
+    // the planner had it.
+    let (organised, unplaced) = match organised {
+        Some(o) => match o.onto_columns(&exprs) {
+            Some(onto) => (Some(onto), None),
+            None => (None, Some(o)),
+        },
+        None => (None, None),
+    };
+    let df = match unplaced {
+        Some(o) => {
+            let plan = crate::spark::Organisation::apply(Some(o), df.into_unoptimized_plan())?;
+            datafusion::dataframe::DataFrame::new(session.ctx.state(), plan)
+        }
+        None => df,
+    };
     let df = df.select(exprs)?;
 
     let provider = session.engine.table_provider(&def).await?;
@@ -142,14 +173,17 @@ pub(crate) async fn execute_with_mode(session: &Session, stmt: ast::Statement, o
         // The Delta log is the commit: one new version adding the files and removing what
         // the statement replaces.
         let target = delta.with_replace(delta_replace(session, &def, ins.overwrite, &spec)?);
-        let rows = session.write(table, target, df.into_unoptimized_plan()).await?;
-        return Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) });
+        let input = crate::spark::Organisation::apply(organised, df.into_unoptimized_plan())?;
+        return session.insert_plan(table, target, input);
     }
     let mode = write_mode(session, &def, ins.overwrite, &spec, overwrite_mode)?;
     crate::commit::check_write_mode(&provider, &mode)?;
-    let rows = session.write(table, provider.clone(), df.into_unoptimized_plan()).await?;
-    crate::commit::commit_write(session, &provider, mode).await?;
-    Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) })
+    if crate::commit::tracked(&provider).is_some() {
+        let (distribute_by, sort_by) = organised.map(|o| (o.distribute_by, o.sort_by)).unwrap_or_default();
+        return session.tracked_write_plan(&provider, mode, df.into_unoptimized_plan(), distribute_by, sort_by);
+    }
+    let input = crate::spark::Organisation::apply(organised, df.into_unoptimized_plan())?;
+    session.insert_plan(table, provider, input)
 }
 
 /// What an INSERT replaces, with Spark's semantics: `partition_overwrite_mode` `dynamic`

@@ -27,6 +27,7 @@ pub mod pattern;
 mod pg_catalog;
 mod pg_functions;
 mod placeholders;
+pub mod plan;
 mod privileges;
 mod resolver;
 mod session;

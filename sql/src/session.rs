@@ -213,12 +213,9 @@ impl Session {
                 _ = ticker.tick() => {
                     // The sink's input counts the rows handed to the writers so far; the leaves
                     // count rows read (a sort reads everything before it writes anything).
-                    let written = plan
-                        .children()
-                        .first()
-                        .and_then(|input| input.metrics())
-                        .and_then(|m| m.output_rows())
-                        .unwrap_or(0);
+                    let written = rows_written(plan.as_ref()).unwrap_or_else(|| {
+                        plan.children().first().and_then(|input| input.metrics()).and_then(|m| m.output_rows()).unwrap_or(0)
+                    });
                     self.notice(format!(
                         "{label}: {} rows read, {written} written ({:.0}s)",
                         rows_read(plan.as_ref()),
@@ -286,6 +283,12 @@ impl Session {
     async fn dispatch(&mut self, stmt: Statement) -> Result<Output> {
         match stmt {
             Statement::Standard(s) if crate::insert::is_spark_insert(&s) => crate::insert::execute(self, *s).await,
+            Statement::Standard(s) if matches!(&*s, ast::Statement::Explain { statement, .. } if crate::insert::is_spark_insert(statement)) => {
+                let ast::Statement::Explain { statement, analyze, verbose, .. } = *s else { unreachable!("matched EXPLAIN") };
+                let plan = crate::insert::plan(self, *statement).await?;
+                let plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan).explain(verbose, analyze)?.build()?;
+                self.run_plan(plan).await
+            }
             Statement::Standard(s) if matches!(*s, ast::Statement::Copy { .. }) => crate::copy::copy_to(self, *s).await,
             Statement::Standard(s) => {
                 let plan = self.plan_standard(*s).await?;
@@ -536,18 +539,14 @@ impl Session {
     }
 
     pub(crate) async fn run_plan(&self, plan: LogicalPlan) -> Result<Output> {
-        if let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(op), table_name, .. }) = &plan {
-            if *op != InsertOp::Append {
+        let plan = self.tracked_writes(plan)?;
+        if let Some(label) = write_label(&plan) {
+            if let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(op), .. }) = &plan
+                && *op != InsertOp::Append
+            {
                 return Err(BowmanError::NotSupported(format!("INSERT {op}")));
             }
-            let label = format!("INSERT INTO {table_name}");
-            let target = match &plan {
-                LogicalPlan::Dml(d) => datafusion::datasource::source_as_provider(&d.target)?,
-                _ => unreachable!("matched a DML plan above"),
-            };
-            let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
-            let rows = self.run_write(physical, &label).await?;
-            crate::commit::commit_write(self, &target, crate::commit::WriteMode::Append).await?;
+            let rows = self.write_rows(plan, &label).await?;
             return Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) });
         }
         if let LogicalPlan::Dml(d) = &plan {
@@ -582,14 +581,86 @@ impl Session {
         provider: Arc<dyn datafusion::catalog::TableProvider>,
         input: LogicalPlan,
     ) -> Result<usize> {
+        let label = format!("INSERT INTO {table}");
+        let plan = self.insert_plan(table, provider, input)?;
+        self.write_rows(plan, &label).await
+    }
+
+    /// DataFusion's INSERT of `input` into `provider` (tables whose writes need no catalog
+    /// commit: Delta commits in its sink, remote databases in theirs).
+    pub(crate) fn insert_plan(
+        &self,
+        table: datafusion::common::TableReference,
+        provider: Arc<dyn datafusion::catalog::TableProvider>,
+        input: LogicalPlan,
+    ) -> Result<LogicalPlan> {
         if let (Some(database), name) = (table.schema(), table.table()) {
             self.require_table(database, name, "INSERT")?;
         }
-        let label = format!("INSERT INTO {table}");
         let source = datafusion::catalog::default_table_source::provider_as_source(provider);
-        let plan = datafusion::logical_expr::LogicalPlanBuilder::insert_into(input, table, source, InsertOp::Append)?.build()?;
+        Ok(datafusion::logical_expr::LogicalPlanBuilder::insert_into(input, table, source, InsertOp::Append)?.build()?)
+    }
+
+    /// The plan of a write to a tracked table: writers distributed by `distribute_by` (else
+    /// the partition columns), sorted by `sort_by` within each, and the catalog commit that
+    /// replaces what `mode` says.
+    pub(crate) fn tracked_write_plan(
+        &self,
+        provider: &Arc<dyn datafusion::catalog::TableProvider>,
+        mode: crate::commit::WriteMode,
+        input: LogicalPlan,
+        distribute_by: Vec<datafusion::logical_expr::Expr>,
+        sort_by: Vec<datafusion::logical_expr::SortExpr>,
+    ) -> Result<LogicalPlan> {
+        let commit = crate::commit::Commit::new(self, provider, mode)?;
+        let node = crate::plan::write::WriteNode {
+            table: commit.table.clone(),
+            provider: provider.clone(),
+            commit: Arc::new(commit),
+            distribute_by,
+            sort_by,
+            input,
+        };
+        Ok(node.plan())
+    }
+
+    /// DataFusion's INSERTs into tracked tables (`INSERT INTO t VALUES ...`, also under
+    /// EXPLAIN) become Bowman's write with its commit.
+    fn tracked_writes(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        let rewritten = plan.transform_up(|node| {
+            let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(InsertOp::Append), target, input, .. }) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let provider = datafusion::datasource::source_as_provider(target)?;
+            if crate::commit::tracked(&provider).is_none() {
+                return Ok(Transformed::no(node));
+            }
+            let input = input.as_ref().clone();
+            let plan = self
+                .tracked_write_plan(&provider, crate::commit::WriteMode::Append, input, vec![], vec![])
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            Ok(Transformed::yes(plan))
+        })?;
+        Ok(rewritten.data)
+    }
+
+    /// Plan and run a write, returning the rows written.
+    pub(crate) async fn write_rows(&self, plan: LogicalPlan, label: &str) -> Result<usize> {
         let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
-        self.run_write(physical, &label).await
+        self.run_write(physical, label).await
+    }
+}
+
+/// `Some(progress label)` when `plan` is a write (rather than EXPLAIN of one, or a query).
+fn write_label(plan: &LogicalPlan) -> Option<String> {
+    match plan {
+        LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(_), table_name, .. }) => Some(format!("INSERT INTO {table_name}")),
+        LogicalPlan::Extension(e) => {
+            let node = e.node.as_any().downcast_ref::<crate::plan::write::WriteNode>()?;
+            Some(format!("INSERT INTO {}", node.table))
+        }
+        _ => None,
     }
 }
 
@@ -671,6 +742,15 @@ fn with_deadline(output: Output, deadline: Option<tokio::time::Instant>) -> Outp
 }
 
 /// Rows produced so far by the leaves (scans) of a running plan.
+/// The rows Bowman's writers have written so far (their `rows_written` metric), if the plan
+/// has any.
+fn rows_written(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<usize> {
+    if plan.name() == "TrackedWriteExec" {
+        return plan.metrics().and_then(|m| m.sum_by_name("rows_written")).map(|v| v.as_usize());
+    }
+    plan.children().into_iter().find_map(|c| rows_written(c.as_ref()))
+}
+
 fn rows_read(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> usize {
     let children = plan.children();
     if children.is_empty() {

@@ -269,3 +269,96 @@ mod tests {
         assert_eq!(rewrite_statement(&mut s).unwrap_err().sqlstate(), "42601");
     }
 }
+
+/// A write's DISTRIBUTE BY (which writer gets a row) and SORT BY (the order within each
+/// writer), as the query planner left them on top of the query: a hash repartition and a sort.
+#[derive(Debug, Clone)]
+pub(crate) struct Organisation {
+    pub distribute_by: Vec<datafusion::logical_expr::Expr>,
+    pub sort_by: Vec<datafusion::logical_expr::SortExpr>,
+    partitions: usize,
+}
+
+/// Take DISTRIBUTE BY / SORT BY (or ORDER BY without LIMIT) off the top of a query plan, so a
+/// write can turn them into its exchange and per-writer sort instead of one global sort.
+pub(crate) fn peel_organisation(plan: datafusion::logical_expr::LogicalPlan) -> (datafusion::logical_expr::LogicalPlan, Option<Organisation>) {
+    use datafusion::logical_expr::{LogicalPlan, Partitioning, Repartition, Sort};
+    let mut plan = plan;
+    let mut sort_by = Vec::new();
+    if let LogicalPlan::Sort(Sort { expr, input, fetch: None }) = &plan {
+        sort_by = expr.clone();
+        plan = input.as_ref().clone();
+    }
+    let mut distribute_by = Vec::new();
+    let mut partitions = 0;
+    if let LogicalPlan::Repartition(Repartition { input, partitioning_scheme: Partitioning::Hash(exprs, n) }) = &plan {
+        distribute_by = exprs.clone();
+        partitions = *n;
+        plan = input.as_ref().clone();
+    }
+    if sort_by.is_empty() && distribute_by.is_empty() {
+        return (plan, None);
+    }
+    (plan, Some(Organisation { distribute_by, sort_by, partitions }))
+}
+
+impl Organisation {
+    /// The same organisation over the columns of a write's projection (`exprs`: each target
+    /// column is `CAST(<query column> AS type) AS name`, or a constant). `None` when an
+    /// expression reads a query column that is not written as such.
+    pub(crate) fn onto_columns(&self, exprs: &[datafusion::logical_expr::Expr]) -> Option<Organisation> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::Expr;
+        let target_of = |c: &datafusion::common::Column| {
+            exprs.iter().find_map(|e| match e {
+                Expr::Alias(a) => match a.expr.as_ref() {
+                    Expr::Cast(cast) if matches!(cast.expr.as_ref(), Expr::Column(s) if s == c) => Some(a.name.clone()),
+                    Expr::Column(s) if s == c => Some(a.name.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+        };
+        let mut missing = false;
+        let mut translate = |e: &Expr| {
+            e.clone()
+                .transform_up(|e| match &e {
+                    Expr::Column(c) => match target_of(c) {
+                        Some(name) => Ok(Transformed::yes(Expr::Column(datafusion::common::Column::from_name(name)))),
+                        None => {
+                            missing = true;
+                            Ok(Transformed::no(e))
+                        }
+                    },
+                    _ => Ok(Transformed::no(e)),
+                })
+                .map(|t| t.data)
+                .ok()
+        };
+        let distribute_by = self.distribute_by.iter().map(&mut translate).collect::<Option<Vec<_>>>()?;
+        let sort_by = self
+            .sort_by
+            .iter()
+            .map(|s| translate(&s.expr).map(|expr| datafusion::logical_expr::SortExpr { expr, ..s.clone() }))
+            .collect::<Option<Vec<_>>>()?;
+        if missing {
+            return None;
+        }
+        Some(Organisation { distribute_by, sort_by, partitions: self.partitions })
+    }
+
+    /// Put the organisation back on top of `plan` as the query planner had it (a hash
+    /// repartition and a full sort), for writes that do not organise their writers.
+    pub(crate) fn apply(organisation: Option<Organisation>, plan: datafusion::logical_expr::LogicalPlan) -> Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::logical_expr::{LogicalPlanBuilder, Partitioning};
+        let Some(o) = organisation else { return Ok(plan) };
+        let mut builder = LogicalPlanBuilder::from(plan);
+        if !o.distribute_by.is_empty() {
+            builder = builder.repartition(Partitioning::Hash(o.distribute_by, o.partitions.max(1)))?;
+        }
+        if !o.sort_by.is_empty() {
+            builder = builder.sort(o.sort_by)?;
+        }
+        Ok(builder.build()?)
+    }
+}

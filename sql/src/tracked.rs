@@ -403,8 +403,47 @@ impl TableProvider for TrackedTable {
         &self,
         state: &dyn DfSession,
         input: Arc<dyn ExecutionPlan>,
-        insert_op: InsertOp,
+        _insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // The sink only appends files; which ones become live is the commit's call.
+        let overwrite = self.overwrite.load(std::sync::atomic::Ordering::SeqCst);
+        let (setup, mut config) = self.prepare(state, &input.schema(), overwrite).await?;
+        *self.pending.lock().expect("pending write") = Some(PendingWrite { commit: setup.commit.clone(), foreign: setup.foreign });
+        let projected: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(setup.exprs, input)?);
+        config.output_schema = projected.schema();
+        self.listing()?.options().format.create_writer_physical_plan(projected, state, config, None).await
+    }
+}
+
+/// Everything a writer of a tracked table needs, made when the write is planned: the commit
+/// id, how rows become what the files hold (partition values as text, the `_commit` column),
+/// and a sink that writes them under the table's location.
+#[derive(Debug)]
+pub(crate) struct WriteSetup {
+    pub commit: String,
+    pub layout: Layout,
+    pub partition_columns: Vec<String>,
+    /// Applied to each input batch: the input's columns with partition values as text, then
+    /// `_commit` for commit directories.
+    pub exprs: Vec<(Arc<dyn datafusion::physical_plan::PhysicalExpr>, String)>,
+    pub file_schema: SchemaRef,
+    /// A `DataSinkExec` whose sink the writers share (each `write_all` call names its own files).
+    pub sink: Arc<dyn ExecutionPlan>,
+    /// Listed layout, overwrites: other engines' files the table showed when the write was
+    /// planned (see [`PendingWrite::foreign`]).
+    pub foreign: Vec<(String, String)>,
+}
+
+impl TrackedTable {
+    /// Plan a write of rows shaped like `input_schema` (the table's columns, declared types).
+    pub(crate) async fn prepare_write(&self, state: &dyn DfSession, input_schema: &SchemaRef, overwrite: bool) -> Result<WriteSetup> {
+        let (mut setup, config) = self.prepare(state, input_schema, overwrite).await?;
+        let placeholder: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(setup.file_schema.clone()));
+        setup.sink = self.listing()?.options().format.create_writer_physical_plan(placeholder, state, config, None).await?;
+        Ok(setup)
+    }
+
+    async fn prepare(&self, state: &dyn DfSession, input_schema: &SchemaRef, overwrite: bool) -> Result<(WriteSetup, FileSinkConfig)> {
         let listing = self.listing()?;
         let table_path = listing.table_paths()[0].clone();
         if !table_path.is_collection() {
@@ -414,16 +453,18 @@ impl TableProvider for TrackedTable {
             )));
         }
         let commit = new_commit_id();
-        let input_schema = input.schema();
         let df_schema = DFSchema::try_from(input_schema.as_ref().clone())?;
         let mut exprs = Vec::with_capacity(input_schema.fields().len() + 1);
         let mut texts = Vec::new();
+        let mut fields = Vec::with_capacity(input_schema.fields().len() + 1);
         for (i, f) in input_schema.fields().iter().enumerate() {
             let e: Arc<dyn datafusion::physical_plan::PhysicalExpr> = if self.def.partition_columns.contains(f.name()) {
                 let text = partition_text(col(f.name().as_str()));
                 texts.push(text.clone());
+                fields.push(Field::new(f.name(), DataType::Utf8, true));
                 state.create_physical_expr(text, &df_schema)?
             } else {
+                fields.push(f.as_ref().clone());
                 Arc::new(datafusion::physical_expr::expressions::Column::new(f.name(), i))
             };
             exprs.push((e, f.name().clone()));
@@ -435,26 +476,24 @@ impl TableProvider for TrackedTable {
             Layout::CommitDirs => {
                 let value = state.create_physical_expr(self.commit_value(&commit, &texts), &df_schema)?;
                 exprs.push((value, COMMIT_COLUMN.to_string()));
+                fields.push(Field::new(COMMIT_COLUMN, DataType::Utf8, false));
                 partition_cols.push((COMMIT_COLUMN.to_string(), DataType::Utf8));
                 ext
             }
             Layout::Listed => format!("{}{commit}.{ext}", &BOWMAN_FILE_TAG[1..]),
         };
-        let projected: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, input)?);
+        let file_schema: SchemaRef = Arc::new(Schema::new(fields));
         let foreign = match self.layout {
-            Layout::Listed if self.overwrite.load(std::sync::atomic::Ordering::SeqCst) => self.foreign_files(state).await?,
+            Layout::Listed if overwrite => self.foreign_files(state).await?,
             _ => Vec::new(),
         };
-        *self.pending.lock().expect("pending write") = Some(PendingWrite { commit, foreign });
-        // The sink only appends files; which ones become live is the commit's call.
-        let _ = insert_op;
-        let data_columns = projected.schema().fields().len() - partition_cols.len();
+        let data_columns = file_schema.fields().len() - partition_cols.len();
         let config = FileSinkConfig {
             original_url: String::default(),
             object_store_url: table_path.object_store(),
             table_paths: vec![table_path],
             file_group: FileGroup::default(),
-            output_schema: projected.schema(),
+            output_schema: file_schema.clone(),
             table_partition_cols: partition_cols,
             insert_op: InsertOp::Append,
             // A table of partition columns only still needs a column in its files to count
@@ -463,7 +502,16 @@ impl TableProvider for TrackedTable {
             file_extension,
             file_output_mode: datafusion::datasource::physical_plan::FileOutputMode::Automatic,
         };
-        listing.options().format.create_writer_physical_plan(projected, state, config, None).await
+        let setup = WriteSetup {
+            commit,
+            layout: self.layout,
+            partition_columns: self.def.partition_columns.clone(),
+            exprs,
+            file_schema,
+            sink: Arc::new(EmptyExec::new(Arc::new(Schema::empty()))),
+            foreign,
+        };
+        Ok((setup, config))
     }
 }
 

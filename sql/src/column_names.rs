@@ -30,6 +30,19 @@ pub(crate) fn distinct_select_names(stmt: &mut ast::Statement) {
     let _ = stmt.visit(&mut Renamer);
 }
 
+/// The same for one query (an INSERT's source, whose columns match the table's by position).
+pub(crate) fn distinct_query_names(query: &mut ast::Query) {
+    struct Renamer;
+    impl VisitorMut for Renamer {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
+            rename_body(query.body.as_mut());
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = query.visit(&mut Renamer);
+}
+
 fn rename_body(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => rename_select(&mut select.projection),

@@ -109,7 +109,10 @@ async fn plan_with_mode(session: &Session, stmt: ast::Statement, overwrite_mode:
     let Some(source) = ins.source.as_mut() else {
         return Err(BowmanError::Syntax("INSERT needs a query or VALUES".into()));
     };
-    let plan = session.plan_query(source.clone()).await?;
+    // Columns match by position, so `SELECT value, value` is a fine source (as in Spark).
+    let mut source = source.clone();
+    crate::column_names::distinct_query_names(&mut source);
+    let plan = session.plan_query(source).await?;
     // DISTRIBUTE BY and SORT BY organise the writers, not the query: taken off its top, they
     // become the write's exchange and per-writer sort.
     let (plan, organised) = crate::spark::peel_organisation(plan);

@@ -539,8 +539,10 @@ impl Session {
     }
 
     pub(crate) async fn run_plan(&self, plan: LogicalPlan) -> Result<Output> {
+        // Progress names the table as the statement did.
+        let label = write_label(&plan);
         let plan = self.tracked_writes(plan)?;
-        if let Some(label) = write_label(&plan) {
+        if let Some(label) = label {
             if let LogicalPlan::Dml(DmlStatement { op: WriteOp::Insert(op), .. }) = &plan
                 && *op != InsertOp::Append
             {

@@ -1400,3 +1400,81 @@ async fn s3_table_without_credentials_fails_fast_on_loopback() {
     assert_eq!(c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i64>(0), 1);
     server.stop().await;
 }
+
+/// The plan lines of an EXPLAIN, joined.
+async fn explain(c: &tokio_postgres::Client, sql: &str) -> String {
+    let messages = c.simple_query(sql).await.unwrap();
+    text_column(&messages, 1).join("\n")
+}
+
+/// EXPLAIN shows what a Spark-style write runs: the exchange that picks each row's writer, the
+/// sort within each writer, the parallel writers with the replace mode, and the commit; EXPLAIN
+/// ANALYZE runs it (as PostgreSQL's does) and reports the rows and files written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_insert_overwrite_shows_exchange_sort_write_and_commit() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE staging (user_id BIGINT, column_b STRING, dt DATE) USING json;
+         INSERT INTO staging VALUES (3, 'c', DATE '2018-03-05'), (1, 'a', DATE '2018-03-05'), (2, 'b', DATE '2018-03-06'),
+                                    (5, 'e', DATE '2018-03-07'), (4, 'd', DATE '2018-03-06');
+         CREATE TABLE events (user_id BIGINT, column_b STRING, dt DATE) USING parquet PARTITIONED BY (dt);
+         SET datafusion.execution.target_partitions = 2",
+    )
+    .await
+    .unwrap();
+    let insert = "INSERT OVERWRITE TABLE events PARTITION (dt) SELECT user_id, column_b, dt FROM staging DISTRIBUTE BY dt SORT BY user_id";
+    let plan = explain(&c, &format!("EXPLAIN {insert}")).await;
+    for line in [
+        "BowmanWrite: table=default.events, replace=the partitions written (dynamic overwrite), partition_by=[dt], distribute_by=[dt]",
+        "CommitExec: table=default.events, replace=the partitions written (dynamic overwrite), catalog transaction",
+        "TrackedWriteExec: table=default.events",
+        "writers=2",
+        "SortExec: expr=[user_id@0 ASC NULLS LAST], preserve_partitioning=[true]",
+        "RepartitionExec: partitioning=Hash([dt@2], 2)",
+    ] {
+        assert!(plan.contains(line), "no {line:?} in\n{plan}");
+    }
+    // The exchange comes before the sort, the sort before the writers, the writers before the commit.
+    let at = |s: &str| plan.find(s).unwrap();
+    assert!(at("CommitExec") < at("TrackedWriteExec") && at("TrackedWriteExec") < at("SortExec") && at("SortExec") < at("RepartitionExec: partitioning=Hash"), "{plan}");
+    let n: i64 = c.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "EXPLAIN wrote rows");
+
+    let analyzed = explain(&c, &format!("EXPLAIN ANALYZE {insert}")).await;
+    let commit = analyzed.lines().find(|l| l.contains("CommitExec")).unwrap_or_default();
+    assert!(commit.contains("rows_written=5") && commit.contains("files_written=3"), "{analyzed}");
+    assert_eq!(analyzed.matches("CommitExec").count(), 1, "{analyzed}");
+    let rows = c.query("SELECT user_id FROM events ORDER BY user_id", &[]).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    // Plain INSERT INTO a tracked table is the same write, appending.
+    let plan = explain(&c, "EXPLAIN INSERT INTO events VALUES (6, 'f', DATE '2018-03-09')").await;
+    assert!(plan.contains("CommitExec: table=default.events, replace=nothing (append)"), "{plan}");
+    server.stop().await;
+}
+
+/// A write finds what it wrote from its writers, never by listing the table: an INSERT into a
+/// table of 10,000 files lists nothing, and readers see the new row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_into_a_table_of_ten_thousand_files_lists_nothing() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE big (v BIGINT, p BIGINT) USING parquet PARTITIONED BY (p);
+         INSERT INTO big PARTITION (p) SELECT value, value FROM generate_series(1, 10000)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(files_under(&server.data_dir().join("warehouse").join("big")).len(), 10_000);
+    let before = server.store_calls();
+    c.batch_execute("INSERT INTO big VALUES (1, 20000)").await.unwrap();
+    c.batch_execute("INSERT INTO big PARTITION (p = 20001) SELECT 2").await.unwrap();
+    c.batch_execute("INSERT OVERWRITE TABLE big PARTITION (p) SELECT 3, 20002").await.unwrap();
+    let after = server.store_calls();
+    assert_eq!(after.lists, before.lists, "the writes listed the table");
+    assert!(after.puts + after.multipart_puts > before.puts + before.multipart_puts, "nothing was written");
+    let rows = c.query("SELECT p, v FROM big WHERE p >= 20000 ORDER BY p", &[]).await.unwrap();
+    let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(20000, 1), (20001, 2), (20002, 3)]);
+    server.stop().await;
+}

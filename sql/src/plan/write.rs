@@ -313,13 +313,12 @@ impl ExecutionPlan for TrackedWriteExec {
         if children.len() != 1 {
             return Err(DataFusionError::Internal("TrackedWriteExec takes one input".into()));
         }
-        Ok(Arc::new(TrackedWriteExec::new(
-            self.table.clone(),
-            children.swap_remove(0),
-            self.setup.clone(),
-            self.keys.clone(),
-            self.sort.clone(),
-        )))
+        let mut writer =
+            TrackedWriteExec::new(self.table.clone(), children.swap_remove(0), self.setup.clone(), self.keys.clone(), self.sort.clone());
+        // The same write, rebuilt around new inputs (yield points, the optimizer's exchanges):
+        // its progress stays readable from the plan it was made from.
+        writer.metrics = self.metrics.clone();
+        Ok(Arc::new(writer))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
@@ -500,7 +499,9 @@ impl ExecutionPlan for CommitExec {
         if children.len() != 1 {
             return Err(DataFusionError::Internal("CommitExec takes one input".into()));
         }
-        Ok(Arc::new(CommitExec::with_input(children.swap_remove(0), self.setup.clone(), self.commit.clone())))
+        let mut commit = CommitExec::with_input(children.swap_remove(0), self.setup.clone(), self.commit.clone());
+        commit.metrics = self.metrics.clone();
+        Ok(Arc::new(commit))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {

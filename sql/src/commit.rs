@@ -115,7 +115,9 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
             expect,
             retire_files,
         })
-        .await?;
+        .await;
+    crate::metrics::record_commit_result(&outcome);
+    let outcome = outcome?;
     schedule_cleanup(session, def, outcome.retired, outcome.retired_files);
     Ok(())
 }

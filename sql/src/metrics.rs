@@ -51,7 +51,8 @@ pub(crate) fn record_statement(protocol: &'static str, outcome: &'static str, sq
 /// A catalog commit of written data: `ok` when it committed, false when it came back with a
 /// conflict (40001). Called where the commit is applied.
 pub fn record_commit(ok: bool) {
-    if ok { &COMMITS } else { &CONFLICTS }.fetch_add(1, Ordering::Relaxed);
+    let counter = if ok { &COMMITS } else { &CONFLICTS };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// [`record_commit`] from a commit's result (other errors are neither).

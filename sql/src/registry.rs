@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::Stream;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -102,7 +103,6 @@ struct BackendState {
     client: ClientInfo,
     user: Option<String>,
     superuser: bool,
-    database: String,
     /// The last statement's (redacted) text and start, shown by an idle pg_stat_activity row.
     last_query: Option<String>,
     last_start: Option<DateTime<Utc>>,
@@ -432,7 +432,7 @@ struct Tracked {
     handle: StatementHandle,
 }
 
-impl futures::Stream for Tracked {
+impl Stream for Tracked {
     type Item = datafusion::error::Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -494,12 +494,10 @@ impl Session {
         }
         let query = self.life.registry.redact(&given.unwrap_or_else(text));
         let superuser = self.check(|a| a.superuser());
-        let database = self.current_database();
         {
             let mut state = self.life.backend.state();
             state.user = self.user().map(str::to_string);
             state.superuser = superuser;
-            state.database = database;
             state.last_query = Some(query.clone());
             state.last_start = Some(Utc::now());
         }
@@ -725,10 +723,6 @@ impl std::fmt::Debug for LiveTable {
 
 #[async_trait]
 impl TableProvider for LiveTable {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -852,7 +846,6 @@ fn activity_batch(registry: &QueryRegistry, reader: &Backend) -> datafusion::err
     struct Row {
         pid: Option<i32>,
         user: Option<String>,
-        database: String,
         app: Option<String>,
         addr: Option<std::net::SocketAddr>,
         started: DateTime<Utc>,
@@ -873,7 +866,6 @@ fn activity_batch(registry: &QueryRegistry, reader: &Backend) -> datafusion::err
             Row {
                 pid: s.client.pid,
                 user: s.user.clone(),
-                database: s.database.clone(),
                 app: s.client.application_name.clone(),
                 addr: s.client.addr,
                 started: b.started,
@@ -917,7 +909,6 @@ fn activity_batch(registry: &QueryRegistry, reader: &Backend) -> datafusion::err
         strings(queries.iter().map(|q| Some(q.as_deref().unwrap_or("")))),
         strings(rows.iter().map(|r| Some(if r.protocol == Protocol::Internal { "background worker" } else { "client backend" }))),
     ];
-    let _ = rows.iter().map(|r| &r.database).count();
     Ok(RecordBatch::try_new(activity_schema(), columns)?)
 }
 
@@ -929,10 +920,6 @@ struct SystemSchema {
 
 #[async_trait]
 impl datafusion::catalog::SchemaProvider for SystemSchema {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn table_names(&self) -> Vec<String> {
         vec!["queries".to_string()]
     }
@@ -956,10 +943,6 @@ struct WithActivity {
 
 #[async_trait]
 impl datafusion::catalog::SchemaProvider for WithActivity {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
         names.push("pg_stat_activity".to_string());

@@ -992,12 +992,13 @@ pub(crate) fn install(session: &Session) -> datafusion::error::Result<()> {
 }
 
 fn signal_udf(name: &'static str, registry: Arc<QueryRegistry>, caller: Arc<Backend>, terminate: bool) -> ScalarUDF {
-    create_udf(
+    // An int4 column (pg_stat_activity.pid) or an integer literal (int8 to DataFusion).
+    // Volatile: evaluated when the statement runs, never folded while planning.
+    let signature = datafusion::logical_expr::Signature::uniform(1, vec![DataType::Int32, DataType::Int64], Volatility::Volatile);
+    ScalarUDF::from(datafusion::logical_expr::SimpleScalarUDF::new_with_signature(
         name,
-        vec![DataType::Int32],
+        signature,
         DataType::Boolean,
-        // Volatile: evaluated when the statement runs, never folded while planning.
-        Volatility::Volatile,
         Arc::new(move |args: &[ColumnarValue]| {
             let pids = ColumnarValue::values_to_arrays(args)?;
             let pids = datafusion::arrow::compute::cast(&pids[0], &DataType::Int32)?;
@@ -1011,7 +1012,7 @@ fn signal_udf(name: &'static str, registry: Arc<QueryRegistry>, caller: Arc<Back
             }
             Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
         }),
-    )
+    ))
 }
 
 /// Cancel the running statement of (or close) the pgwire connection `pid`. A user may signal

@@ -496,7 +496,10 @@ impl Startup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.hold(self.limits.login(user).map_err(fatal)?);
-        let (pid, secret_key) = RandomPidSecretKeyGenerator::default().generate(client);
+        // One generator for the process: each connection gets its own pid (pg_stat_activity,
+        // pg_cancel_backend); a generator per connection gave every one the same.
+        static PIDS: std::sync::LazyLock<RandomPidSecretKeyGenerator> = std::sync::LazyLock::new(Default::default);
+        let (pid, secret_key) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, secret_key.clone());
         let (handle, guard) = self.manager.register(pid, secret_key);
         client.session_extensions().insert::<Arc<pgwire::api::ConnectionHandle>>(handle);

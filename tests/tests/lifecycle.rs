@@ -126,10 +126,12 @@ async fn statements_show_in_system_queries_with_status_sqlstate_and_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_request_shows_as_cancelled_with_57014() {
-    let server = TestServer::start().await;
-    let admin = server.client().await;
+    // The real binary, as the hardening tests cancel it.
+    let dir = tempfile::tempdir().unwrap();
+    let server = BinServer::spawn(dir.path(), &[]);
+    let admin = connect(server.pg_addr).await;
     ten_row_table(&admin).await;
-    let heavy = Arc::new(server.client().await);
+    let heavy = Arc::new(connect(server.pg_addr).await);
     let cancel = heavy.cancel_token();
     let running = {
         let heavy = heavy.clone();
@@ -144,7 +146,7 @@ async fn a_cancel_request_shows_as_cancelled_with_57014() {
     let row = query_row(&admin, CROSS_JOIN_9).await.expect("the cancelled statement is in system.queries");
     assert_eq!((row.status.as_str(), row.sqlstate.as_deref()), ("cancelled", Some("57014")), "{row:?}");
     assert_eq!(heavy.query_one("SELECT 1::INT", &[]).await.unwrap().get::<_, i32>(0), 1);
-    server.stop().await;
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

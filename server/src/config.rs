@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// The longest that delay gets, in milliseconds [default: 30000].
     #[arg(long, env = "BOWMAN_AUTH_FAILURE_DELAY_MAX_MS")]
     pub auth_failure_delay_max_ms: Option<u64>,
+    /// This server's name in system.queries [default: the host name, else "bowman"].
+    #[arg(long, env = "BOWMAN_NODE")]
+    pub node: Option<String>,
 }
 
 /// A `[[users]]` entry of bowman.toml: a name and either a password or its hash.
@@ -125,6 +128,7 @@ pub struct FileConfig {
     pub max_connections_per_user: Option<usize>,
     pub auth_failure_delay_ms: Option<u64>,
     pub auth_failure_delay_max_ms: Option<u64>,
+    pub node: Option<String>,
 }
 
 /// The merged configuration the server runs with.
@@ -153,6 +157,8 @@ pub struct Config {
     pub auth_failure_delay: (std::time::Duration, std::time::Duration),
     /// bowman.toml's superusers: those flagged `superuser = true`, else the first user.
     pub superusers: std::collections::BTreeSet<String>,
+    /// This server's name in system.queries (`None`: the host name).
+    pub node: Option<String>,
 }
 
 /// Where the keys that encrypt secret options come from.
@@ -283,6 +289,7 @@ impl Config {
                 .unwrap_or(crate::auth::DEFAULT_AUTH_FAILURE_DELAY_MAX.as_millis() as u64),
         );
         Ok(Config {
+            node: args.node.clone().or(file.node).filter(|n| !n.trim().is_empty()),
             secret_keys,
             max_connections: args.max_connections.or(file.max_connections).unwrap_or(100),
             max_connections_per_user: args.max_connections_per_user.or(file.max_connections_per_user).unwrap_or(0),

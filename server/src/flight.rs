@@ -120,6 +120,7 @@ impl BowmanFlight {
     /// A session running as `user`, with that role's privileges.
     fn session(&self, user: &str) -> Session {
         let mut session = self.engine.new_session();
+        session.set_client(bowman_sql::ClientInfo { protocol: bowman_sql::Protocol::Flight, ..Default::default() });
         if user == TRUSTED {
             // No users: every (loopback) client is trusted, as on pgwire.
             session.set_trusted_user("anonymous");

@@ -1,9 +1,10 @@
-//! The HTTP endpoint: `GET /health` for load balancers and orchestrators.
+//! The HTTP endpoint: `GET /health` for load balancers and orchestrators, `GET /metrics` for
+//! Prometheus (text exposition format 0.0.4; see docs/observability.md).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bowman_catalog::Catalog;
+use bowman_sql::Engine;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -13,9 +14,23 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-async fn handle(catalog: Arc<Catalog>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// What Prometheus expects a text exposition to be served as.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/metrics" {
+        let (status, body) = match req.method() {
+            &Method::GET => (StatusCode::OK, bowman_sql::metrics::render(&engine)),
+            _ => (StatusCode::METHOD_NOT_ALLOWED, "use GET\n".to_string()),
+        };
+        return Ok(Response::builder()
+            .status(status)
+            .header("content-type", METRICS_CONTENT_TYPE)
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid response"));
+    }
     let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/health") => match catalog.store().version().await {
+        (&Method::GET, "/health") => match engine.catalog().store().version().await {
             Ok(v) => (StatusCode::OK, format!("{{\"status\":\"ok\",\"catalog_version\":{v}}}\n")),
             Err(e) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -47,14 +62,14 @@ fn json_string(s: &str) -> String {
 }
 
 /// Serve until `shutdown` flips to true.
-pub async fn serve(listener: TcpListener, catalog: Arc<Catalog>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let catalog = catalog.clone();
+                let engine = engine.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(catalog.clone(), req));
+                    let service = service_fn(move |req| handle(engine.clone(), req));
                     if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                         tracing::debug!(error = %e, "http connection ended");
                     }

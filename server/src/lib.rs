@@ -127,6 +127,9 @@ impl Server {
         }
         // Privileges: bowman.toml's users and superusers. (With no users at all the front ends
         // trust every client as the superuser, loopback only, as above.)
+        if let Some(node) = &config.node {
+            engine.queries().set_node(node);
+        }
         engine.set_config_roles(bowman_sql::ConfigRoles {
             users: config.users.names().cloned().collect(),
             superusers: config.superusers.clone(),
@@ -207,10 +210,11 @@ impl Server {
             },
             &work,
         );
+        let http_engine = engine.clone();
         tasks.spawn_on(
             async move {
                 match TcpListener::from_std(http_listener) {
-                    Ok(listener) => http::serve(listener, catalog, shutdown_rx).await,
+                    Ok(listener) => http::serve(listener, http_engine, shutdown_rx).await,
                     Err(e) => tracing::error!(error = %e, "cannot serve http"),
                 }
             },
@@ -330,6 +334,8 @@ async fn serve_pgwire(listener: TcpListener, front: PgFrontEnd, mut shutdown: wa
                                 Err(_) => pgwire::protocol_violation(peer, spare).await,
                             }
                         }
+                        // pg_terminate_backend: the connection closes.
+                        _ = conn.terminated() => {}
                         _ = async {
                             let _ = conn_shutdown.wait_for(|s| *s).await;
                             // Let the running statement finish; then close.

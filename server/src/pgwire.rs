@@ -58,23 +58,48 @@ pub struct Connection {
     /// failed (it even sends ReadyForQuery after the FATAL error), so every statement path
     /// checks this before it runs anything.
     logged_in: std::sync::atomic::AtomicBool,
+    /// Flipped by `pg_terminate_backend`: the connection closes.
+    terminated: tokio::sync::watch::Sender<bool>,
 }
 
 impl Connection {
     pub fn new(mut session: Session) -> Arc<Self> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         session.set_progress_sink(tx);
-        Arc::new(Connection {
-            session: Mutex::new(session),
-            cancels: tokio::sync::watch::Sender::new(0),
-            registered: std::sync::atomic::AtomicBool::new(false),
-            copy_in: Mutex::new(None),
-            progress: Mutex::new(rx),
-            statements: Default::default(),
-            active: Arc::new(AtomicUsize::new(0)),
-            trusted: std::sync::atomic::AtomicBool::new(false),
-            logged_in: std::sync::atomic::AtomicBool::new(false),
+        session.set_client(bowman_sql::ClientInfo { protocol: bowman_sql::Protocol::Pgwire, ..Default::default() });
+        Arc::new_cyclic(|me: &std::sync::Weak<Connection>| {
+            let (cancel, terminate) = (me.clone(), me.clone());
+            session.set_controls(bowman_sql::Controls {
+                cancel: Box::new(move || cancel.upgrade().iter().for_each(|c| c.cancel())),
+                terminate: Box::new(move || terminate.upgrade().iter().for_each(|c| c.terminate())),
+            });
+            Connection {
+                terminated: tokio::sync::watch::Sender::new(false),
+                session: Mutex::new(session),
+                cancels: tokio::sync::watch::Sender::new(0),
+                registered: std::sync::atomic::AtomicBool::new(false),
+                copy_in: Mutex::new(None),
+                progress: Mutex::new(rx),
+                statements: Default::default(),
+                active: Arc::new(AtomicUsize::new(0)),
+                trusted: std::sync::atomic::AtomicBool::new(false),
+                logged_in: std::sync::atomic::AtomicBool::new(false),
+            }
         })
+    }
+
+    /// Close this connection (`pg_terminate_backend`): its statement is canceled first.
+    pub fn terminate(&self) {
+        self.cancel();
+        self.terminated.send_replace(true);
+    }
+
+    /// Resolves once the connection has been terminated.
+    pub fn terminated(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.terminated.subscribe();
+        async move {
+            let _ = rx.wait_for(|t| *t).await;
+        }
     }
 
     /// Run a statement while forwarding its progress reports to the client.
@@ -287,14 +312,16 @@ fn until_canceled(
     batches: datafusion::execution::SendableRecordBatchStream,
 ) -> impl futures::Stream<Item = PgWireResult<datafusion::arrow::array::RecordBatch>> + Send + 'static {
     let canceled = Box::pin(conn.canceled());
-    stream::unfold((batches, canceled, false), |(mut batches, mut canceled, done)| async move {
-        if done {
-            return None;
-        }
+    stream::unfold((Some(batches), canceled), |(batches, mut canceled)| async move {
+        let mut batches = batches?;
         tokio::select! {
             biased;
-            _ = &mut canceled => Some((Err(pg_error(user_cancel())), (batches, canceled, true))),
-            next = batches.next() => next.map(|b| (b.map_err(|e| pg_error(BowmanError::from(e))), (batches, canceled, false))),
+            _ = &mut canceled => {
+                // Stop the query (and end its registry entry) before the client hears of it.
+                drop(batches);
+                Some((Err(pg_error(user_cancel())), (None, canceled)))
+            }
+            next = batches.next() => next.map(|b| (b.map_err(|e| pg_error(BowmanError::from(e))), (Some(batches), canceled))),
         }
     })
 }
@@ -469,12 +496,21 @@ impl Startup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.hold(self.limits.login(user).map_err(fatal)?);
-        let (pid, secret_key) = RandomPidSecretKeyGenerator::default().generate(client);
+        // One generator for the process: each connection gets its own pid (pg_stat_activity,
+        // pg_cancel_backend); a generator per connection gave every one the same.
+        static PIDS: std::sync::LazyLock<RandomPidSecretKeyGenerator> = std::sync::LazyLock::new(Default::default);
+        let (pid, secret_key) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, secret_key.clone());
         let (handle, guard) = self.manager.register(pid, secret_key);
         client.session_extensions().insert::<Arc<pgwire::api::ConnectionHandle>>(handle);
         client.session_extensions().insert::<pgwire::api::ConnectionGuard>(guard);
         self.conn.logged_in.store(true, Ordering::SeqCst);
+        self.conn.session.lock().await.set_client(bowman_sql::ClientInfo {
+            protocol: bowman_sql::Protocol::Pgwire,
+            pid: Some(pid),
+            addr: Some(client.socket_addr()),
+            application_name: client.metadata().get("application_name").cloned(),
+        });
         pgwire::api::auth::finish_authentication(client, &DefaultServerParameterProvider::default()).await
     }
 }
@@ -752,6 +788,7 @@ impl SimpleQueryHandler for QueryHandler {
                     break;
                 }
             }
+            session.set_query_text(query);
             let result = self.conn.with_progress(client, self.conn.cancelable(session.execute(stmt))).await?;
             match result {
                 Ok(Output::CopyIn(target)) => {

@@ -186,7 +186,9 @@ async fn apply_commit(
             expect,
             retire_files,
         })
-        .await?;
+        .await;
+    crate::metrics::record_commit_result(&outcome);
+    let outcome = outcome?;
     schedule_cleanup(engine, retention_ms, def, outcome.retired, outcome.retired_files);
     Ok(())
 }

@@ -347,7 +347,8 @@ impl TextToCsv {
 
 impl Session {
     /// Load the rows of a `COPY ... FROM STDIN` as they arrive, with the commit INSERT makes.
-    pub async fn copy_in(
+    /// (The statement's registry entry is [`Session::copy_in`]'s.)
+    pub(crate) async fn copy_in_rows(
         &mut self,
         target: CopyInTarget,
         data: impl futures::Stream<Item = Vec<u8>> + Send + 'static,
@@ -410,7 +411,7 @@ impl Session {
             }
         });
         let stream = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, batches));
-        let rows = self.ingest(Some(&target.database), &target.table, crate::ingest::IngestMode::Append, stream).await?;
+        let rows = self.ingest_rows(Some(&target.database), &target.table, crate::ingest::IngestMode::Append, stream).await?;
         self.transaction.wrote("COPY");
         Ok(rows)
     }

@@ -21,6 +21,7 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
     match stmt {
         Statement::CreateDatabase { name, if_not_exists, comment, location } => {
             check_dir_name("database", &name)?;
+            crate::registry::refuse_system_database(&name)?;
             session.require_create_db()?;
             let location = location.map(|l| normalize_location(&l)).transpose()?;
             if let Some(l) = &location {
@@ -32,6 +33,7 @@ pub(crate) async fn execute(session: &mut Session, stmt: Statement) -> Result<Ou
             Ok(Output::command("CREATE DATABASE"))
         }
         Statement::DropDatabase { name, if_exists, cascade } => {
+            crate::registry::refuse_system_database(&name)?;
             session.require_database_owner(bowman_catalog::canonical_database(&name))?;
             if cascade {
                 let snapshot = session.engine.catalog.snapshot();

@@ -46,50 +46,12 @@ pub struct Engine {
     pub(crate) functions: crate::functions::Functions,
     /// Reaches S3 for connectors and for function data, with the server's S3 settings.
     pub(crate) files: Arc<FilesTableProviderFactory>,
-    /// Statements running on this server, so replaced files are deleted once no statement
-    /// that might read them is left.
-    pub(crate) statements: Arc<Statements>,
+    /// Statements running and recently finished on this server (system.queries,
+    /// pg_stat_activity), so replaced files are deleted once no statement that might read them
+    /// is left.
+    pub(crate) statements: Arc<crate::registry::QueryRegistry>,
     /// bowman.toml's users and superusers, and whether the server trusts every client.
     pub(crate) config_roles: Arc<std::sync::RwLock<crate::privileges::ConfigRoles>>,
-}
-
-/// The statements running on this server, by start order. A statement counts until its rows
-/// have been streamed (its [`StatementGuard`] travels with the result stream).
-#[derive(Debug, Default)]
-pub(crate) struct Statements {
-    next: std::sync::atomic::AtomicU64,
-    running: std::sync::Mutex<std::collections::BTreeMap<u64, ()>>,
-}
-
-impl Statements {
-    pub(crate) fn begin(self: &Arc<Self>) -> StatementGuard {
-        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.running.lock().expect("running statements").insert(id, ());
-        StatementGuard { statements: self.clone(), id }
-    }
-
-    /// The id the next statement will get: every statement running now has a smaller one.
-    pub(crate) fn next_id(&self) -> u64 {
-        self.next.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Whether a statement that started before `id` is still running.
-    pub(crate) fn any_running_before(&self, id: u64) -> bool {
-        self.running.lock().expect("running statements").keys().next().is_some_and(|first| *first < id)
-    }
-}
-
-/// Marks one statement as running until dropped.
-#[derive(Debug)]
-pub(crate) struct StatementGuard {
-    statements: Arc<Statements>,
-    id: u64,
-}
-
-impl Drop for StatementGuard {
-    fn drop(&mut self) {
-        self.statements.running.lock().expect("running statements").remove(&self.id);
-    }
 }
 
 impl Engine {
@@ -124,6 +86,12 @@ impl Engine {
         connectors.register(Arc::new(bowman_connector_mysql::MySqlConnector));
         connectors.register(Arc::new(bowman_connector_redshift::RedshiftConnector::new(files.clone())));
         connectors.register(Arc::new(crate::jdbc::JdbcConnector::new(&connectors)));
+        let secret_options = connectors
+            .names()
+            .into_iter()
+            .filter_map(|n| connectors.get(n))
+            .flat_map(|c| c.options().iter().filter(|o| o.secret).map(|o| o.name.to_string()).collect::<Vec<_>>())
+            .collect();
         let state = SessionStateBuilder::new()
             .with_config(session_config())
             .with_runtime_env(runtime.clone())
@@ -142,7 +110,7 @@ impl Engine {
             password_hasher: config.password_hasher,
             functions: Default::default(),
             files,
-            statements: Default::default(),
+            statements: Arc::new(crate::registry::QueryRegistry::new(secret_options)),
             config_roles: Default::default(),
         }))
     }
@@ -168,6 +136,11 @@ impl Engine {
         let snapshot = self.catalog.snapshot();
         let before_ms = chrono::Utc::now().timestamp_millis();
         tokio::spawn(crate::commit::remove_dead_writes(self.clone(), snapshot, before_ms));
+    }
+
+    /// The statements of this server (what system.queries shows).
+    pub fn queries(&self) -> &Arc<crate::registry::QueryRegistry> {
+        &self.statements
     }
 
     /// Calls made to object storage since start-up.
@@ -229,6 +202,9 @@ impl Engine {
         }
         let mut session = Session::new(self.clone(), ctx);
         session.temp_views = temp_views;
+        if let Err(e) = crate::registry::install(&session) {
+            tracing::error!(error = %e, "system.queries and pg_stat_activity are unavailable in this session");
+        }
         session
     }
 }

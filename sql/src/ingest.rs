@@ -64,8 +64,9 @@ pub enum IngestMode {
 
 impl Session {
     /// Append `batches` to `database.table` (columns matched by name; missing ones NULL),
-    /// creating the table first as `mode` says. Returns the rows written.
-    pub async fn ingest(
+    /// creating the table first as `mode` says. Returns the rows written. (The statement's
+    /// registry entry is [`Session::ingest`]'s.)
+    pub(crate) async fn ingest_rows(
         &mut self,
         database: Option<&str>,
         table: &str,

@@ -487,7 +487,7 @@ pub(crate) fn is_introspection(sql: &str) -> bool {
     }
     const CATALOG_OBJECTS: &[&str] = &[
         "pg_catalog", "pg_namespace", "pg_class", "pg_type", "pg_attribute", "::reg", "pg_database", "pg_settings",
-        "pg_proc", "pg_tables", "pg_views", "pg_matviews", "pg_depend", "pg_rewrite",
+        "pg_proc", "pg_tables", "pg_views", "pg_matviews", "pg_depend", "pg_rewrite", "pg_stat_activity",
     ];
     let lower = sql.to_ascii_lowercase();
     CATALOG_OBJECTS.iter().any(|o| lower.contains(o))
@@ -676,6 +676,8 @@ fn hoist_outer_references(query: &datafusion::sql::sqlparser::ast::Query) -> Opt
 pub(crate) fn rewrite_visibility(stmt: &mut datafusion::sql::sqlparser::ast::Statement) {
     use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, visit_expressions_mut};
     use std::ops::ControlFlow;
+    // pg_stat_activity is Bowman's (crate::registry), unknown to the crate's qualifier.
+    crate::registry::qualify_pg_stat_activity(stmt);
     let _ = visit_expressions_mut(stmt, |e| {
         if let Expr::Subquery(q) = e {
             if let Some(hoisted) = hoist_outer_references(q) {

@@ -37,6 +37,8 @@ pub struct Session {
     pub(crate) user: Option<String>,
     /// Trusted without a password (a server without users): the superuser.
     pub(crate) trusted: bool,
+    /// This session's place in the engine's statement registry.
+    pub(crate) life: crate::registry::SessionLife,
 }
 
 /// A declared cursor: the query runs as rows are fetched, never buffered beyond one batch.
@@ -149,7 +151,8 @@ fn plan_output_schema(plan: &LogicalPlan) -> Option<SchemaRef> {
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, ctx: SessionContext) -> Self {
-        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default(), transaction: Default::default(), user: None, trusted: false }
+        let life = crate::registry::SessionLife::new(&engine.statements);
+        Session { engine, ctx, settings: Settings::default(), progress: None, cursors: Default::default(), temp_views: Default::default(), transaction: Default::default(), user: None, trusted: false, life }
     }
 
     /// Make this session call the engine's current data-built functions (created, replaced or
@@ -245,6 +248,7 @@ impl Session {
     pub async fn execute_sql(&mut self, sql: &str) -> Result<Vec<Output>> {
         let mut out = Vec::new();
         for stmt in parse_sql(sql)? {
+            self.set_query_text(sql);
             out.push(self.execute(stmt).await?);
         }
         Ok(out)
@@ -252,15 +256,16 @@ impl Session {
 
     /// Run one statement, within the session's `statement_timeout`.
     pub async fn execute(&mut self, stmt: Statement) -> Result<Output> {
-        let running = self.engine.statements.begin();
+        let (mut statement, _inside) = self.begin_statement(|| crate::registry::statement_kind(&stmt));
         let deadline = self.statement_deadline();
         let writes = crate::transaction::writes(&stmt);
         let large = crate::limits::is_large(&stmt);
-        let output = off_scheduler(large, within(deadline, self.execute_inner(stmt))).await?;
+        let run = tracing::Instrument::instrument(within(deadline, self.execute_inner(stmt)), statement.span());
+        let output = statement.check(off_scheduler(large, run).await)?;
         if writes {
             self.transaction.wrote(&write_tag(&output));
         }
-        Ok(while_streaming(with_deadline(output, deadline), running))
+        Ok(self.track(statement, with_deadline(output, deadline)))
     }
 
     /// When the running statement must end (`SET statement_timeout`; 0 means never).
@@ -427,13 +432,14 @@ impl Session {
     /// Run a prepared statement with its parameter values, within `statement_timeout`.
     pub async fn execute_prepared(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
         let deadline = self.statement_deadline();
-        let running = self.engine.statements.begin();
+        let (mut statement, _inside) = self.begin_statement(|| prepared.sql.clone());
         let large = prepared.statement.as_ref().is_some_and(crate::limits::is_large);
-        let output = off_scheduler(large, within(deadline, self.execute_prepared_inner(prepared, params))).await?;
+        let run = tracing::Instrument::instrument(within(deadline, self.execute_prepared_inner(prepared, params)), statement.span());
+        let output = statement.check(off_scheduler(large, run).await)?;
         if prepared.statement.as_ref().is_some_and(crate::transaction::writes) {
             self.transaction.wrote(&write_tag(&output));
         }
-        Ok(while_streaming(with_deadline(output, deadline), running))
+        Ok(self.track(statement, with_deadline(output, deadline)))
     }
 
     async fn execute_prepared_inner(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
@@ -700,23 +706,6 @@ async fn within<T>(deadline: Option<tokio::time::Instant>, work: impl std::futur
     match deadline {
         None => work.await,
         Some(d) => tokio::time::timeout_at(d, work).await.map_err(|_| timed_out())?,
-    }
-}
-
-/// A statement is running until its rows have been streamed: the guard travels with them.
-fn while_streaming(output: Output, running: crate::engine::StatementGuard) -> Output {
-    let hold = |schema: SchemaRef, stream: datafusion::execution::SendableRecordBatchStream| {
-        let stream = futures::StreamExt::map(stream, move |item| {
-            let _ = &running;
-            item
-        });
-        Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream))
-            as datafusion::execution::SendableRecordBatchStream
-    };
-    match output {
-        Output::Rows { schema, stream } => Output::Rows { schema: schema.clone(), stream: hold(schema, stream) },
-        Output::CopyOut { format, schema, stream } => Output::CopyOut { format, schema: schema.clone(), stream: hold(schema, stream) },
-        other => other,
     }
 }
 

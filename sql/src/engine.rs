@@ -51,6 +51,8 @@ pub struct Engine {
     pub(crate) statements: Arc<Statements>,
     /// bowman.toml's users and superusers, and whether the server trusts every client.
     pub(crate) config_roles: Arc<std::sync::RwLock<crate::privileges::ConfigRoles>>,
+    /// Where sessions start and RESET returns: bowman.toml's `[settings]` and `BOWMAN_SETTING_*`.
+    setting_defaults: std::sync::RwLock<crate::settings::BowmanOptions>,
 }
 
 /// The statements running on this server, by start order. A statement counts until its rows
@@ -144,6 +146,7 @@ impl Engine {
             files,
             statements: Default::default(),
             config_roles: Default::default(),
+            setting_defaults: Default::default(),
         }))
     }
 
@@ -151,6 +154,16 @@ impl Engine {
     /// users at all): the server sets this at start-up, before any session.
     pub fn set_config_roles(&self, roles: crate::privileges::ConfigRoles) {
         *self.config_roles.write().expect("config roles") = roles;
+    }
+
+    /// The server-wide defaults of Bowman's settings (see [`crate::settings::server_defaults`]):
+    /// the server sets them at start-up, before any session.
+    pub fn set_setting_defaults(&self, defaults: crate::settings::BowmanOptions) {
+        *self.setting_defaults.write().expect("setting defaults") = defaults;
+    }
+
+    pub fn setting_defaults(&self) -> crate::settings::BowmanOptions {
+        self.setting_defaults.read().expect("setting defaults").clone()
     }
 
     /// Open a catalog table through its connector.
@@ -182,7 +195,7 @@ impl Engine {
     /// A new session (one per client connection), starting in the `default` database.
     pub fn new_session(self: &Arc<Self>) -> Session {
         let state: SessionState = SessionStateBuilder::new()
-            .with_config(session_config())
+            .with_config(session_config().with_option_extension(self.setting_defaults()))
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
             // Joins, aggregates and sorts over tables of one remote database run there.

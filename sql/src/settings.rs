@@ -581,11 +581,11 @@ pub(crate) fn show_value(session: &Session, name: &str) -> Option<String> {
 
 /// Every setting with its current value, by name: PostgreSQL's, Bowman's (by their short
 /// names) and what the session set.
-fn all_values(session: &Session) -> BTreeMap<String, String> {
-    let mut values: BTreeMap<String, String> =
-        DEFAULTS.iter().map(|(n, _)| (n.to_string(), show_value(session, n).unwrap_or_default())).collect();
+fn all_values(session: &Session, bowman: &BowmanOptions) -> BTreeMap<String, String> {
+    // Every statement reads this (for `current_setting`), so no name goes through `show_value`.
+    let mut values: BTreeMap<String, String> = DEFAULTS.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
     values.insert("search_path".into(), search_path(session));
-    for e in session.bowman_settings().entries() {
+    for e in bowman.entries() {
         values.insert(e.key, e.value.unwrap_or_default());
     }
     for (k, v) in &session.settings.values {
@@ -597,8 +597,8 @@ fn all_values(session: &Session) -> BTreeMap<String, String> {
 /// Every setting's current value, by its lower-case name (what `current_setting(name)` reads
 /// when the name is only known at execution, as a bound parameter).
 pub(crate) fn snapshot(session: &Session) -> std::collections::HashMap<String, String> {
-    let mut values: std::collections::HashMap<String, String> = all_values(session).into_iter().collect();
     let bowman = session.bowman_settings();
+    let mut values: std::collections::HashMap<String, String> = all_values(session, &bowman).into_iter().collect();
     for e in bowman.entries() {
         values.insert(format!("bowman.{}", e.key), e.value.unwrap_or_default());
     }
@@ -622,7 +622,7 @@ fn search_path(session: &Session) -> String {
 
 pub(crate) fn show(session: &Session, name: &str) -> Result<Output> {
     if name == "all" {
-        let rows = all_values(session).into_iter().map(|(k, v)| vec![Some(k), Some(v)]).collect();
+        let rows = all_values(session, &session.bowman_settings()).into_iter().map(|(k, v)| vec![Some(k), Some(v)]).collect();
         return Output::text_rows(&["name", "setting"], rows);
     }
     let value = show_value(session, name).ok_or_else(|| BowmanError::UnknownSetting(name.to_string()))?;

@@ -600,6 +600,36 @@ mod tests {
     }
 
     #[test]
+    fn sqlstate_type() {
+        assert_eq!(SqlState::UNDEFINED_OBJECT.as_str(), "42704");
+        assert_eq!(SqlState::UNDEFINED_OBJECT.class(), "42");
+        assert_eq!(SqlState::parse("23505").map(|s| s.to_string()).as_deref(), Some("23505"));
+        assert_eq!(SqlState::parse("2350"), None);
+        assert_eq!(SqlState::parse("23 05"), None);
+        assert_eq!(SqlState::parse("éé5"), None);
+        // A remote database's own code is what clients get; a malformed one falls back.
+        let remote = |code: &str| {
+            let mut c = ConnectorError::new(ErrorKind::Conflict, "duplicate key");
+            c.sqlstate = Some(code.into());
+            BowmanError::DataFusion(DataFusionError::External(Box::new(c)))
+        };
+        assert_eq!(remote("23505").code(), "23505");
+        assert_eq!(remote("nope").code(), "40001");
+    }
+
+    #[test]
+    fn detail_and_hint_travel_with_the_error() {
+        let e = BowmanError::NotSupported("INSERT OVERWRITE into t".into()).with_detail("d").with_hint("h");
+        assert_eq!((e.sqlstate(), e.message().as_str()), (SqlState::FEATURE_NOT_SUPPORTED, "INSERT OVERWRITE into t is not supported"));
+        assert_eq!((e.detail().as_deref(), e.hint().as_deref()), (Some("d"), Some("h")));
+        let e = BowmanError::Syntax { message: "x".into(), position: Some(3) }.with_hint("h");
+        assert_eq!((e.position(), e.code().as_str()), (Some(3), "42601"));
+        assert!(BowmanError::UnknownSetting("file_retension".into()).hint().unwrap().contains("\"file_retention\""));
+        assert!(BowmanError::TooComplex("deep".into()).hint().is_some());
+        assert_eq!(BowmanError::Internal("x".into()).hint(), None);
+    }
+
+    #[test]
     fn classes() {
         assert_eq!(datafusion_sqlstate(&DataFusionError::Plan("table 'bowman.default.nope' not found".into())), "42P01");
         assert_eq!(datafusion_sqlstate(&DataFusionError::NotImplemented("x".into())), "0A000");

@@ -1,4 +1,7 @@
 //! Configuration: `bowman.toml`, then `BOWMAN_*` environment variables, then command-line flags.
+//!
+//! Server-wide defaults of the session settings (docs/settings.md) come from bowman.toml's
+//! `[settings]` table and `BOWMAN_SETTING_<NAME>` variables, e.g. `BOWMAN_SETTING_FILE_RETENTION=10min`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -129,6 +132,11 @@ pub struct FileConfig {
     pub auth_failure_delay_ms: Option<u64>,
     pub auth_failure_delay_max_ms: Option<u64>,
     pub node: Option<String>,
+    /// Server-wide defaults of Bowman's session settings (`file_retention = "10min"`,
+    /// `target_file_size = "512MB"`, `max_records_per_file = 1000000`), under any name `SET`
+    /// takes for them; sessions start with these and `RESET` returns to them.
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Value>,
 }
 
 /// The merged configuration the server runs with.
@@ -159,6 +167,8 @@ pub struct Config {
     pub superusers: std::collections::BTreeSet<String>,
     /// This server's name in system.queries (`None`: the host name).
     pub node: Option<String>,
+    /// Where every session's Bowman settings start (`[settings]`, then `BOWMAN_SETTING_*`).
+    pub settings: bowman_sql::BowmanOptions,
 }
 
 /// Where the keys that encrypt secret options come from.
@@ -232,6 +242,7 @@ impl std::fmt::Debug for Config {
             .field("secret_keys", &self.secret_keys)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_user", &self.max_connections_per_user)
+            .field("settings", &self.settings)
             .finish()
     }
 }
@@ -288,8 +299,10 @@ impl Config {
                 .or(file.auth_failure_delay_max_ms)
                 .unwrap_or(crate::auth::DEFAULT_AUTH_FAILURE_DELAY_MAX.as_millis() as u64),
         );
+        let settings = setting_defaults(&file.settings)?;
         Ok(Config {
             node: args.node.clone().or(file.node).filter(|n| !n.trim().is_empty()),
+            settings,
             secret_keys,
             max_connections: args.max_connections.or(file.max_connections).unwrap_or(100),
             max_connections_per_user: args.max_connections_per_user.or(file.max_connections_per_user).unwrap_or(0),
@@ -338,6 +351,44 @@ impl Config {
         })
     }
 }
+
+/// The settings' server-wide defaults: bowman.toml's `[settings]`, then `BOWMAN_SETTING_<NAME>`
+/// variables over them. An unknown name or a bad value stops the start, naming where it was.
+fn setting_defaults(file: &BTreeMap<String, toml::Value>) -> anyhow_like::Result<bowman_sql::BowmanOptions> {
+    let mut pairs: Vec<(String, String, String)> = Vec::new();
+    for (name, value) in file {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => value.to_string(),
+            other => {
+                return Err(anyhow_like::err(format!(
+                    "[settings] {name}: expected a string or a number, found a {}",
+                    other.type_str()
+                )));
+            }
+        };
+        pairs.push((format!("[settings] {name}"), name.clone(), text));
+    }
+    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with(SETTING_ENV_PREFIX)).collect();
+    env.sort();
+    for (var, value) in env {
+        let name = var[SETTING_ENV_PREFIX.len()..].to_ascii_lowercase();
+        pairs.push((var, name, value));
+    }
+    // Each pair alone first, so the error names the one place that is wrong.
+    for (origin, name, value) in &pairs {
+        bowman_sql::server_defaults([(name.as_str(), value.as_str())]).map_err(|e| {
+            let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+            anyhow_like::err(format!("{origin}: {}{hint}", e.message()))
+        })?;
+    }
+    bowman_sql::server_defaults(pairs.iter().map(|(_, n, v)| (n.as_str(), v.as_str())))
+        .map_err(|e| anyhow_like::err(format!("settings: {}", e.message())))
+}
+
+/// Environment variables that set a setting's server-wide default: `BOWMAN_SETTING_` and the
+/// setting's name in upper case.
+const SETTING_ENV_PREFIX: &str = "BOWMAN_SETTING_";
 
 /// `4G`, `512M`, `1.5GiB`, `1048576` (bytes); binary units.
 pub fn parse_size(text: &str) -> Option<usize> {
@@ -417,6 +468,32 @@ mod tests {
         assert_eq!(parse_size("512MiB"), Some(512 << 20));
         assert_eq!(parse_size("1.5g"), Some(3 << 29));
         assert_eq!(parse_size("lots"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn settings_table() {
+        let dir = std::env::temp_dir().join(format!("bowman-config-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bowman.toml");
+        let args = ServeArgs { config: Some(file.clone()), data_dir: Some(dir.join("data")), ..Default::default() };
+        std::fs::write(
+            &file,
+            "[settings]\nfile_retention = \"10min\"\nmax_records_per_file = 5000\n\"spark.sql.sources.partitionOverwriteMode\" = \"STATIC\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.settings.file_retention(), std::time::Duration::from_secs(600));
+        assert_eq!(c.settings.max_records_per_file(), Some(5000));
+        assert_eq!(c.settings.partition_overwrite_mode(), bowman_sql::PartitionOverwriteMode::Static);
+        assert_eq!(c.settings.statement_timeout(), None);
+
+        std::fs::write(&file, "[settings]\nfile_retension = \"10min\"\n").unwrap();
+        let e = Config::load(&args).unwrap_err().0;
+        assert!(e.contains("[settings] file_retension") && e.contains("\"file_retention\""), "{e}");
+        std::fs::write(&file, "[settings]\nstatement_timeout = \"soon\"\n").unwrap();
+        let e = Config::load(&args).unwrap_err().0;
+        assert!(e.contains("[settings] statement_timeout") && e.contains("\"soon\""), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -32,7 +32,7 @@ use arrow_flight::{
     Ticket,
 };
 use base64::Engine as _;
-use bowman_sql::{BowmanError, Engine, IngestMode, Output, Session};
+use bowman_sql::{BowmanError, Engine, IngestMode, Output, Session, SqlState};
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
@@ -46,17 +46,23 @@ use crate::auth::UserSource;
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send + 'static>>;
 
-/// The gRPC status for a Bowman error; the SQLSTATE leads the message, as clients show it.
+/// The gRPC status for a Bowman error: the SQLSTATE follows the message, as clients show it,
+/// then the detail and hint, for which gRPC has no fields.
 pub fn status(e: BowmanError) -> Status {
-    let code = e.code();
-    let message = format!("{} (SQLSTATE {code})", e.message());
-    match code.as_str() {
-        "42P01" => return Status::not_found(message),
-        "42P07" | "42P06" => return Status::already_exists(message),
-        "42501" => return Status::permission_denied(message),
+    let code = e.reported_sqlstate();
+    let mut message = format!("{} (SQLSTATE {code})", e.message());
+    for (label, text) in [("DETAIL", e.detail()), ("HINT", e.hint())] {
+        if let Some(text) = text {
+            message.push_str(&format!("\n{label}: {text}"));
+        }
+    }
+    match code {
+        SqlState::UNDEFINED_TABLE => return Status::not_found(message),
+        SqlState::DUPLICATE_TABLE | SqlState::DUPLICATE_SCHEMA => return Status::already_exists(message),
+        SqlState::INSUFFICIENT_PRIVILEGE => return Status::permission_denied(message),
         _ => {}
     }
-    match &code[..2] {
+    match code.class() {
         "3F" => Status::not_found(message),
         "42" | "22" | "2B" => Status::invalid_argument(message),
         "28" => Status::unauthenticated(message),

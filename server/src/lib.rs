@@ -104,6 +104,7 @@ impl Server {
             password_hasher: Some(|p| auth::ScramSecret::from_password(p).to_hash_string()),
         })
             .map_err(|e| StartError::Engine(e.message()))?;
+        engine.set_setting_defaults(config.settings.clone());
         engine.remove_dead_writes();
         // Functions built from data (geodata layers) load before the first client connects.
         if let Err(e) = engine.sync_functions().await {

@@ -609,10 +609,13 @@ impl ErrorHandler for LogErrors {
     }
 }
 
-/// The ErrorResponse fields for a Bowman error.
+/// The ErrorResponse fields for a Bowman error: code, message, and the detail, hint and
+/// cursor position where the error has them.
 pub fn error_info(e: &BowmanError) -> ErrorInfo {
     let mut info = ErrorInfo::new("ERROR".to_owned(), e.code(), e.message());
     info.position = e.position().map(|p| p.to_string());
+    info.detail = e.detail();
+    info.hint = e.hint();
     info
 }
 

@@ -28,10 +28,6 @@ pub(crate) enum WriteMode {
     Rewrite,
 }
 
-/// How long retired directories stay for queries that planned against the old snapshot,
-/// unless `SET file_retention` says otherwise.
-pub(crate) const DEFAULT_RETENTION_MS: u64 = 60_000;
-
 pub(crate) fn tracked(provider: &Arc<dyn TableProvider>) -> Option<&TrackedTable> {
     let any: &dyn std::any::Any = provider.as_ref();
     any.downcast_ref::<TrackedTable>()
@@ -59,11 +55,9 @@ pub(crate) fn check_write_mode(provider: &Arc<dyn TableProvider>, mode: &WriteMo
     if tracked(provider).is_some() || delta(provider).is_some() || matches!(mode, WriteMode::Append) {
         return Ok(());
     }
-    Err(BowmanError::NotSupported(format!(
-        "INSERT OVERWRITE into {}: Bowman can only append to it (a remote database or a single-file location); \
-         overwrite file, Delta or catalog tables",
-        table_name(provider)
-    )))
+    Err(BowmanError::NotSupported(format!("INSERT OVERWRITE into {}", table_name(provider)))
+        .with_detail("Bowman can only append to it: a remote database or a single-file location keeps no list of files to replace.")
+        .with_hint("Overwrite file, Delta or catalog tables; replace rows of a remote table in its own database."))
 }
 
 /// How a write to a tracked table commits, decided when it is planned: what it replaces,
@@ -131,11 +125,7 @@ impl Commit {
 
 /// How long retired directories stay for readers: `file_retention`.
 pub(crate) fn retention_ms(session: &Session) -> u64 {
-    session
-        .setting("file_retention")
-        .and_then(|v| crate::settings::parse_duration_ms(&v))
-        .map(|ms| ms.min(crate::settings::MAX_DURATION_MS))
-        .unwrap_or(DEFAULT_RETENTION_MS)
+    session.bowman_settings().file_retention().as_millis() as u64
 }
 
 /// Record a write in the catalog: `added` become live, and what `mode` replaces is retired.

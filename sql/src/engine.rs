@@ -52,6 +52,8 @@ pub struct Engine {
     pub(crate) statements: Arc<crate::registry::QueryRegistry>,
     /// bowman.toml's users and superusers, and whether the server trusts every client.
     pub(crate) config_roles: Arc<std::sync::RwLock<crate::privileges::ConfigRoles>>,
+    /// Where sessions start and RESET returns: bowman.toml's `[settings]` and `BOWMAN_SETTING_*`.
+    setting_defaults: std::sync::RwLock<crate::settings::BowmanOptions>,
 }
 
 impl Engine {
@@ -112,6 +114,7 @@ impl Engine {
             files,
             statements: Arc::new(crate::registry::QueryRegistry::new(secret_options)),
             config_roles: Default::default(),
+            setting_defaults: Default::default(),
         }))
     }
 
@@ -119,6 +122,16 @@ impl Engine {
     /// users at all): the server sets this at start-up, before any session.
     pub fn set_config_roles(&self, roles: crate::privileges::ConfigRoles) {
         *self.config_roles.write().expect("config roles") = roles;
+    }
+
+    /// The server-wide defaults of Bowman's settings (see [`crate::settings::server_defaults`]):
+    /// the server sets them at start-up, before any session.
+    pub fn set_setting_defaults(&self, defaults: crate::settings::BowmanOptions) {
+        *self.setting_defaults.write().expect("setting defaults") = defaults;
+    }
+
+    pub fn setting_defaults(&self) -> crate::settings::BowmanOptions {
+        self.setting_defaults.read().expect("setting defaults").clone()
     }
 
     /// Open a catalog table through its connector.
@@ -155,7 +168,7 @@ impl Engine {
     /// A new session (one per client connection), starting in the `default` database.
     pub fn new_session(self: &Arc<Self>) -> Session {
         let state: SessionState = SessionStateBuilder::new()
-            .with_config(session_config())
+            .with_config(session_config().with_option_extension(self.setting_defaults()))
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
             // Joins, aggregates and sorts over tables of one remote database run there.

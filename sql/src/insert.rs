@@ -245,24 +245,13 @@ fn write_mode(
     }
 }
 
-/// `partition_overwrite_mode`: what an INSERT OVERWRITE with partitions replaces.
-enum OverwriteMode {
-    /// The partitions the query writes (Hive; the default).
-    Dynamic,
-    /// Every partition the PARTITION spec matches (Spark's static mode).
-    Static,
-}
+use crate::settings::PartitionOverwriteMode as OverwriteMode;
 
-/// The mode `requested` by the caller, else the session's setting.
+/// The mode `requested` by the caller, else the session's `partition_overwrite_mode`.
 fn partition_overwrite_mode(session: &Session, requested: Option<&str>) -> Result<OverwriteMode> {
-    let mode = match requested {
-        Some(m) => m.to_string(),
-        None => session.setting("partition_overwrite_mode").unwrap_or_else(|| "dynamic".into()).to_ascii_lowercase(),
-    };
-    match mode.as_str() {
-        "dynamic" => Ok(OverwriteMode::Dynamic),
-        "static" => Ok(OverwriteMode::Static),
-        other => Err(BowmanError::InvalidValue(format!("partition_overwrite_mode is '{other}'; use 'dynamic' or 'static'"))),
+    match requested {
+        Some(m) => m.parse().map_err(|_| BowmanError::InvalidValue(format!("overwrite mode '{m}'; use 'dynamic' or 'static'"))),
+        None => Ok(session.bowman_settings().partition_overwrite_mode()),
     }
 }
 

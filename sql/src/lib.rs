@@ -41,7 +41,7 @@ mod views;
 pub mod types;
 
 pub use engine::{CATALOG_NAME, Engine, EngineConfig};
-pub use error::{BowmanError, Result};
+pub use error::{BowmanError, Result, SqlState};
 pub use copy::{CopyFormat, CopyInTarget};
 pub use ingest::IngestMode;
 pub use output::{Notice, Output};
@@ -50,6 +50,9 @@ pub use placeholders::qmark_to_dollar;
 pub use privileges::{ConfigRoles, READ_SERVER_FILES, WRITE_SERVER_FILES};
 pub use registry::{ClientInfo, Controls, Protocol, QueryRegistry};
 pub use session::{Prepared, Session};
-pub use settings::{parse_duration_ms, reported_name};
+pub use settings::{
+    BowmanOptions, CountSetting, DurationSetting, PartitionOverwriteMode, SizeSetting, ValueError, parse_duration_ms, reported_name,
+    server_defaults,
+};
 
 pub use bowman_connector_files::{S3Settings, StoreCallCounts, StoreCalls};

@@ -52,9 +52,6 @@ pub(crate) struct Cursor {
     hold: bool,
 }
 
-/// How often long writes report progress unless `SET progress_interval` says otherwise.
-const DEFAULT_PROGRESS_INTERVAL_MS: u64 = 2000;
-
 /// A statement parsed (and, for queries and DML, planned with its `$n` placeholders) ahead of
 /// execution.
 #[derive(Debug, Clone, Default)]
@@ -195,14 +192,8 @@ impl Session {
         if self.progress.is_none() {
             return Ok(count_rows(&run.await?));
         }
-        let interval_ms = self
-            .setting("progress_interval")
-            .and_then(|v| crate::settings::parse_duration_ms(&v))
-            .map(|ms| ms.min(crate::settings::MAX_DURATION_MS))
-            .filter(|ms| *ms > 0)
-            .unwrap_or(DEFAULT_PROGRESS_INTERVAL_MS);
         let started = std::time::Instant::now();
-        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(interval_ms));
+        let mut ticker = tokio::time::interval(self.bowman_settings().progress_interval());
         // A busy runtime delays ticks; report once when it catches up rather than in a burst.
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         ticker.tick().await;
@@ -270,11 +261,7 @@ impl Session {
 
     /// When the running statement must end (`SET statement_timeout`; 0 means never).
     fn statement_deadline(&self) -> Option<tokio::time::Instant> {
-        self.setting("statement_timeout")
-            .and_then(|v| crate::settings::parse_duration_ms(&v))
-            .map(|ms| ms.min(crate::settings::MAX_DURATION_MS))
-            .filter(|ms| *ms > 0)
-            .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms))
+        self.bowman_settings().statement_timeout().map(|timeout| tokio::time::Instant::now() + timeout)
     }
 
     async fn execute_inner(&mut self, stmt: Statement) -> Result<Output> {

@@ -1476,5 +1476,113 @@ async fn insert_into_a_table_of_ten_thousand_files_lists_nothing() {
     let rows = c.query("SELECT p, v FROM big WHERE p >= 20000 ORDER BY p", &[]).await.unwrap();
     let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got, vec![(20000, 1), (20001, 2), (20002, 3)]);
+
+/// `SET` of a name Bowman does not know is 42704 with PostgreSQL's message and a hint naming
+/// the closest setting; the session goes on, and another client is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_setting_is_42704_with_a_hint_and_the_session_goes_on() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let other = server.client().await;
+    let err = c.batch_execute("SET file_retension = '1s'").await.unwrap_err();
+    let db = err.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db.code().code(), "42704", "{err:?}");
+    assert_eq!(db.message(), "unrecognized configuration parameter \"file_retension\"");
+    assert_eq!(db.hint(), Some("Perhaps you meant \"file_retention\"."));
+    let n: i64 = other.query_one("SELECT count(*) FROM generate_series(1, 10)", &[]).await.unwrap().get(0);
+    assert_eq!(n, 10);
+
+    // Under Spark's prefix the detail says which Spark names Bowman takes.
+    let err = c.batch_execute("SET spark.sql.ansi.enabled = true").await.unwrap_err();
+    let db = err.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db.code().code(), "42704");
+    assert!(db.detail().is_some_and(|d| d.contains("spark.sql.sources.partitionOverwriteMode")), "{db:?}");
+
+    // A bad value names the setting and says what it takes.
+    let err = c.batch_execute("SET bowman.statement_timeout = 'soon'").await.unwrap_err();
+    let db = err.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db.code().code(), "22023");
+    assert_eq!(db.message(), "invalid value for parameter \"bowman.statement_timeout\": \"soon\"");
+    assert!(db.hint().is_some_and(|h| h.contains("500ms")), "{db:?}");
+
+    // The session still works, and the settings that were refused changed nothing.
+    c.batch_execute("SET file_retention = '1s'").await.unwrap();
+    let rows = c.simple_query("SHOW ALL").await.unwrap();
+    let shown: std::collections::BTreeMap<String, String> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((r.get(0).unwrap().to_string(), r.get(1).unwrap().to_string())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown.get("file_retention").map(String::as_str), Some("1s"));
+    assert_eq!(shown.get("statement_timeout").map(String::as_str), Some("0"));
+    assert_eq!(shown.get("target_file_size").map(String::as_str), Some("0"));
+    assert!(!shown.contains_key("file_retension") && !shown.contains_key("spark.sql.ansi.enabled"), "{shown:?}");
+    server.stop().await;
+}
+
+/// bowman.toml's `[settings]` are where sessions start and where RESET returns; an unknown
+/// name there stops the server from starting, naming the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_wide_settings_from_bowman_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bowman.toml");
+    std::fs::write(&file, "[settings]\nstatement_timeout = \"300ms\"\n\"spark.sql.files.maxRecordsPerFile\" = 1000\n").unwrap();
+    let args = bowman_server::ServeArgs {
+        config: Some(file.clone()),
+        data_dir: Some(dir.path().join("data")),
+        pg_addr: Some("127.0.0.1:0".parse().unwrap()),
+        flight_addr: Some("127.0.0.1:0".parse().unwrap()),
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(bowman_server::Config::load(&args).unwrap()).await;
+    let c = server.client().await;
+    let show = |name: &'static str| {
+        let c = &c;
+        async move { text_column(&c.simple_query(&format!("SHOW {name}")).await.unwrap(), 0)[0].clone() }
+    };
+    assert_eq!(show("statement_timeout").await, "300ms");
+    assert_eq!(show("max_records_per_file").await, "1000");
+    // The server's timeout applies to every session ...
+    let err = c.simple_query("SELECT count(*) FROM generate_series(1, 2000000000)").await.unwrap_err();
+    assert_eq!(code(&err), "57014", "{err:?}");
+    // ... until a session changes it; RESET returns to the server's value, not the built-in one.
+    c.batch_execute("SET statement_timeout = 0; SET max_records_per_file = 5").await.unwrap();
+    assert_eq!(show("statement_timeout").await, "0");
+    c.batch_execute("RESET statement_timeout; RESET ALL").await.unwrap();
+    assert_eq!(show("statement_timeout").await, "300ms");
+    assert_eq!(show("max_records_per_file").await, "1000");
+    server.stop().await;
+
+    std::fs::write(&file, "[settings]\nno_such_setting = 1\n").unwrap();
+    let err = bowman_server::Config::load(&args).unwrap_err().to_string();
+    assert!(err.contains("[settings] no_such_setting") && err.contains("unrecognized configuration parameter"), "{err}");
+}
+
+/// Over Flight SQL the SQLSTATE's class picks the gRPC status, and the hint follows the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_errors_carry_sqlstate_and_hint() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    let server = TestServer::start().await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.flight_addr)).unwrap().connect().await.unwrap();
+    let mut client = FlightSqlServiceClient::new(channel);
+    let status = |e: arrow_flight::error::FlightError| match e {
+        arrow_flight::error::FlightError::Tonic(s) => *s,
+        other => panic!("not a gRPC status: {other}"),
+    };
+    let err = status(client.execute("SET no_such_setting = 1".into(), None).await.expect_err("an unknown setting"));
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    let (first, hint) = err.message().split_once('\n').expect("a hint after the message");
+    assert_eq!(first, "unrecognized configuration parameter \"no_such_setting\" (SQLSTATE 42704)");
+    assert!(hint.starts_with("HINT: SHOW ALL lists the settings"), "{hint}");
+    let err = status(client.execute("SELECT * FROM no_such_table".into(), None).await.expect_err("a missing table"));
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    assert!(err.message().contains("(SQLSTATE 42P01)"), "{err:?}");
+    // The connection is still good.
+    let info = client.execute("SELECT 1 AS one".into(), None).await.unwrap();
+    assert_eq!(info.endpoint.len(), 1);
     server.stop().await;
 }

@@ -1476,6 +1476,8 @@ async fn insert_into_a_table_of_ten_thousand_files_lists_nothing() {
     let rows = c.query("SELECT p, v FROM big WHERE p >= 20000 ORDER BY p", &[]).await.unwrap();
     let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got, vec![(20000, 1), (20001, 2), (20002, 3)]);
+    server.stop().await;
+}
 
 /// `SET` of a name Bowman does not know is 42704 with PostgreSQL's message and a hint naming
 /// the closest setting; the session goes on, and another client is answered meanwhile.

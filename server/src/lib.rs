@@ -104,7 +104,7 @@ impl Server {
             password_hasher: Some(|p| auth::ScramSecret::from_password(p).to_hash_string()),
         })
             .map_err(|e| StartError::Engine(e.message()))?;
-        engine.remove_dead_writes();
+        engine.start_sweeper();
         // Functions built from data (geodata layers) load before the first client connects.
         if let Err(e) = engine.sync_functions().await {
             tracing::error!(error = %e.message(), "cannot load functions");

@@ -546,6 +546,7 @@ impl Session {
                 _ => unreachable!("matched a DML plan above"),
             };
             let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
+            crate::sweeper::register_planned_write(&self.engine, &target).await?;
             let rows = self.run_write(physical, &label).await?;
             crate::commit::commit_write(self, &target, crate::commit::WriteMode::Append).await?;
             return Ok(Output::Command { tag: "INSERT".into(), rows: Some(rows) });
@@ -586,9 +587,10 @@ impl Session {
             self.require_table(database, name, "INSERT")?;
         }
         let label = format!("INSERT INTO {table}");
-        let source = datafusion::catalog::default_table_source::provider_as_source(provider);
+        let source = datafusion::catalog::default_table_source::provider_as_source(provider.clone());
         let plan = datafusion::logical_expr::LogicalPlanBuilder::insert_into(input, table, source, InsertOp::Append)?.build()?;
         let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
+        crate::sweeper::register_planned_write(&self.engine, &provider).await?;
         self.run_write(physical, &label).await
     }
 }

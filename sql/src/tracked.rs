@@ -69,6 +69,9 @@ pub(crate) struct PendingWrite {
     /// (partition, path relative to the location). An overwrite retires those in the partitions
     /// it replaces; files that appear while it runs are kept.
     pub foreign: Vec<(String, String)>,
+    /// The write's intent in the catalog (commit directories): kept until the statement is
+    /// done with this table, so the write's files are protected until it has committed.
+    pub intent: Option<Arc<crate::sweeper::WriteIntentGuard>>,
 }
 
 pub(crate) struct TrackedTable {
@@ -146,6 +149,13 @@ impl TrackedTable {
     /// Say whether the next write through this provider may replace files.
     pub(crate) fn set_overwrite(&self, overwrite: bool) {
         self.overwrite.store(overwrite, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Keep the catalog intent of the write planned through this provider.
+    pub(crate) fn hold_intent(&self, intent: Arc<crate::sweeper::WriteIntentGuard>) {
+        if let Some(p) = self.pending.lock().expect("pending write").as_mut() {
+            p.intent = Some(intent);
+        }
     }
 
     /// The write planned through this provider.
@@ -445,7 +455,7 @@ impl TableProvider for TrackedTable {
             Layout::Listed if self.overwrite.load(std::sync::atomic::Ordering::SeqCst) => self.foreign_files(state).await?,
             _ => Vec::new(),
         };
-        *self.pending.lock().expect("pending write") = Some(PendingWrite { commit, foreign });
+        *self.pending.lock().expect("pending write") = Some(PendingWrite { commit, foreign, intent: None });
         // The sink only appends files; which ones become live is the commit's call.
         let _ = insert_op;
         let data_columns = projected.schema().fields().len() - partition_cols.len();

@@ -68,6 +68,7 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
     let def = &table.def;
     let pending = table.pending_write().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
     let added = written_by(session, def, table.layout, &pending.commit).await?;
+    crate::sweeper::check_lease(&pending, def)?;
     let mut expect = None;
     let replace = match mode {
         WriteMode::Append => Replace::Nothing,

@@ -109,6 +109,33 @@ pub(crate) struct WriteIntentGuard {
     catalog: Arc<Catalog>,
     commit: String,
     renewal: tokio::task::JoinHandle<()>,
+    /// The lease as last registered or renewed (ms since the epoch).
+    valid_until: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl WriteIntentGuard {
+    /// Refuse to commit a write whose lease is about to end (or ended: its renewals failed, so
+    /// a sweeper on another server may be deleting its files). A third of the lease is left
+    /// for the commit itself.
+    pub(crate) fn check_lease(&self, table: &str) -> Result<()> {
+        let margin = config().lease_ms as i64 / 3;
+        if now_ms() + margin < self.valid_until.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        Err(bowman_catalog::CatalogError::Store(format!(
+            "the write to {table} could not renew its lease in the catalog (BOWMAN_WRITE_LEASE), so its files may be \
+             collected as those of a dead write: nothing was committed; check the catalog database and run the statement again"
+        ))
+        .into())
+    }
+}
+
+/// Before committing a write planned through a tracked table: its lease still holds.
+pub(crate) fn check_lease(pending: &crate::tracked::PendingWrite, def: &TableDef) -> Result<()> {
+    match &pending.intent {
+        Some(intent) => intent.check_lease(&def.qualified_name()),
+        None => Ok(()),
+    }
 }
 
 impl std::fmt::Debug for WriteIntentGuard {
@@ -147,20 +174,23 @@ pub(crate) async fn register_write(engine: &Engine, def: &TableDef, commit: &str
     engine.catalog.register_write(&intent).await?;
     let catalog = engine.catalog.clone();
     let id = commit.to_string();
+    let valid_until = Arc::new(std::sync::atomic::AtomicI64::new(intent.lease_until));
+    let renewed = valid_until.clone();
     let renewal = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis((lease as u64 / 3).max(10)));
         tick.tick().await;
         loop {
             tick.tick().await;
-            match catalog.renew_write(&id, now_ms() + lease).await {
-                Ok(true) => {}
+            let until = now_ms() + lease;
+            match catalog.renew_write(&id, until).await {
+                Ok(true) => renewed.store(until, std::sync::atomic::Ordering::SeqCst),
                 // Committed (or given up): nothing left to protect.
                 Ok(false) => return,
                 Err(e) => tracing::warn!(commit = %id, error = %e, "cannot renew a write's lease; retrying"),
             }
         }
     });
-    Ok(WriteIntentGuard { catalog: engine.catalog.clone(), commit: commit.to_string(), renewal })
+    Ok(WriteIntentGuard { catalog: engine.catalog.clone(), commit: commit.to_string(), renewal, valid_until })
 }
 
 /// Register the write just planned through `provider` (a tracked table with commit
@@ -394,8 +424,8 @@ async fn sweep_orphans(engine: &Arc<Engine>, def: &TableDef, before_ms: i64, dea
     if let Err(e) = engine.table_provider(def).await {
         return tracing::warn!(table = %name, error = %e.message(), "cannot open the table to clear dead writes");
     }
-    let files = match crate::tracked::location_files(&engine.runtime, location).await {
-        Ok(f) => f,
+    let dirs = match commit_dirs(&engine.runtime, location, def.partition_columns.len()).await {
+        Ok(d) => d,
         Err(e) => return tracing::warn!(table = %name, error = %e.message(), "cannot list the table to clear dead writes"),
     };
     let now = now_ms();
@@ -412,7 +442,7 @@ async fn sweep_orphans(engine: &Arc<Engine>, def: &TableDef, before_ms: i64, dea
     let Some(current) = snapshot.table(&def.database, &def.name).filter(|t| t.location == def.location) else { return };
     let protected: Vec<&str> = intents.iter().filter(|i| !is_dead(i, now, dead_before)).map(|i| i.commit.as_str()).collect();
     let retired: std::collections::HashSet<&str> = retired.iter().filter(|r| r.location == location).map(|r| r.dir.as_str()).collect();
-    let dead: Vec<String> = dead_dirs(current, files.iter().map(|(rel, _)| rel.as_str()), before_ms)
+    let dead: Vec<String> = dead_dirs(current, dirs.iter().map(String::as_str), before_ms)
         .into_iter()
         .filter(|rel| {
             let dir = rel.rsplit('/').next().and_then(|d| d.strip_prefix("_commit=")).unwrap_or_default();
@@ -531,16 +561,62 @@ pub(crate) fn bowman_commit_millis(dir: &str) -> Option<i64> {
     millis.parse().ok()
 }
 
-/// The commit directories of `def` that hold files but are not live and were created before
-/// `before_ms`, as paths relative to the location (`dt=p1/_commit=...`).
-pub(crate) fn dead_dirs<'a>(def: &TableDef, files: impl IntoIterator<Item = &'a str>, before_ms: i64) -> Vec<String> {
+/// The commit directories under a table's location, relative to it as listings spell them
+/// (`dt=p1/_commit=...`), `depth` partition directories down. On a local disk the directories
+/// themselves are read, so a write killed before its first file was complete (only a staging
+/// file, which listings skip) is found too.
+async fn commit_dirs(runtime: &RuntimeEnv, location: &str, depth: usize) -> Result<Vec<String>> {
+    let url = bowman_connector_files::table_url(location)?;
+    if url.scheme() == "file" {
+        let root = url::Url::parse(url.as_str())
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| BowmanError::Internal(format!("{location} is not a local path")))?;
+        return Ok(local_commit_dirs(&root, depth));
+    }
+    let files = crate::tracked::location_files(runtime, location).await?;
+    let mut dirs: Vec<String> = files
+        .iter()
+        .filter_map(|(rel, _)| {
+            let segments: Vec<&str> = rel.split('/').collect();
+            // `<partition dirs>/_commit=<id>/<file>`, one directory per partition column.
+            (segments.len() == depth + 2).then(|| segments[..=depth].join("/"))
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    Ok(dirs)
+}
+
+fn local_commit_dirs(root: &std::path::Path, depth: usize) -> Vec<String> {
+    let mut level = vec![(root.to_path_buf(), String::new())];
+    for _ in 0..=depth {
+        let mut next = Vec::new();
+        for (path, rel) in level {
+            let Ok(entries) = std::fs::read_dir(&path) else { continue };
+            for e in entries.flatten() {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let name = e.file_name().to_string_lossy().to_string();
+                let rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                next.push((e.path(), rel));
+            }
+        }
+        level = next;
+    }
+    level.into_iter().map(|(_, rel)| rel).collect()
+}
+
+/// Of the commit directories `dirs` of `def` (relative, `dt=p1/_commit=...`), those not live
+/// and created before `before_ms`.
+pub(crate) fn dead_dirs<'a>(def: &TableDef, dirs: impl IntoIterator<Item = &'a str>, before_ms: i64) -> Vec<String> {
     let live: std::collections::HashSet<(&str, &str)> = def.live.iter().map(|l| (l.partition.as_str(), l.dir.as_str())).collect();
     let mut dead = std::collections::BTreeSet::new();
-    for rel in files {
+    for rel in dirs {
         let segments: Vec<&str> = rel.split('/').collect();
-        // `<partition dirs>/_commit=<id>/<file>`, one directory per partition column.
         let depth = def.partition_columns.len();
-        if segments.len() != depth + 2 {
+        if segments.len() != depth + 1 {
             continue;
         }
         let Some(dir) = segments[depth].strip_prefix("_commit=") else { continue };

@@ -161,7 +161,7 @@ impl Pair {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_in_progress_on_one_node_survives_the_other_nodes_sweeper() {
-    let Some(pair) = Pair::new("sweep_intent", &[("BOWMAN_WRITE_LEASE", "1s")]).await else { return };
+    let Some(pair) = Pair::new("sweep_intent", &[("BOWMAN_WRITE_LEASE", "3s")]).await else { return };
     let a = pair.spawn(0);
     let ca = connect(a.pg_addr).await;
     ca.batch_execute(&format!("{CREATE}; INSERT INTO k {}", fill(1000))).await.unwrap();
@@ -178,8 +178,8 @@ async fn a_write_in_progress_on_one_node_survives_the_other_nodes_sweeper() {
         "the long INSERT on node A wrote no directory"
     );
     let writing: BTreeSet<String> = commit_dirs(&table).difference(&live).cloned().collect();
-    // Several of B's passes, and several times the lease A renews.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Many of B's passes, and more than twice the lease A renews.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     assert!(!writer.is_finished(), "the INSERT ended too soon: {:?}", writer.await);
     let now = commit_dirs(&table);
     assert!(writing.is_subset(&now), "node B deleted node A's write in progress: had {writing:?}, now {now:?}");

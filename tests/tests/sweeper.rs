@@ -50,6 +50,17 @@ fn fill(n: u64) -> String {
     format!("SELECT value, concat('p', CAST(value % 4 AS STRING)) FROM generate_series(1, {n})")
 }
 
+/// An INSERT that runs for minutes and puts files on disk from its first seconds (small row
+/// groups and write buffers, so its directories appear long before it ends).
+fn long_insert() -> String {
+    format!(
+        "SET datafusion.execution.parquet.max_row_group_size = 1000;
+         SET datafusion.execution.objectstore_writer_buffer_size = 1024;
+         INSERT INTO k {}",
+        fill(200_000_000)
+    )
+}
+
 /// A query that runs far longer than any test: while it runs, a server whose catalog nobody
 /// else uses keeps what later commits retire (the query may still read it).
 const ENDLESS: &str = "SELECT count(*) FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b";
@@ -93,7 +104,7 @@ async fn a_write_killed_midway_is_collected_after_restart() {
     let c = connect(server.pg_addr).await;
     c.batch_execute(&format!("{CREATE}; INSERT INTO k {}", fill(1000))).await.unwrap();
     let live = commit_dirs(&table);
-    let writer = tokio::spawn(async move { c.batch_execute(&format!("INSERT INTO k {}", fill(200_000_000))).await });
+    let writer = tokio::spawn(async move { c.batch_execute(&long_insert()).await });
     assert!(
         wait_for(Duration::from_secs(60), || commit_dirs(&table).len() > live.len()).await,
         "the long INSERT wrote no directory"
@@ -172,7 +183,7 @@ async fn a_write_in_progress_on_one_node_survives_the_other_nodes_sweeper() {
     let cb = connect(b.pg_addr).await;
     assert_eq!(totals(&cb, "k").await, (1000, 1000 * 1001 / 2));
 
-    let writer = tokio::spawn(async move { ca.batch_execute(&format!("INSERT INTO k {}", fill(200_000_000))).await });
+    let writer = tokio::spawn(async move { ca.batch_execute(&long_insert()).await });
     assert!(
         wait_for(Duration::from_secs(60), || commit_dirs(&table).len() > live.len()).await,
         "the long INSERT on node A wrote no directory"

@@ -5,6 +5,7 @@ use tokio_postgres::{Client, Config, NoTls, Transaction};
 use crate::error::{CatalogError, Result};
 use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
 use crate::model::{CatalogState, DatabaseDef, LiveDir, RetiredFile, RoleDef};
+use crate::retention::{RetiredClaim, RetiredDir, WriteIntent};
 use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs, retired_files};
 
 /// Advisory lock key that serialises migrations of nodes starting at the same time ("bowman" in ASCII).
@@ -371,8 +372,77 @@ async fn execute_op(tx: &Transaction<'_>, op: &Op) -> Result<()> {
             )
             .await?;
         }
+        Op::InsertRetiredDir(d) => {
+            tx.execute(
+                "INSERT INTO bowman_retired_dirs (location, dir, partition_path, database_name, table_name, retired_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (location, dir) DO NOTHING",
+                &[&d.location, &d.dir, &d.partition, &d.database, &d.table, &d.retired_at],
+            )
+            .await?;
+        }
+        Op::DeleteWriteIntent { commit } => {
+            tx.execute("DELETE FROM bowman_write_intents WHERE commit_id = $1", &[commit]).await?;
+        }
     }
     Ok(())
+}
+
+const RETIRED_COLUMNS: &str = "location, dir, partition_path, database_name, table_name, retired_at";
+
+fn retired_row(r: &tokio_postgres::Row) -> RetiredDir {
+    RetiredDir { location: r.get(0), dir: r.get(1), partition: r.get(2), database: r.get(3), table: r.get(4), retired_at: r.get(5) }
+}
+
+/// Retention rows: short statements outside the versioned state. A claim is one
+/// `UPDATE ... RETURNING`, so of two nodes claiming at once each row goes to one.
+impl PostgresStore {
+    async fn run(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<u64> {
+        let mut guard = self.client.lock().await;
+        let client = self.connected(&mut guard).await?;
+        Ok(client.execute(sql, params).await?)
+    }
+
+    async fn rows(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
+        let mut guard = self.client.lock().await;
+        let client = self.connected(&mut guard).await?;
+        Ok(client.query(sql, params).await?)
+    }
+
+    async fn register_intent(&self, i: &WriteIntent) -> Result<()> {
+        self.run(
+            "INSERT INTO bowman_write_intents (commit_id, database_name, table_name, node, started_at, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&i.commit, &i.database, &i.table, &i.node, &i.started_at, &i.lease_until],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn intents(&self) -> Result<Vec<WriteIntent>> {
+        let rows = self.rows("SELECT commit_id, database_name, table_name, node, started_at, lease_until FROM bowman_write_intents", &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| WriteIntent { commit: r.get(0), database: r.get(1), table: r.get(2), node: r.get(3), started_at: r.get(4), lease_until: r.get(5) })
+            .collect())
+    }
+
+    async fn claim(&self, which: &RetiredClaim, now: i64, claim_until: i64) -> Result<Vec<RetiredDir>> {
+        let rows = match which {
+            RetiredClaim::RetiredBefore(before) => {
+                let sql = format!(
+                    "UPDATE bowman_retired_dirs SET claimed_until = $1 WHERE retired_at <= $2 AND claimed_until <= $3 RETURNING {RETIRED_COLUMNS}"
+                );
+                self.rows(&sql, &[&claim_until, before, &now]).await?
+            }
+            RetiredClaim::Dirs { location, dirs } => {
+                let sql = format!(
+                    "UPDATE bowman_retired_dirs SET claimed_until = $1 WHERE location = $2 AND dir = ANY($3) AND claimed_until <= $4 RETURNING {RETIRED_COLUMNS}"
+                );
+                self.rows(&sql, &[&claim_until, location, dirs, &now]).await?
+            }
+        };
+        Ok(rows.iter().map(retired_row).collect())
+    }
 }
 
 #[async_trait]
@@ -419,5 +489,49 @@ impl CatalogStore for PostgresStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    async fn register_write(&self, intent: &WriteIntent) -> Result<()> {
+        self.register_intent(intent).await
+    }
+
+    async fn renew_write(&self, commit: &str, lease_until: i64) -> Result<bool> {
+        let sql = "UPDATE bowman_write_intents SET lease_until = $1 WHERE commit_id = $2 AND lease_until > $3";
+        Ok(self.run(sql, &[&lease_until, &commit, &now_millis()]).await? > 0)
+    }
+
+    async fn abandon_write(&self, commit: &str) -> Result<()> {
+        self.run("UPDATE bowman_write_intents SET lease_until = 0 WHERE commit_id = $1", &[&commit]).await?;
+        Ok(())
+    }
+
+    async fn write_intents(&self) -> Result<Vec<WriteIntent>> {
+        self.intents().await
+    }
+
+    async fn forget_writes(&self, commits: &[String]) -> Result<()> {
+        self.run("DELETE FROM bowman_write_intents WHERE commit_id = ANY($1)", &[&commits]).await?;
+        Ok(())
+    }
+
+    async fn retired_dirs(&self) -> Result<Vec<RetiredDir>> {
+        let rows = self.rows(&format!("SELECT {RETIRED_COLUMNS} FROM bowman_retired_dirs"), &[]).await?;
+        Ok(rows.iter().map(retired_row).collect())
+    }
+
+    async fn claim_retired_dirs(&self, which: &RetiredClaim, now: i64, claim_until: i64) -> Result<Vec<RetiredDir>> {
+        self.claim(which, now, claim_until).await
+    }
+
+    async fn forget_retired_dirs(&self, dirs: &[RetiredDir]) -> Result<()> {
+        let locations: Vec<&str> = dirs.iter().map(|d| d.location.as_str()).collect();
+        let names: Vec<&str> = dirs.iter().map(|d| d.dir.as_str()).collect();
+        self.run(
+            "DELETE FROM bowman_retired_dirs r USING unnest($1::text[], $2::text[]) AS f(location, dir)
+             WHERE r.location = f.location AND r.dir = f.dir",
+            &[&locations, &names],
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::error::{CatalogError, Result};
 use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
 use crate::model::{CatalogState, DatabaseDef, Grant, GrantObject, LiveDir, RetiredFile, RoleDef};
+use crate::retention::{RetiredClaim, RetiredDir, WriteIntent};
 use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs, retired_files};
 
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a committed DDL
@@ -328,8 +329,50 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
                 params![database, name, dir],
             )?;
         }
+        Op::InsertRetiredDir(d) => {
+            tx.execute(
+                "INSERT INTO bowman_retired_dirs (location, dir, partition_path, database_name, table_name, retired_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (location, dir) DO NOTHING",
+                params![d.location, d.dir, d.partition, d.database, d.table, d.retired_at],
+            )?;
+        }
+        Op::DeleteWriteIntent { commit } => {
+            tx.execute("DELETE FROM bowman_write_intents WHERE commit_id = ?1", params![commit])?;
+        }
     }
     Ok(())
+}
+
+const RETIRED_COLUMNS: &str = "location, dir, partition_path, database_name, table_name, retired_at";
+
+fn retired_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RetiredDir> {
+    Ok(RetiredDir { location: r.get(0)?, dir: r.get(1)?, partition: r.get(2)?, database: r.get(3)?, table: r.get(4)?, retired_at: r.get(5)? })
+}
+
+/// Retention rows: short statements outside the versioned state.
+impl SqliteStore {
+    fn claim(conn: &mut Connection, which: &RetiredClaim, now: i64, claim_until: i64) -> Result<Vec<RetiredDir>> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut claimed = Vec::new();
+        match which {
+            RetiredClaim::RetiredBefore(before) => {
+                let mut stmt = tx.prepare(&format!(
+                    "UPDATE bowman_retired_dirs SET claimed_until = ?1 WHERE retired_at <= ?2 AND claimed_until <= ?3 RETURNING {RETIRED_COLUMNS}"
+                ))?;
+                claimed.extend(stmt.query_map(params![claim_until, before, now], retired_row)?.collect::<rusqlite::Result<Vec<_>>>()?);
+            }
+            RetiredClaim::Dirs { location, dirs } => {
+                let mut stmt = tx.prepare(&format!(
+                    "UPDATE bowman_retired_dirs SET claimed_until = ?1 WHERE location = ?2 AND dir = ?3 AND claimed_until <= ?4 RETURNING {RETIRED_COLUMNS}"
+                ))?;
+                for dir in dirs {
+                    claimed.extend(stmt.query_map(params![claim_until, location, dir, now], retired_row)?.collect::<rusqlite::Result<Vec<_>>>()?);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(claimed)
+    }
 }
 
 #[async_trait]
@@ -379,6 +422,81 @@ impl CatalogStore for SqliteStore {
 
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
+    }
+
+    async fn register_write(&self, i: &WriteIntent) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO bowman_write_intents (commit_id, database_name, table_name, node, started_at, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![i.commit, i.database, i.table, i.node, i.started_at, i.lease_until],
+            )?;
+            Ok(())
+        })
+    }
+
+    async fn renew_write(&self, commit: &str, lease_until: i64) -> Result<bool> {
+        self.with_conn(|conn| {
+            let n = conn.execute(
+                "UPDATE bowman_write_intents SET lease_until = ?1 WHERE commit_id = ?2 AND lease_until > ?3",
+                params![lease_until, commit, now_millis()],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    async fn abandon_write(&self, commit: &str) -> Result<()> {
+        self.with_conn(|conn| {
+            conn.execute("UPDATE bowman_write_intents SET lease_until = 0 WHERE commit_id = ?1", params![commit])?;
+            Ok(())
+        })
+    }
+
+    async fn write_intents(&self) -> Result<Vec<WriteIntent>> {
+        self.with_conn(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT commit_id, database_name, table_name, node, started_at, lease_until FROM bowman_write_intents")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(WriteIntent { commit: r.get(0)?, database: r.get(1)?, table: r.get(2)?, node: r.get(3)?, started_at: r.get(4)?, lease_until: r.get(5)? })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    async fn forget_writes(&self, commits: &[String]) -> Result<()> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            for c in commits {
+                tx.execute("DELETE FROM bowman_write_intents WHERE commit_id = ?1", params![c])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    async fn retired_dirs(&self) -> Result<Vec<RetiredDir>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {RETIRED_COLUMNS} FROM bowman_retired_dirs"))?;
+            let rows = stmt.query_map([], retired_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    async fn claim_retired_dirs(&self, which: &RetiredClaim, now: i64, claim_until: i64) -> Result<Vec<RetiredDir>> {
+        self.with_conn(|conn| Self::claim(conn, which, now, claim_until))
+    }
+
+    async fn forget_retired_dirs(&self, dirs: &[RetiredDir]) -> Result<()> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            for d in dirs {
+                tx.execute("DELETE FROM bowman_retired_dirs WHERE location = ?1 AND dir = ?2", params![d.location, d.dir])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 }
 

@@ -180,6 +180,10 @@ pub(crate) enum Op {
     SetTableSecrets { database: String, name: String, options: String },
     /// Replace a function's stored secret options (JSON text).
     SetFunctionSecrets { name: String, options: String },
+    /// A commit directory an overwrite retired, for the sweeper.
+    InsertRetiredDir(crate::retention::RetiredDir),
+    /// The write intent of a commit that became live (absent ones are fine).
+    DeleteWriteIntent { commit: String },
 }
 
 /// A versioned, transactional home for the catalog.
@@ -201,6 +205,26 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     fn is_shared(&self) -> bool {
         false
     }
+
+    // Retention (see `crate::retention`): rows outside the versioned state, so they move no
+    // catalog version and no reader reloads for them.
+    async fn register_write(&self, intent: &crate::retention::WriteIntent) -> Result<()>;
+    /// Extend a live intent's lease; false when it is gone or already expired.
+    async fn renew_write(&self, commit: &str, lease_until: i64) -> Result<bool>;
+    /// End an intent's lease now.
+    async fn abandon_write(&self, commit: &str) -> Result<()>;
+    async fn write_intents(&self) -> Result<Vec<crate::retention::WriteIntent>>;
+    async fn forget_writes(&self, commits: &[String]) -> Result<()>;
+    async fn retired_dirs(&self) -> Result<Vec<crate::retention::RetiredDir>>;
+    /// Atomically mark unclaimed (or lapsed) matching rows as claimed until `claim_until` and
+    /// return them.
+    async fn claim_retired_dirs(
+        &self,
+        which: &crate::retention::RetiredClaim,
+        now: i64,
+        claim_until: i64,
+    ) -> Result<Vec<crate::retention::RetiredDir>>;
+    async fn forget_retired_dirs(&self, dirs: &[crate::retention::RetiredDir]) -> Result<()>;
 }
 
 /// Check `change` against `state` and turn it into primitive writes. Shared by every store, so
@@ -253,9 +277,12 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
                 ops.push(Op::DeleteLiveDir { database: database.clone(), name: name.clone(), dir: live.dir.clone() });
                 if external {
                     retire(&live.dir, &mut ops);
+                } else {
+                    ops.extend(retire_dir(table, live, now));
                 }
             }
         }
+        ops.extend(crate::retention::commit_ids(add.iter().map(|d| d.dir.as_str())).into_iter().map(|commit| Op::DeleteWriteIntent { commit }));
         if external {
             for path in retire_files {
                 retire(path, &mut ops);
@@ -334,6 +361,8 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
                 return Err(CatalogError::TableExists(def.database.clone(), def.name.clone()));
             }
             ops.push(Op::InsertTable(def.clone()));
+            // CREATE TABLE AS: the write's directories are live with the table.
+            ops.extend(crate::retention::commit_ids(def.live.iter().map(|d| d.dir.as_str())).into_iter().map(|commit| Op::DeleteWriteIntent { commit }));
         }
         CatalogChange::CreateView { def, or_replace, if_not_exists } => {
             let Some(entry) = state.databases.get(&def.database) else {
@@ -531,6 +560,18 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
         }
     }
     Ok((ops, dropped))
+}
+
+/// The row that hands a retired commit directory to the sweeper.
+fn retire_dir(table: &TableDef, live: &LiveDir, now: i64) -> Option<Op> {
+    Some(Op::InsertRetiredDir(crate::retention::RetiredDir {
+        location: table.location.clone()?,
+        partition: live.partition.clone(),
+        dir: live.dir.clone(),
+        database: table.database.clone(),
+        table: table.name.clone(),
+        retired_at: now,
+    }))
 }
 
 fn delete_grant(g: &Grant) -> Op {

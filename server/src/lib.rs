@@ -105,7 +105,7 @@ impl Server {
         })
             .map_err(|e| StartError::Engine(e.message()))?;
         engine.set_setting_defaults(config.settings.clone());
-        engine.remove_dead_writes();
+        engine.start_sweeper();
         // Functions built from data (geodata layers) load before the first client connects.
         if let Err(e) = engine.sync_functions().await {
             tracing::error!(error = %e.message(), "cannot load functions");

@@ -1,14 +1,11 @@
-//! Making a write to a tracked table visible: find the commit directories it wrote, record
-//! them in one catalog transaction (retiring what an overwrite replaces), and delete retired
-//! directories once readers can no longer need them.
+//! Making a write to a tracked table visible: find the commit directories it wrote and record
+//! them in one catalog transaction, retiring what an overwrite replaces (the sweeper,
+//! `crate::sweeper`, deletes those once readers can no longer need them).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bowman_catalog::{CatalogChange, LiveDir, Replace, TableDef};
 use datafusion::catalog::TableProvider;
-use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
 
 use crate::error::{BowmanError, Result};
 use crate::session::Session;
@@ -82,7 +79,7 @@ impl Commit {
             mode,
             def: table.def.clone(),
             engine: session.engine.clone(),
-            retention_ms: retention_ms(session),
+            retention_ms: crate::sweeper::session_file_retention_ms(session),
         })
     }
 
@@ -115,17 +112,24 @@ impl Commit {
         Ok(written_by_commit(Layout::Listed, paths.iter().map(String::as_str), &setup.commit))
     }
 
+    /// Register the write in the catalog before it makes files (commit directories; a dead
+    /// write's files are found by the sweeper otherwise).
+    pub(crate) async fn register(&self, setup: &WriteSetup) -> Result<Option<Arc<crate::sweeper::WriteIntentGuard>>> {
+        if setup.layout != Layout::CommitDirs {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(crate::sweeper::register_write(&self.engine, &self.def, &setup.commit).await?)))
+    }
+
     /// Make `added` (what the writers wrote) live in one catalog transaction, retiring what
     /// the write replaces.
     pub(crate) async fn apply(&self, setup: &WriteSetup, added: Vec<LiveDir>) -> Result<()> {
-        let pending = crate::tracked::PendingWrite { commit: setup.commit.clone(), foreign: setup.foreign.clone() };
+        if let Some(intent) = &setup.intent {
+            intent.check_lease(&self.table)?;
+        }
+        let pending = crate::tracked::PendingWrite { commit: setup.commit.clone(), foreign: setup.foreign.clone(), intent: None };
         apply_commit(&self.engine, &self.def, pending, self.mode.clone(), added, self.retention_ms).await
     }
-}
-
-/// How long retired directories stay for readers: `file_retention`.
-pub(crate) fn retention_ms(session: &Session) -> u64 {
-    session.bowman_settings().file_retention().as_millis() as u64
 }
 
 /// Record a write in the catalog: `added` become live, and what `mode` replaces is retired.
@@ -179,229 +183,10 @@ async fn apply_commit(
         .await;
     crate::metrics::record_commit_result(&outcome);
     let outcome = outcome?;
-    schedule_cleanup(engine, retention_ms, def, outcome.retired, outcome.retired_files);
+    crate::sweeper::after_commit(engine, retention_ms, def, outcome.retired, outcome.retired_files);
     Ok(())
 }
 
 fn table_name(provider: &Arc<dyn TableProvider>) -> String {
     tracked(provider).map(|t| t.def.qualified_name()).unwrap_or_else(|| "this table".into())
-}
-
-/// Delete what a commit retired once no statement can still read it: after every statement
-/// of this server that started before the commit has finished (a reader planned against the
-/// old snapshot may still be reading those files), and at most `file_retention` later. With a
-/// catalog shared between servers, readers on the other servers are not seen from here, so
-/// the full `file_retention` applies.
-///
-/// Directories of writes that died before committing (a `kill -9`, a crash, a failed
-/// statement) are deleted at the next start-up instead: see [`remove_dead_writes`].
-fn schedule_cleanup(engine: &Arc<crate::Engine>, retention: u64, def: &TableDef, retired: Vec<LiveDir>, retired_files: Vec<String>) {
-    let Some(location) = def.location.clone() else { return };
-    // Retired files an earlier cleanup did not get to (the server stopped first).
-    let now = chrono::Utc::now().timestamp_millis();
-    let mut files = retired_files;
-    for r in &def.retired {
-        if now - r.retired_at >= retention as i64 && !files.contains(&r.path) {
-            files.push(r.path.clone());
-        }
-    }
-    if retired.is_empty() && files.is_empty() {
-        return;
-    }
-    let engine = engine.clone();
-    let started_before = engine.statements.next_id();
-    let shared_catalog = engine.catalog.is_shared();
-    let (database, name) = (def.database.clone(), def.name.clone());
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(retention);
-        if shared_catalog {
-            tokio::time::sleep_until(deadline).await;
-        } else {
-            while engine.statements.any_running_before(started_before) && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        for d in &retired {
-            let relative = if d.partition.is_empty() {
-                format!("_commit={}", d.dir)
-            } else {
-                format!("{}/_commit={}", d.partition, d.dir)
-            };
-            if let Err(e) = delete_dir(&engine.runtime, &location, &relative).await {
-                tracing::warn!(error = %e.message(), "could not delete replaced files");
-            }
-        }
-        if files.is_empty() {
-            return;
-        }
-        let mut deleted = Vec::new();
-        for f in files {
-            match delete_file(&engine.runtime, &location, &f).await {
-                Ok(()) => deleted.push(f),
-                Err(e) => tracing::warn!(error = %e.message(), "could not delete a replaced file; it stays hidden"),
-            }
-        }
-        if !deleted.is_empty() {
-            let change = CatalogChange::ForgetRetired { database, name, paths: deleted };
-            if let Err(e) = engine.catalog.apply(change).await {
-                tracing::warn!(error = %e, "could not record deleted files");
-            }
-        }
-    });
-}
-
-/// Delete one file of a table (a missing file counts as deleted).
-pub(crate) async fn delete_file(runtime: &datafusion::execution::runtime_env::RuntimeEnv, location: &str, relative: &str) -> Result<()> {
-    let url = bowman_connector_files::table_url(location)?;
-    let store = runtime.object_store(&url)?;
-    // Both halves come from listings, so they are already in object_store's encoding.
-    let joined = format!("{}/{relative}", url.prefix().as_ref().trim_end_matches('/'));
-    let path = object_store::path::Path::parse(joined.trim_start_matches('/'))
-        .map_err(|e| BowmanError::Io(format!("cannot delete {location}/{relative}: {e}")))?;
-    match store.delete(&path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(BowmanError::Io(format!("cannot delete {location}/{relative}: {e}"))),
-    }
-}
-
-/// Delete a directory of a table, given relative to its location as listings spell it
-/// (`dt=a%2Fb/_commit=...`: partition values stay encoded, so `..%2F..` is one directory name,
-/// never a way out of the table).
-async fn delete_dir(runtime: &datafusion::execution::runtime_env::RuntimeEnv, location: &str, relative: &str) -> Result<()> {
-    let segments: Vec<&str> = relative.split('/').collect();
-    if segments.iter().any(|s| s.is_empty() || *s == "." || *s == ".." || s.contains('\\')) {
-        return Err(BowmanError::Internal(format!("refusing to delete {relative:?} under {location}")));
-    }
-    let url = bowman_connector_files::table_url(location)?;
-    if url.scheme() == "file" {
-        let root = url::Url::parse(url.as_str())
-            .ok()
-            .and_then(|u| u.to_file_path().ok())
-            .ok_or_else(|| BowmanError::Internal(format!("{location} is not a local path")))?;
-        let dir = segments.iter().fold(root, |p, s| p.join(s));
-        return match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BowmanError::Io(format!("cannot delete {}: {e}", dir.display()))),
-        };
-    }
-    let store = runtime.object_store(&url)?;
-    let joined = format!("{}/{relative}", url.prefix().as_ref().trim_end_matches('/'));
-    let prefix = object_store::path::Path::parse(joined.trim_start_matches('/'))
-        .map_err(|e| BowmanError::Io(format!("cannot delete {location}/{relative}: {e}")))?;
-    delete_prefix(store.as_ref(), &prefix, &format!("{location}/{relative}")).await
-}
-
-/// Delete every object under `prefix` of a store (`what` names it in errors).
-pub(crate) async fn delete_prefix(store: &dyn object_store::ObjectStore, prefix: &object_store::path::Path, what: &str) -> Result<()> {
-    let locations = store.list(Some(prefix)).map_ok(|m| m.location).boxed();
-    store
-        .delete_stream(locations)
-        .try_collect::<Vec<_>>()
-        .await
-        .map_err(|e| BowmanError::Io(format!("cannot delete {what}: {e}")))?;
-    Ok(())
-}
-
-/// The creation time (ms since the epoch) of a `_commit` value Bowman wrote: `<13 digits>-<12
-/// hex>`, with `-<32 hex>` after it in partitioned tables (see `tracked::new_commit_id`).
-/// `None` for any other name.
-pub(crate) fn bowman_commit_millis(dir: &str) -> Option<i64> {
-    let mut parts = dir.split('-');
-    let millis = parts.next().filter(|m| m.len() == 13 && m.bytes().all(|b| b.is_ascii_digit()))?;
-    let id = parts.next().filter(|h| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()))?;
-    let _ = id;
-    match parts.next() {
-        None => {}
-        Some(md5) if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) => {}
-        Some(_) => return None,
-    }
-    if parts.next().is_some() {
-        return None;
-    }
-    millis.parse().ok()
-}
-
-/// The commit directories of `def` that hold files but are not live and were created before
-/// `before_ms`, as paths relative to the location (`dt=p1/_commit=...`).
-pub(crate) fn dead_dirs<'a>(def: &TableDef, files: impl IntoIterator<Item = &'a str>, before_ms: i64) -> Vec<String> {
-    let live: std::collections::HashSet<(&str, &str)> =
-        def.live.iter().map(|l| (l.partition.as_str(), l.dir.as_str())).collect();
-    let mut dead = std::collections::BTreeSet::new();
-    for rel in files {
-        let segments: Vec<&str> = rel.split('/').collect();
-        // `<partition dirs>/_commit=<id>/<file>`, one directory per partition column.
-        let depth = def.partition_columns.len();
-        if segments.len() != depth + 2 {
-            continue;
-        }
-        let Some(dir) = segments[depth].strip_prefix("_commit=") else { continue };
-        let partition = segments[..depth].join("/");
-        if live.contains(&(partition.as_str(), dir)) {
-            continue;
-        }
-        match bowman_commit_millis(dir) {
-            Some(ms) if ms < before_ms => {
-                dead.insert(segments[..=depth].join("/"));
-            }
-            _ => {}
-        }
-    }
-    dead.into_iter().collect()
-}
-
-/// Delete the commit directories of writes that can no longer commit, in every managed table
-/// of `snapshot`. Called once at start-up with the catalog as it was before any client could
-/// write, and `before_ms` the time then: a directory not live in that snapshot and created
-/// before then belongs to a write of an earlier run of the server (a write that died, or a
-/// directory an overwrite retired whose clean-up the stop cut short). Commits only ever make
-/// new directories live, so none of these is read again, and no reader of an earlier run is
-/// left. Only directories named as Bowman names them are touched.
-///
-/// With a catalog shared between servers nothing is deleted: another server's write in progress
-/// looks the same from here.
-pub(crate) async fn remove_dead_writes(engine: Arc<crate::Engine>, snapshot: Arc<bowman_catalog::CatalogState>, before_ms: i64) {
-    if engine.catalog.is_shared() {
-        return;
-    }
-    for def in snapshot.databases.values().flat_map(|d| d.tables.values()).filter(|t| t.tracked) {
-        let Some(location) = def.location.as_deref() else { continue };
-        // Opening the table registers its store (an S3 bucket's client).
-        if let Err(e) = engine.table_provider(def).await {
-            tracing::warn!(table = %def.qualified_name(), error = %e.message(), "cannot open the table to clear dead writes");
-            continue;
-        }
-        let files = match crate::tracked::location_files(&engine.runtime, location).await {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(table = %def.qualified_name(), error = %e.message(), "cannot list the table to clear dead writes");
-                continue;
-            }
-        };
-        let dead = dead_dirs(def, files.iter().map(|(rel, _)| rel.as_str()), before_ms);
-        let mut removed = 0;
-        for relative in &dead {
-            match delete_dir(&engine.runtime, location, relative).await {
-                Ok(()) => removed += 1,
-                Err(e) => tracing::warn!(table = %def.qualified_name(), error = %e.message(), "cannot delete a dead write"),
-            }
-        }
-        if removed > 0 {
-            tracing::info!(table = %def.qualified_name(), directories = removed, "deleted the files of writes that never committed");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_bowman_commit_names_count() {
-        assert_eq!(bowman_commit_millis("1764590000000-0123456789ab"), Some(1_764_590_000_000));
-        assert_eq!(bowman_commit_millis("1764590000000-0123456789ab-0123456789abcdef0123456789abcdef"), Some(1_764_590_000_000));
-        for other in ["", "x", "1764590000000", "1764590000000-0123456789ag", "176459000000-0123456789ab", "1764590000000-0123456789ab-x", "../1764590000000-0123456789ab"] {
-            assert_eq!(bowman_commit_millis(other), None, "{other}");
-        }
-    }
 }

@@ -252,7 +252,7 @@ pub(crate) async fn delete_location_with(
     }
     let url = bowman_connector_files::table_url(location)?;
     let store = runtime.object_store(&url)?;
-    crate::commit::delete_prefix(store.as_ref(), url.prefix(), location).await
+    crate::sweeper::delete_prefix(store.as_ref(), url.prefix(), location).await
 }
 
 async fn delete_managed_data(session: &Session, table: &TableDef) {
@@ -303,7 +303,7 @@ async fn hand_over_external_files(session: &Session, table: &TableDef) {
         for (rel, _) in crate::tracked::location_files(&session.engine.runtime, &location).await? {
             let doomed = retired.contains(&rel) || (crate::tracked::is_bowman_file(&rel) && !live.contains(rel.as_str()));
             if doomed {
-                if let Err(e) = crate::commit::delete_file(&session.engine.runtime, &location, &rel).await {
+                if let Err(e) = crate::sweeper::delete_file(&session.engine.runtime, &location, &rel).await {
                     tracing::warn!(error = %e.message(), "could not delete a replaced file of a dropped table");
                 }
             }

@@ -143,12 +143,11 @@ impl Engine {
         Ok(self.resolver.resolve(def).await?)
     }
 
-    /// Delete, in the background, the files of writes an earlier run of the server left
-    /// uncommitted (a `kill -9` mid-write). Call once at start-up, before clients connect.
-    pub fn remove_dead_writes(self: &Arc<Self>) {
-        let snapshot = self.catalog.snapshot();
-        let before_ms = chrono::Utc::now().timestamp_millis();
-        tokio::spawn(crate::commit::remove_dead_writes(self.clone(), snapshot, before_ms));
+    /// Start the sweeper (see `crate::sweeper`): it deletes, now and then periodically, what
+    /// commits retired and the files of writes that died (on this server or, with a shared
+    /// catalog, on another). Call once at start-up, before clients connect.
+    pub fn start_sweeper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        crate::sweeper::start(self.clone())
     }
 
     /// The statements of this server (what system.queries shows).

@@ -35,6 +35,7 @@ mod resolver;
 mod session;
 mod settings;
 mod spark;
+mod sweeper;
 mod tracked;
 mod transaction;
 mod views;

@@ -577,8 +577,12 @@ impl Session {
         input: LogicalPlan,
     ) -> Result<usize> {
         let label = format!("INSERT INTO {table}");
-        let plan = self.insert_plan(table, provider, input)?;
-        self.write_rows(plan, &label).await
+        let plan = self.insert_plan(table, provider.clone(), input)?;
+        let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
+        // A CREATE TABLE AS SELECT writes through the table's own sink (its commit is the
+        // CREATE TABLE): the write still holds an intent, so no sweeper takes its files.
+        crate::sweeper::register_planned_write(&self.engine, &provider).await?;
+        self.run_write(physical, &label).await
     }
 
     /// DataFusion's INSERT of `input` into `provider` (tables whose writes need no catalog

@@ -69,6 +69,9 @@ pub(crate) struct PendingWrite {
     /// (partition, path relative to the location). An overwrite retires those in the partitions
     /// it replaces; files that appear while it runs are kept.
     pub foreign: Vec<(String, String)>,
+    /// The write's intent in the catalog (commit directories): kept until the statement is
+    /// done with this table, so the write's files are protected until it has committed.
+    pub intent: Option<Arc<crate::sweeper::WriteIntentGuard>>,
 }
 
 pub(crate) struct TrackedTable {
@@ -146,6 +149,13 @@ impl TrackedTable {
     /// Say whether the next write through this provider may replace files.
     pub(crate) fn set_overwrite(&self, overwrite: bool) {
         self.overwrite.store(overwrite, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Keep the catalog intent of the write planned through this provider.
+    pub(crate) fn hold_intent(&self, intent: Arc<crate::sweeper::WriteIntentGuard>) {
+        if let Some(p) = self.pending.lock().expect("pending write").as_mut() {
+            p.intent = Some(intent);
+        }
     }
 
     /// The write planned through this provider.
@@ -408,7 +418,7 @@ impl TableProvider for TrackedTable {
         // The sink only appends files; which ones become live is the commit's call.
         let overwrite = self.overwrite.load(std::sync::atomic::Ordering::SeqCst);
         let (setup, mut config) = self.prepare(state, &input.schema(), overwrite).await?;
-        *self.pending.lock().expect("pending write") = Some(PendingWrite { commit: setup.commit.clone(), foreign: setup.foreign });
+        *self.pending.lock().expect("pending write") = Some(PendingWrite { commit: setup.commit.clone(), foreign: setup.foreign, intent: None });
         let projected: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(setup.exprs, input)?);
         config.output_schema = projected.schema();
         self.listing()?.options().format.create_writer_physical_plan(projected, state, config, None).await
@@ -432,6 +442,9 @@ pub(crate) struct WriteSetup {
     /// Listed layout, overwrites: other engines' files the table showed when the write was
     /// planned (see [`PendingWrite::foreign`]).
     pub foreign: Vec<(String, String)>,
+    /// Commit directories: the write's intent in the catalog, held while the plan lives, so
+    /// no sweeper takes its files for a dead write's.
+    pub intent: Option<Arc<crate::sweeper::WriteIntentGuard>>,
 }
 
 impl TrackedTable {
@@ -510,6 +523,7 @@ impl TrackedTable {
             file_schema,
             sink: Arc::new(EmptyExec::new(Arc::new(Schema::empty()))),
             foreign,
+            intent: None,
         };
         Ok((setup, config))
     }

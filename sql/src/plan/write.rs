@@ -190,7 +190,8 @@ impl ExtensionPlanner for WritePlanner {
         let tracked = any
             .downcast_ref::<TrackedTable>()
             .ok_or_else(|| DataFusionError::Internal(format!("{} is not a tracked table", node.table)))?;
-        let setup = tracked.prepare_write(session, &input.schema(), node.commit.mode.replaces()).await?;
+        let mut setup = tracked.prepare_write(session, &input.schema(), node.commit.mode.replaces()).await?;
+        setup.intent = node.commit.register(&setup).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
 
         // Which writer gets a row: DISTRIBUTE BY, else the partition columns (all rows of a
         // partition value reach one writer, so it makes one file), else one writer.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bowman_catalog::{CatalogChange, LiveDir, Replace, TableDef};
+use bowman_catalog::{CatalogChange, LiveDir, Mutation, Replace, TableDef, Transaction};
 use datafusion::catalog::TableProvider;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -104,18 +104,15 @@ pub(crate) async fn commit_write(session: &Session, provider: &Arc<dyn TableProv
         })
         .map(|(_, path)| path)
         .collect();
-    let outcome = session
-        .engine
-        .catalog
-        .apply(CatalogChange::CommitWrite {
-            database: def.database.clone(),
-            name: def.name.clone(),
-            replace,
-            add: added,
-            expect,
-            retire_files,
-        })
-        .await?;
+    let overwrite = replace != Replace::Nothing;
+    let write = Mutation::CommitWrite { database: def.database.clone(), name: def.name.clone(), replace, add: added, expect, retire_files };
+    let mut transaction = Transaction::default().with(write);
+    if overwrite {
+        // An overwrite replaces what it planned against: if another commit changed the table
+        // since, it fails with 40001 rather than drop that commit's rows.
+        transaction = transaction.expecting(&def.database, &def.name, def.data_version);
+    }
+    let outcome = session.engine.catalog.commit(transaction).await?;
     schedule_cleanup(session, def, outcome.retired, outcome.retired_files);
     Ok(())
 }

@@ -1201,7 +1201,8 @@ impl Catalog {
         }
         let changes = self.store.changes_since(since).await?;
         if changes.schema {
-            return self.reload_all(Some(changes.version)).await;
+            // (A store behind this catalog, restored from a backup, is loaded whatever it holds.)
+            return self.reload_all((changes.version > since).then_some(changes.version)).await;
         }
         let mut log = self.log();
         if changes.version > log.version {
@@ -1215,8 +1216,9 @@ impl Catalog {
         Ok(self.snapshot())
     }
 
-    /// A table as it is now: reloaded first when a data commit made it stale (with the stale
-    /// tables over the same location, whose files it shows). `None` when there is none.
+    /// A table as of the last [`Catalog::sync`]: reloaded first when a data commit the sync
+    /// saw made it stale (with the stale tables over the same location, whose files it shows).
+    /// `None` when there is none.
     pub async fn table(&self, database: &str, name: &str) -> Result<Option<TableDef>> {
         let key: TableKey = (canonical_database(database).to_string(), name.to_string());
         let snapshot = self.snapshot();
@@ -1254,17 +1256,15 @@ impl Catalog {
     async fn reload_all(&self, version: Option<i64>) -> Result<Arc<CatalogState>> {
         let _reloading = self.reloading.lock().await;
         let current = self.snapshot();
-        if version.map_or(current.version > 0, |v| current.version >= v) {
+        if version.is_some_and(|v| current.version >= v) {
             return Ok(current);
         }
         let state = Arc::new(self.open_state(self.store.load().await?));
         self.count_reloads(state.databases.values().map(|d| d.tables.len()).sum());
         let mut guard = self.snapshot.write().expect("catalog snapshot lock");
-        if state.version >= guard.version {
-            *guard = state.clone();
-        }
+        *guard = state.clone();
         let mut log = self.log();
-        log.version = log.version.max(state.version);
+        log.version = if version.is_some() { log.version.max(state.version) } else { state.version };
         log.stale.retain(|_, v| *v > state.version);
         Ok(guard.clone())
     }

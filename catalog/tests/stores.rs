@@ -411,6 +411,7 @@ async fn versions_per_table(store: Arc<dyn CatalogStore>) {
     let won = a.commit(overwrite("from-a")).await.unwrap();
     assert_eq!(won.retired, vec![LiveDir { partition: "dt=1".into(), dir: "c1".into() }]);
     assert!(matches!(b.commit(overwrite("from-b")).await, Err(CatalogError::Conflict(_))));
+    b.sync().await.unwrap();
     assert_eq!(dirs(&b.table("vp", "t1").await.unwrap().unwrap()), vec!["from-a"]);
     // Appends carry no expectation: concurrent ones both commit.
     let (x, y) = tokio::join!(
@@ -419,6 +420,7 @@ async fn versions_per_table(store: Arc<dyn CatalogStore>) {
     );
     x.unwrap();
     y.unwrap();
+    a.sync().await.unwrap();
     let t2 = a.table("vp", "t2").await.unwrap().unwrap();
     assert_eq!((dirs(&t2), t2.data_version), (vec!["ya", "yb"], 2));
     // The old form of a data commit is a one-mutation transaction, versioned the same way.

@@ -79,7 +79,7 @@ struct PlanStamp {
 
 impl PlanStamp {
     fn of(plan: Option<&LogicalPlan>, catalog: &bowman_catalog::CatalogState) -> Self {
-        use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+        use datafusion::common::tree_node::TreeNodeRecursion;
         let mut tables = Vec::new();
         if let Some(plan) = plan {
             let _ = plan.apply_with_subqueries(|node| {

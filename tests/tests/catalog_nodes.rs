@@ -113,7 +113,8 @@ async fn overwrites_of_one_partition_from_two_nodes_at_once_one_commits_the_othe
     let mut conflicts = 0;
     for (round, n) in [200_000i64, 400_000, 800_000, 1_600_000].into_iter().enumerate() {
         let (na, nb) = (n, n + 1);
-        let (ra, rb) = tokio::join!(a.batch_execute(&overwrite("a", na)), b.batch_execute(&overwrite("b", nb)));
+        let (sa, sb) = (overwrite("a", na), overwrite("b", nb));
+        let (ra, rb) = tokio::join!(a.batch_execute(&sa), b.batch_execute(&sb));
         let rows = a.query("SELECT node, count(*) FROM t WHERE dt = '1' GROUP BY node", &[]).await.unwrap();
         let held: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         match (&ra, &rb) {
@@ -146,7 +147,8 @@ async fn overwrites_of_one_partition_from_two_nodes_at_once_one_commits_the_othe
 
     // Appends carry no expectation: two at once both commit.
     let append = |node: &str, n: i64| format!("INSERT INTO t SELECT value, '{node}', '3' FROM generate_series(1, {n})");
-    let (ra, rb) = tokio::join!(a.batch_execute(&append("a", 100_000)), b.batch_execute(&append("b", 100_001)));
+    let (sa, sb) = (append("a", 100_000), append("b", 100_001));
+    let (ra, rb) = tokio::join!(a.batch_execute(&sa), b.batch_execute(&sb));
     ra.unwrap();
     rb.unwrap();
     assert_eq!(count(&b, "SELECT count(*) FROM t WHERE dt = '3'").await, 200_001);

@@ -25,9 +25,12 @@ mod sqlite;
 mod store;
 
 pub use error::{CatalogError, Result};
-pub use model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, Grant, GrantObject, LiveDir, PUBLIC_ROLE, RetiredFile, RoleDef, TableDef, TableKind, ViewDef};
+pub use model::{CatalogState, Checkpoint, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, Grant, GrantObject, LiveDir, PUBLIC_ROLE, RetiredFile, RoleDef, TableDef, TableKind, ViewDef};
 pub use postgres::PostgresStore;
 pub use retention::{RetiredClaim, RetiredDir, WriteIntent};
 pub use secrets::SecretKeys;
 pub use sqlite::SqliteStore;
-pub use store::{Catalog, CatalogChange, CatalogStore, ChangeOutcome, DEFAULT_DATABASE, PUBLIC_SCHEMA, Replace, canonical_database, open_store};
+pub use store::{
+    Catalog, CatalogChange, CatalogStore, ChangeOutcome, Changes, Committed, DEFAULT_DATABASE, Expect, Mutation, PUBLIC_SCHEMA, Replace, TableKey,
+    Transaction, canonical_database, open_store, table_reloads_total,
+};

@@ -128,7 +128,34 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         )",
     ],
 }, Migration {
-    // Version 8 is taken by another change of this release; each migration stands alone.
+    version: 8,
+    description: "versions per table: a schema version, a data version per table, a log of what each commit touched, source checkpoints",
+    statements: &[
+        // `version` stays the position in the log (every commit moves it by one); DDL also
+        // moves `schema_version`, a data commit moves only its tables' `data_version`.
+        "ALTER TABLE bowman_catalog_version ADD COLUMN schema_version BIGINT NOT NULL DEFAULT 0",
+        "UPDATE bowman_catalog_version SET schema_version = version",
+        "ALTER TABLE bowman_tables ADD COLUMN data_version BIGINT NOT NULL DEFAULT 0",
+        // One row per table a commit touched (kind `data`), or one `schema` row for DDL, so a
+        // node asks what changed since the version it holds and reloads only that.
+        "CREATE TABLE bowman_catalog_log (
+            version BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            database_name TEXT NOT NULL,
+            name TEXT NOT NULL,
+            committed_at BIGINT NOT NULL,
+            PRIMARY KEY (version, kind, database_name, name)
+        )",
+        // How far a source (a Kafka topic, later) has been read, committed with the data.
+        "CREATE TABLE bowman_checkpoints (
+            source TEXT NOT NULL,
+            source_partition TEXT NOT NULL,
+            source_offset BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (source, source_partition)
+        )",
+    ],
+}, Migration {
     version: 9,
     description: "retention: directories commits retired (deleted after file_retention) and writes in progress",
     statements: &[

@@ -88,6 +88,22 @@ pub struct TableDef {
     pub retired: Vec<RetiredFile>,
     /// The role that created it; `None` means the superuser.
     pub owner: Option<String>,
+    /// Moved by one by every commit that changes which data of this table is live (and by
+    /// nothing else: DDL moves the catalog's schema version). A write that replaces data
+    /// expects the version it planned against, so a concurrent commit makes it fail (40001)
+    /// instead of being lost; nodes reload a table only when its version moved.
+    pub data_version: i64,
+}
+
+/// How far a source (a Kafka topic's partition, say) has been read: committed in the same
+/// catalog transaction as the data read from it, so a restart resumes exactly there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Checkpoint {
+    /// The source's name as the job that reads it knows it.
+    pub source: String,
+    pub partition: String,
+    /// The next offset to read.
+    pub offset: i64,
 }
 
 /// A file of an external table that an overwrite replaced, waiting to be deleted.
@@ -161,7 +177,12 @@ impl ViewDef {
 /// A consistent picture of the whole catalog at one store version.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CatalogState {
+    /// The position in the catalog's log this snapshot has every change up to (DDL and data
+    /// commits alike; tables changed later are reloaded one by one, see `Catalog::sync`).
     pub version: i64,
+    /// Moved by DDL only (tables, views, databases, roles, grants, functions): what a plan
+    /// depends on besides the data versions of the tables it reads.
+    pub schema_version: i64,
     pub databases: BTreeMap<String, DatabaseEntry>,
     /// Users created with CREATE USER: name -> password hash (`SCRAM-SHA-256$...`).
     pub users: BTreeMap<String, String>,

@@ -1,8 +1,9 @@
 //! DataFusion's catalog traits over the catalog snapshot.
 //!
 //! DataFusion asks for schema names synchronously, so these adapters read the in-memory
-//! [`CatalogState`](crate::CatalogState) held by [`Catalog`]; the session refreshes that snapshot
-//! from the store before planning each statement.
+//! [`CatalogState`](crate::CatalogState) held by [`Catalog`]; the session syncs that snapshot
+//! with the store's log before planning each statement, and a table a data commit made stale is
+//! reloaded when it is opened here.
 
 use std::sync::Arc;
 
@@ -116,16 +117,21 @@ impl SchemaProvider for DatabaseSchemaProvider {
         if let Some(t) = self.temp.read().expect("temp views").get(name) {
             return Ok(Some(t.clone()));
         }
-        let snapshot = self.catalog.snapshot();
-        if let Some(def) = snapshot.table(&self.database, name) {
-            return self.resolver.resolve(def).await.map(Some);
+        // A table is opened as it is now: reloaded first if another node committed to it.
+        let fresh = |name: &str| {
+            let (catalog, database) = (self.catalog.clone(), self.database.clone());
+            let name = name.to_string();
+            async move { catalog.table(&database, &name).await.map_err(|e| DataFusionError::External(Box::new(e))) }
+        };
+        if let Some(def) = fresh(name).await? {
+            return self.resolver.resolve(&def).await.map(Some);
         }
-        if let Some(view) = snapshot.view(&self.database, name) {
+        if let Some(view) = self.catalog.snapshot().view(&self.database, name) {
             return self.resolver.resolve_view(view).await.map(Some);
         }
         match split_as_of(name) {
-            Some((base, as_of)) => match snapshot.table(&self.database, base) {
-                Some(def) => self.resolver.resolve_as_of(def, as_of).await.map(Some),
+            Some((base, as_of)) => match fresh(base).await? {
+                Some(def) => self.resolver.resolve_as_of(&def, as_of).await.map(Some),
                 None => Ok(None),
             },
             None => Ok(None),

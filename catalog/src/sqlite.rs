@@ -6,9 +6,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{CatalogError, Result};
 use crate::migrations::{MIGRATIONS, SCHEMA_TABLE, latest_version};
-use crate::model::{CatalogState, DatabaseDef, Grant, GrantObject, LiveDir, RetiredFile, RoleDef};
+use crate::model::{CatalogState, Checkpoint, DatabaseDef, Grant, GrantObject, LiveDir, RetiredFile, RoleDef, TableDef};
 use crate::retention::{RetiredClaim, RetiredDir, WriteIntent};
-use crate::store::{CatalogChange, CatalogStore, ChangeOutcome, Op, TableRow, assemble, now_millis, plan_change, retired_dirs, retired_files};
+use crate::store::{
+    CatalogChange, CatalogStore, ChangeOutcome, Changes, LOG_DATA, LOG_KEEP, LOG_SCHEMA, Op, TableKey, TableRow, assemble, now_millis,
+    plan_change, plan_transaction, retired_dirs, retired_files, trims_log,
+};
 
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a committed DDL
 /// survives `kill -9` and power loss, and an interrupted one leaves nothing behind.
@@ -90,39 +93,82 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+const TABLE_COLUMNS: &str = "t.database_name, t.name, t.kind, t.format, t.location, t.columns, t.partition_columns,
+     t.options, s.options, t.comment, t.created_at, t.tracked, t.owner, t.data_version
+     FROM bowman_tables t
+     LEFT JOIN bowman_table_secrets s ON s.database_name = t.database_name AND s.name = t.name";
+
+fn table_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableRow> {
+    Ok(TableRow {
+        database: r.get(0)?,
+        name: r.get(1)?,
+        kind: r.get(2)?,
+        format: r.get(3)?,
+        location: r.get(4)?,
+        columns: r.get(5)?,
+        partition_columns: r.get(6)?,
+        options: r.get(7)?,
+        secret_options: r.get(8)?,
+        comment: r.get(9)?,
+        created_at: r.get(10)?,
+        tracked: r.get::<_, i64>(11)? != 0,
+        owner: r.get(12)?,
+        data_version: r.get(13)?,
+    })
+}
+
+/// (log version, schema version).
+fn versions(conn: &Connection) -> Result<(i64, i64)> {
+    Ok(conn.query_row("SELECT version, schema_version FROM bowman_catalog_version WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
+/// One table with its live and retired entries.
+fn read_table(conn: &Connection, (database, name): &TableKey) -> Result<Option<TableDef>> {
+    let sql = format!("SELECT {TABLE_COLUMNS} WHERE t.database_name = ?1 AND t.name = ?2");
+    let Some(row) = conn.query_row(&sql, params![database, name], table_row).optional()? else { return Ok(None) };
+    let mut def = row.decode()?;
+    let mut stmt = conn.prepare("SELECT dir, partition_path FROM bowman_live_dirs WHERE database_name = ?1 AND table_name = ?2")?;
+    def.live = stmt
+        .query_map(params![database, name], |r| Ok(LiveDir { dir: r.get(0)?, partition: r.get(1)? }))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare("SELECT path, retired_at FROM bowman_retired_files WHERE database_name = ?1 AND table_name = ?2")?;
+    def.retired = stmt
+        .query_map(params![database, name], |r| Ok(RetiredFile { path: r.get(0)?, retired_at: r.get(1)? }))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    def.live.sort();
+    def.retired.sort();
+    Ok(Some(def))
+}
+
+/// Take the next log version and record what it changed (SQLite has one writer at a time).
+fn log_commit(tx: &rusqlite::Transaction<'_>, kind: &str, tables: &[TableKey]) -> Result<i64> {
+    let schema = if kind == LOG_SCHEMA { ", schema_version = version + 1" } else { "" };
+    tx.execute(&format!("UPDATE bowman_catalog_version SET version = version + 1{schema} WHERE id = 1"), [])?;
+    let (version, _) = versions(tx)?;
+    let now = now_millis();
+    let schema_row = [(String::new(), String::new())];
+    for (database, name) in if kind == LOG_SCHEMA { &schema_row[..] } else { tables } {
+        tx.execute(
+            "INSERT INTO bowman_catalog_log (version, kind, database_name, name, committed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![version, kind, database, name, now],
+        )?;
+    }
+    if trims_log(version) {
+        tx.execute("DELETE FROM bowman_catalog_log WHERE version <= ?1", params![version - LOG_KEEP])?;
+    }
+    Ok(version)
+}
+
 fn read_state(conn: &Connection) -> Result<CatalogState> {
-    let version: i64 = conn.query_row("SELECT version FROM bowman_catalog_version WHERE id = 1", [], |r| r.get(0))?;
+    let version = versions(conn)?;
     let mut stmt = conn.prepare("SELECT name, comment, location, created_at, owner FROM bowman_databases")?;
     let databases = stmt
         .query_map([], |r| {
             Ok(DatabaseDef { name: r.get(0)?, comment: r.get(1)?, location: r.get(2)?, created_at: r.get(3)?, owner: r.get(4)? })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare(
-        "SELECT t.database_name, t.name, t.kind, t.format, t.location, t.columns, t.partition_columns,
-                t.options, s.options, t.comment, t.created_at, t.tracked, t.owner
-         FROM bowman_tables t
-         LEFT JOIN bowman_table_secrets s ON s.database_name = t.database_name AND s.name = t.name",
-    )?;
-    let tables = stmt
-        .query_map([], |r| {
-            Ok(TableRow {
-                database: r.get(0)?,
-                name: r.get(1)?,
-                kind: r.get(2)?,
-                format: r.get(3)?,
-                location: r.get(4)?,
-                columns: r.get(5)?,
-                partition_columns: r.get(6)?,
-                options: r.get(7)?,
-                secret_options: r.get(8)?,
-                comment: r.get(9)?,
-                created_at: r.get(10)?,
-                tracked: r.get::<_, i64>(11)? != 0,
-                owner: r.get(12)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(&format!("SELECT {TABLE_COLUMNS}"))?;
+    let tables = stmt.query_map([], table_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare("SELECT database_name, table_name, dir, partition_path FROM bowman_live_dirs")?;
     let live = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, LiveDir { dir: r.get(2)?, partition: r.get(3)? })))?
@@ -197,8 +243,8 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
             let row = TableRow::encode(def)?;
             tx.execute(
                 "INSERT INTO bowman_tables (database_name, name, kind, format, location, columns,
-                     partition_columns, options, comment, created_at, tracked, owner)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     partition_columns, options, comment, created_at, tracked, owner, data_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     row.database,
                     row.name,
@@ -211,7 +257,8 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
                     row.comment,
                     row.created_at,
                     row.tracked as i64,
-                    row.owner
+                    row.owner,
+                    row.data_version
                 ],
             )?;
             tx.execute(
@@ -305,6 +352,13 @@ fn execute_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<()> {
         Op::SetFunctionSecrets { name, options } => {
             tx.execute("UPDATE bowman_functions SET secret_options = ?1 WHERE name = ?2", params![options, name])?;
         }
+        Op::PutCheckpoint(c) => {
+            tx.execute("DELETE FROM bowman_checkpoints WHERE source = ?1 AND source_partition = ?2", params![c.source, c.partition])?;
+            tx.execute(
+                "INSERT INTO bowman_checkpoints (source, source_partition, source_offset, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![c.source, c.partition, c.offset, now_millis()],
+            )?;
+        }
         Op::InsertLiveDir { database, name, dir } => {
             tx.execute(
                 "INSERT INTO bowman_live_dirs (database_name, table_name, dir, partition_path) VALUES (?1, ?2, ?3, ?4)",
@@ -395,28 +449,64 @@ impl CatalogStore for SqliteStore {
         })
     }
 
+    async fn changes_since(&self, since: i64) -> Result<Changes> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let (now, _) = versions(&tx)?;
+            if now == since {
+                return Ok(Changes { version: now, ..Default::default() });
+            }
+            let mut stmt = tx.prepare("SELECT version, kind, database_name, name FROM bowman_catalog_log WHERE version > ?1 AND version <= ?2")?;
+            let rows = stmt
+                .query_map(params![since, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            drop(stmt);
+            tx.commit()?;
+            Ok(Changes::from_log(since, now, rows))
+        })
+    }
+
+    async fn load_tables(&self, tables: &[TableKey]) -> Result<(i64, Vec<TableDef>)> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let (version, _) = versions(&tx)?;
+            let mut out = Vec::new();
+            for key in tables {
+                out.extend(read_table(&tx, key)?);
+            }
+            tx.commit()?;
+            Ok((version, out))
+        })
+    }
+
+    async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare("SELECT source_partition, source_offset FROM bowman_checkpoints WHERE source = ?1 ORDER BY source_partition")?;
+            let rows = stmt
+                .query_map(params![source], |r| Ok(Checkpoint { source: source.to_string(), partition: r.get(0)?, offset: r.get(1)? }))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome> {
         self.with_conn(|conn| {
             // IMMEDIATE takes the write lock up front, so the checks below see the latest state.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let state = read_state(&tx)?;
-            let (ops, dropped_tables) = plan_change(&state, &change)?;
-            if ops.is_empty() {
-                return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables, ..Default::default() });
+            let secrets = matches!(change, CatalogChange::ReplaceSecrets { .. });
+            let outcome = match change.into_transaction() {
+                Ok(t) => apply_data(&tx, &t)?,
+                Err(change) => apply_schema(&tx, &change)?,
+            };
+            if !outcome.applied {
+                return Ok(outcome);
             }
-            let retired = retired_dirs(&state, &ops);
-            let retired_files = retired_files(&ops);
-            for op in &ops {
-                execute_op(&tx, op)?;
-            }
-            let version = state.version + 1;
-            tx.execute("UPDATE bowman_catalog_version SET version = ?1 WHERE id = 1", params![version])?;
             tx.commit()?;
-            if matches!(change, CatalogChange::ReplaceSecrets { .. }) {
+            if secrets {
                 // The replaced plain-text secrets must not linger in the write-ahead log either.
                 conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             }
-            Ok(ChangeOutcome { version, applied: true, dropped_tables, retired, retired_files })
+            Ok(outcome)
         })
     }
 
@@ -498,6 +588,43 @@ impl CatalogStore for SqliteStore {
             Ok(())
         })
     }
+}
+
+/// DDL, checked against the whole catalog.
+fn apply_schema(tx: &rusqlite::Transaction<'_>, change: &CatalogChange) -> Result<ChangeOutcome> {
+    let state = read_state(tx)?;
+    let (ops, dropped_tables) = plan_change(&state, change)?;
+    if ops.is_empty() {
+        return Ok(ChangeOutcome { version: state.version, applied: false, dropped_tables, ..Default::default() });
+    }
+    for op in &ops {
+        execute_op(tx, op)?;
+    }
+    let version = log_commit(tx, LOG_SCHEMA, &[])?;
+    Ok(ChangeOutcome { version, applied: true, dropped_tables, retired_files: retired_files(&ops), ..Default::default() })
+}
+
+/// A data transaction: reads only the tables it names.
+fn apply_data(tx: &rusqlite::Transaction<'_>, t: &crate::store::Transaction) -> Result<ChangeOutcome> {
+    let mut tables = std::collections::BTreeMap::new();
+    for key in t.tables() {
+        if let Some(def) = read_table(tx, &key)? {
+            tables.insert(key, def);
+        }
+    }
+    let plan = plan_transaction(tables, t)?;
+    if plan.ops.is_empty() {
+        return Ok(plan.outcome(versions(tx)?.0, false));
+    }
+    for op in &plan.ops {
+        execute_op(tx, op)?;
+    }
+    for (database, name) in &plan.bumped {
+        tx.execute("UPDATE bowman_tables SET data_version = data_version + 1 WHERE database_name = ?1 AND name = ?2", params![database, name])?;
+    }
+    let touched: Vec<TableKey> = plan.touched.iter().cloned().collect();
+    let version = log_commit(tx, LOG_DATA, &touched)?;
+    Ok(plan.outcome(version, true))
 }
 
 /// Grant rows as both stores read them: (kind, database, name, grantee, privilege, grantor, option).

@@ -1,10 +1,11 @@
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 
 use crate::error::{CatalogError, Result};
-use crate::model::{CatalogState, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, Grant, GrantObject, LiveDir, PUBLIC_ROLE, RetiredFile, RoleDef, TableDef, TableKind, ViewDef};
+use crate::model::{CatalogState, Checkpoint, ColumnDef, DatabaseDef, DatabaseEntry, FunctionDef, Grant, GrantObject, LiveDir, PUBLIC_ROLE, RetiredFile, RoleDef, TableDef, TableKind, ViewDef};
 
 /// The database every session starts in, as in Spark and Hive.
 pub const DEFAULT_DATABASE: &str = "default";
@@ -79,6 +80,10 @@ pub enum CatalogChange {
     /// catalog encrypts plain-text secrets of older catalogs and re-encrypts after a key rotation.
     /// Entries gone meanwhile are skipped.
     ReplaceSecrets { tables: Vec<(String, String, BTreeMap<String, String>)>, functions: Vec<(String, BTreeMap<String, String>)> },
+    /// Several data mutations (writes to several tables, source checkpoints) committed as one,
+    /// or not at all; see [`Transaction`]. `CommitWrite` and `ForgetRetired` are one-mutation
+    /// transactions.
+    Transaction(Transaction),
 }
 
 impl CatalogChange {
@@ -113,12 +118,121 @@ impl CatalogChange {
                 C::CommitWrite { database: c(database), name, replace, add, expect, retire_files }
             }
             C::ForgetRetired { database, name, paths } => C::ForgetRetired { database: c(database), name, paths },
+            C::Transaction(t) => C::Transaction(t.canonical()),
             C::Grant { grants } => C::Grant { grants: grants.into_iter().map(canonical_grant).collect() },
             C::Revoke { grants, grant_option_only } => {
                 C::Revoke { grants: grants.into_iter().map(canonical_grant).collect(), grant_option_only }
             }
             other => other,
         }
+    }
+}
+
+impl CatalogChange {
+    /// The change as a data transaction, when it is one (it then locks only the tables it
+    /// names and moves their data versions, not the schema version); else the change itself.
+    pub(crate) fn into_transaction(self) -> std::result::Result<Transaction, CatalogChange> {
+        match self {
+            CatalogChange::Transaction(t) => Ok(t),
+            CatalogChange::CommitWrite { database, name, replace, add, expect, retire_files } => {
+                Ok(Transaction::default().with(Mutation::CommitWrite { database, name, replace, add, expect, retire_files }))
+            }
+            CatalogChange::ForgetRetired { database, name, paths } => {
+                Ok(Transaction::default().with(Mutation::ForgetRetired { database, name, paths }))
+            }
+            other => Err(other),
+        }
+    }
+}
+
+/// A table's name as the catalog keys it: (database, table).
+pub type TableKey = (String, String);
+
+/// One data mutation of a [`Transaction`].
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    /// Make a write visible: add its live directories (or files) and, for an overwrite,
+    /// retire what it replaces. The fields mean what they mean in
+    /// [`CatalogChange::CommitWrite`]; `expect` there compares live directories, while a
+    /// [`Transaction`]'s [`Expect`] compares data versions.
+    CommitWrite { database: String, name: String, replace: Replace, add: Vec<LiveDir>, expect: Option<Vec<LiveDir>>, retire_files: Vec<String> },
+    /// Forget retired files of an external table once they are deleted. Readers see the same
+    /// data before and after, so the table's data version stays.
+    ForgetRetired { database: String, name: String, paths: Vec<String> },
+    /// Record how far a source has been read, with the data read from it.
+    Checkpoint(Checkpoint),
+}
+
+/// What a transaction read: the data version of a table when the statement planned. If a
+/// commit moved it since, the transaction fails with [`CatalogError::Conflict`] (SQLSTATE
+/// 40001) rather than replacing data it never saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    pub database: String,
+    pub name: String,
+    pub data_version: i64,
+}
+
+/// Mutations committed in one catalog transaction, checked against expectations.
+///
+/// The store locks only the rows of the tables the transaction names (mutations and
+/// expectations), reads only those tables, and moves the data version of each table whose
+/// live data changed, so commits to different tables do not wait for each other and other
+/// nodes reload only those tables.
+///
+/// ```ignore
+/// catalog.commit(Transaction::default()
+///     .with(Mutation::CommitWrite { database, name, replace, add, expect: None, retire_files })
+///     .expecting(&def.database, &def.name, def.data_version)).await?;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Transaction {
+    pub mutations: Vec<Mutation>,
+    pub expect: Vec<Expect>,
+}
+
+impl Transaction {
+    pub fn with(mut self, mutation: Mutation) -> Self {
+        self.mutations.push(mutation);
+        self
+    }
+
+    /// Fail the transaction unless `database.name` is still at `data_version`.
+    pub fn expecting(mut self, database: &str, name: &str, data_version: i64) -> Self {
+        self.expect.push(Expect { database: database.to_string(), name: name.to_string(), data_version });
+        self
+    }
+
+    /// The tables the transaction locks, in the order every writer locks them (so two
+    /// transactions over the same tables never deadlock).
+    pub fn tables(&self) -> BTreeSet<TableKey> {
+        let mut keys: BTreeSet<TableKey> = self.expect.iter().map(|e| (e.database.clone(), e.name.clone())).collect();
+        for m in &self.mutations {
+            match m {
+                Mutation::CommitWrite { database, name, .. } | Mutation::ForgetRetired { database, name, .. } => {
+                    keys.insert((database.clone(), name.clone()));
+                }
+                Mutation::Checkpoint(_) => {}
+            }
+        }
+        keys
+    }
+
+    fn canonical(self) -> Self {
+        let c = |name: String| canonical_database(&name).to_string();
+        let mutations = self
+            .mutations
+            .into_iter()
+            .map(|m| match m {
+                Mutation::CommitWrite { database, name, replace, add, expect, retire_files } => {
+                    Mutation::CommitWrite { database: c(database), name, replace, add, expect, retire_files }
+                }
+                Mutation::ForgetRetired { database, name, paths } => Mutation::ForgetRetired { database: c(database), name, paths },
+                other => other,
+            })
+            .collect();
+        let expect = self.expect.into_iter().map(|e| Expect { database: c(e.database), ..e }).collect();
+        Transaction { mutations, expect }
     }
 }
 
@@ -155,6 +269,70 @@ pub struct ChangeOutcome {
     pub retired: Vec<LiveDir>,
     /// Files of an external table a CommitWrite retired (deleted later, then forgotten).
     pub retired_files: Vec<String>,
+    /// For a data transaction: each table whose data changed, with its new data version and
+    /// what the commit retired there (`retired` and `retired_files` are these put together).
+    pub committed: Vec<Committed>,
+}
+
+/// What a data transaction did to one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub database: String,
+    pub name: String,
+    /// The table's data version after the commit.
+    pub data_version: i64,
+    pub retired: Vec<LiveDir>,
+    pub retired_files: Vec<String>,
+}
+
+/// What changed in the store after a version a node holds ([`CatalogStore::changes_since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The store's version now.
+    pub version: i64,
+    /// DDL happened (or the log no longer reaches back that far): reload the whole catalog.
+    pub schema: bool,
+    /// Tables data commits touched, each with the last version that touched it.
+    pub tables: BTreeMap<TableKey, i64>,
+}
+
+impl Changes {
+    /// Read the log rows (version, kind, database, name) after `since`, up to `now`. The
+    /// versions of a complete log are every number in `since+1..=now` (each commit takes the
+    /// next one while holding the version row); anything else means trimmed entries.
+    pub(crate) fn from_log(since: i64, now: i64, rows: Vec<(i64, String, String, String)>) -> Self {
+        let mut changes = Changes { version: now, ..Default::default() };
+        if now == since {
+            return changes;
+        }
+        let versions: BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
+        let complete = since < now
+            && versions.len() as i64 == now - since
+            && versions.first() == Some(&(since + 1))
+            && versions.last() == Some(&now);
+        changes.schema = !complete;
+        for (version, kind, database, name) in rows {
+            if kind == LOG_DATA {
+                let v = changes.tables.entry((database, name)).or_insert(version);
+                *v = (*v).max(version);
+            } else {
+                changes.schema = true;
+            }
+        }
+        changes
+    }
+}
+
+/// Log kinds: a data commit (one row per table), or DDL (one row, no table).
+pub(crate) const LOG_DATA: &str = "data";
+pub(crate) const LOG_SCHEMA: &str = "schema";
+
+/// How many log entries the stores keep: a node further behind reloads the whole catalog.
+pub(crate) const LOG_KEEP: i64 = 10_000;
+
+/// Whether the commit at `version` also trims the log (now and then, not on every commit).
+pub(crate) fn trims_log(version: i64) -> bool {
+    version % 256 == 0
 }
 
 /// A primitive write a store performs inside its transaction.
@@ -184,6 +362,8 @@ pub(crate) enum Op {
     InsertRetiredDir(crate::retention::RetiredDir),
     /// The write intent of a commit that became live (absent ones are fine).
     DeleteWriteIntent { commit: String },
+    /// Set a source's checkpoint (insert or replace).
+    PutCheckpoint(Checkpoint),
 }
 
 /// A versioned, transactional home for the catalog.
@@ -197,6 +377,13 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     async fn load(&self) -> Result<CatalogState>;
     /// The store's current version: cheap, used to decide whether a snapshot is stale.
     async fn version(&self) -> Result<i64>;
+    /// What changed after `version`, from the catalog's log.
+    async fn changes_since(&self, version: i64) -> Result<Changes>;
+    /// These tables as they are now (those that still exist), with the store version they were
+    /// read at.
+    async fn load_tables(&self, tables: &[TableKey]) -> Result<(i64, Vec<TableDef>)>;
+    /// A source's checkpoints, by partition.
+    async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>>;
     /// Validate `change` against the current contents and apply it atomically.
     async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome>;
     /// A human-readable description, without credentials.
@@ -232,67 +419,6 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
 pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Result<(Vec<Op>, Vec<TableDef>)> {
     let mut ops = Vec::new();
     let mut dropped = Vec::new();
-    if let CatalogChange::ForgetRetired { database, name, paths } = change {
-        // The table may be gone (dropped meanwhile): then its rows went with it.
-        if let Some(table) = state.table(database, name) {
-            for p in paths {
-                if table.retired.iter().any(|r| &r.path == p) {
-                    ops.push(Op::DeleteRetiredFile { database: database.clone(), name: name.clone(), path: p.clone() });
-                }
-            }
-        }
-        return Ok((ops, dropped));
-    }
-    if let CatalogChange::CommitWrite { database, name, replace, add, expect, retire_files } = change {
-        let table = state
-            .table(database, name)
-            .ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
-        let external = table.kind == TableKind::External;
-        if !table.tracked && !external {
-            return Err(CatalogError::Corrupt(format!("{} is not a tracked table", table.qualified_name())));
-        }
-        let now = now_millis();
-        let retire = |path: &str, ops: &mut Vec<Op>| {
-            if !table.retired.iter().any(|r| r.path == path)
-                && !ops.iter().any(|o| matches!(o, Op::InsertRetiredFile { file, .. } if file.path == path))
-            {
-                let file = RetiredFile { path: path.to_string(), retired_at: now };
-                ops.push(Op::InsertRetiredFile { database: database.clone(), name: name.clone(), file });
-            }
-        };
-        let replaced = |live: &LiveDir| match replace {
-            Replace::Nothing => false,
-            Replace::All => true,
-            Replace::Partitions(parts) => parts.contains(&live.partition),
-        };
-        if let Some(expected) = expect {
-            let now: Vec<&LiveDir> = table.live.iter().filter(|l| replaced(l)).collect();
-            let then: Vec<&LiveDir> = expected.iter().filter(|l| replaced(l)).collect();
-            if now != then {
-                return Err(CatalogError::Conflict(table.qualified_name()));
-            }
-        }
-        for live in &table.live {
-            if replaced(live) {
-                ops.push(Op::DeleteLiveDir { database: database.clone(), name: name.clone(), dir: live.dir.clone() });
-                if external {
-                    retire(&live.dir, &mut ops);
-                } else {
-                    ops.extend(retire_dir(table, live, now));
-                }
-            }
-        }
-        ops.extend(crate::retention::commit_ids(add.iter().map(|d| d.dir.as_str())).into_iter().map(|commit| Op::DeleteWriteIntent { commit }));
-        if external {
-            for path in retire_files {
-                retire(path, &mut ops);
-            }
-        }
-        for dir in add {
-            ops.push(Op::InsertLiveDir { database: database.clone(), name: name.clone(), dir: dir.clone() });
-        }
-        return Ok((ops, dropped));
-    }
     if let CatalogChange::ReplaceSecrets { tables, functions } = change {
         for (database, name, secrets) in tables {
             if state.table(database, name).is_some() {
@@ -407,8 +533,9 @@ pub(crate) fn plan_change(state: &CatalogState, change: &CatalogChange) -> Resul
             ops.push(Op::DeleteView { database: database.clone(), name: name.clone() });
             ops.extend(grants_on(state, &GrantObject::Table { database: database.clone(), name: name.clone() }).map(delete_grant));
         }
-        CatalogChange::CommitWrite { .. } | CatalogChange::ForgetRetired { .. } | CatalogChange::ReplaceSecrets { .. } => {
-            unreachable!("handled above")
+        CatalogChange::ReplaceSecrets { .. } => unreachable!("handled above"),
+        CatalogChange::CommitWrite { .. } | CatalogChange::ForgetRetired { .. } | CatalogChange::Transaction(_) => {
+            return Err(CatalogError::Store("a data commit reached the DDL path; this is a bug in Bowman".into()));
         }
         CatalogChange::CreateUser { name, password_hash, if_not_exists } => {
             let role = RoleDef { name: name.clone(), login: true, ..Default::default() };
@@ -574,6 +701,169 @@ fn retire_dir(table: &TableDef, live: &LiveDir, now: i64) -> Option<Op> {
     }))
 }
 
+/// What a data transaction writes, planned over the rows of the tables it locked.
+#[derive(Debug, Default)]
+pub(crate) struct DataPlan {
+    pub ops: Vec<Op>,
+    /// Tables whose live data changed: their data version moves.
+    pub bumped: BTreeSet<TableKey>,
+    /// Tables other nodes must reload (the bumped ones, and those whose retired files changed).
+    pub touched: BTreeSet<TableKey>,
+    pub committed: Vec<Committed>,
+}
+
+impl DataPlan {
+    pub(crate) fn outcome(self, version: i64, applied: bool) -> ChangeOutcome {
+        let retired = self.committed.iter().flat_map(|c| c.retired.clone()).collect();
+        let retired_files = self.committed.iter().flat_map(|c| c.retired_files.clone()).collect();
+        ChangeOutcome { version, applied, dropped_tables: Vec::new(), retired, retired_files, committed: self.committed }
+    }
+}
+
+/// Check a data transaction against the tables it locked (`tables`: those of
+/// [`Transaction::tables`] that exist) and turn it into primitive writes. Shared by every store.
+pub(crate) fn plan_transaction(mut tables: BTreeMap<TableKey, TableDef>, t: &Transaction) -> Result<DataPlan> {
+    for e in &t.expect {
+        let table = tables
+            .get(&(e.database.clone(), e.name.clone()))
+            .ok_or_else(|| CatalogError::TableNotFound(e.database.clone(), e.name.clone()))?;
+        if table.data_version != e.data_version {
+            return Err(CatalogError::Conflict(table.qualified_name()));
+        }
+    }
+    let mut plan = DataPlan::default();
+    let mut committed: BTreeMap<TableKey, Committed> = BTreeMap::new();
+    for m in &t.mutations {
+        match m {
+            Mutation::CommitWrite { database, name, replace, add, expect, retire_files } => {
+                let key = (database.clone(), name.clone());
+                let table = tables.get_mut(&key).ok_or_else(|| CatalogError::TableNotFound(database.clone(), name.clone()))?;
+                let ops = plan_commit_write(table, replace, add, expect.as_ref(), retire_files)?;
+                if ops.is_empty() {
+                    continue;
+                }
+                let entry = committed.entry(key.clone()).or_insert_with(|| Committed {
+                    database: database.clone(),
+                    name: name.clone(),
+                    data_version: table.data_version + 1,
+                    retired: Vec::new(),
+                    retired_files: Vec::new(),
+                });
+                entry.retired.extend(retired_in(table, &ops));
+                entry.retired_files.extend(retired_files(&ops));
+                apply_to(table, &ops);
+                plan.ops.extend(ops);
+                plan.bumped.insert(key.clone());
+                plan.touched.insert(key);
+            }
+            Mutation::ForgetRetired { database, name, paths } => {
+                // The table may be gone (dropped meanwhile): then its rows went with it.
+                let key = (database.clone(), name.clone());
+                let Some(table) = tables.get_mut(&key) else { continue };
+                let ops: Vec<Op> = paths
+                    .iter()
+                    .filter(|p| table.retired.iter().any(|r| &r.path == *p))
+                    .map(|p| Op::DeleteRetiredFile { database: database.clone(), name: name.clone(), path: p.clone() })
+                    .collect();
+                if ops.is_empty() {
+                    continue;
+                }
+                apply_to(table, &ops);
+                plan.ops.extend(ops);
+                plan.touched.insert(key);
+            }
+            Mutation::Checkpoint(c) => plan.ops.push(Op::PutCheckpoint(c.clone())),
+        }
+    }
+    plan.committed = committed.into_values().collect();
+    Ok(plan)
+}
+
+/// One write made visible in `table`: see [`CatalogChange::CommitWrite`].
+fn plan_commit_write(table: &TableDef, replace: &Replace, add: &[LiveDir], expect: Option<&Vec<LiveDir>>, retire_files: &[String]) -> Result<Vec<Op>> {
+    let (database, name) = (&table.database, &table.name);
+    let mut ops = Vec::new();
+    let external = table.kind == TableKind::External;
+    if !table.tracked && !external {
+        return Err(CatalogError::Corrupt(format!("{} is not a tracked table", table.qualified_name())));
+    }
+    let now = now_millis();
+    let retire = |path: &str, ops: &mut Vec<Op>| {
+        if !table.retired.iter().any(|r| r.path == path)
+            && !ops.iter().any(|o| matches!(o, Op::InsertRetiredFile { file, .. } if file.path == path))
+        {
+            let file = RetiredFile { path: path.to_string(), retired_at: now };
+            ops.push(Op::InsertRetiredFile { database: database.clone(), name: name.clone(), file });
+        }
+    };
+    let replaced = |live: &LiveDir| match replace {
+        Replace::Nothing => false,
+        Replace::All => true,
+        Replace::Partitions(parts) => parts.contains(&live.partition),
+    };
+    if let Some(expected) = expect {
+        let now: Vec<&LiveDir> = table.live.iter().filter(|l| replaced(l)).collect();
+        let then: Vec<&LiveDir> = expected.iter().filter(|l| replaced(l)).collect();
+        if now != then {
+            return Err(CatalogError::Conflict(table.qualified_name()));
+        }
+    }
+    for live in &table.live {
+        if replaced(live) {
+            ops.push(Op::DeleteLiveDir { database: database.clone(), name: name.clone(), dir: live.dir.clone() });
+            if external {
+                retire(&live.dir, &mut ops);
+            } else {
+                ops.extend(retire_dir(table, live, now));
+            }
+        }
+    }
+    ops.extend(crate::retention::commit_ids(add.iter().map(|d| d.dir.as_str())).into_iter().map(|commit| Op::DeleteWriteIntent { commit }));
+    if external {
+        for path in retire_files {
+            retire(path, &mut ops);
+        }
+    }
+    for dir in add {
+        ops.push(Op::InsertLiveDir { database: database.clone(), name: name.clone(), dir: dir.clone() });
+    }
+    Ok(ops)
+}
+
+/// `table` as it is once `ops` ran, so the next mutation of the same transaction sees them.
+fn apply_to(table: &mut TableDef, ops: &[Op]) {
+    for op in ops {
+        match op {
+            Op::DeleteLiveDir { dir, .. } => table.live.retain(|l| &l.dir != dir),
+            Op::InsertLiveDir { dir, .. } => table.live.push(dir.clone()),
+            Op::InsertRetiredFile { file, .. } => table.retired.push(file.clone()),
+            Op::DeleteRetiredFile { path, .. } => table.retired.retain(|r| &r.path != path),
+            _ => {}
+        }
+    }
+}
+
+/// The live entries of `table` that `ops` remove.
+fn retired_in(table: &TableDef, ops: &[Op]) -> Vec<LiveDir> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::DeleteLiveDir { dir, .. } => table.live.iter().find(|l| &l.dir == dir).cloned(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The tables DDL `ops` delete (DROP, RENAME, DROP DATABASE): the store locks their rows, so
+/// no data commit to them is lost in between.
+pub(crate) fn deleted_tables(ops: &[Op]) -> BTreeSet<TableKey> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::DeleteTable { database, name } => Some((database.clone(), name.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn delete_grant(g: &Grant) -> Op {
     Op::DeleteGrant { object: g.object.clone(), grantee: g.grantee.clone(), privilege: g.privilege.clone() }
 }
@@ -609,23 +899,11 @@ fn check_grant_target(state: &CatalogState, object: &GrantObject) -> Result<()> 
     Ok(())
 }
 
-/// The commit directories `ops` retire, for the outcome.
 /// Files a change retires (the caller deletes them later).
 pub(crate) fn retired_files(ops: &[Op]) -> Vec<String> {
     ops.iter()
         .filter_map(|op| match op {
             Op::InsertRetiredFile { file, .. } => Some(file.path.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-pub(crate) fn retired_dirs(state: &CatalogState, ops: &[Op]) -> Vec<LiveDir> {
-    ops.iter()
-        .filter_map(|op| match op {
-            Op::DeleteLiveDir { database, name, dir } => {
-                state.table(database, name).and_then(|t| t.live.iter().find(|l| &l.dir == dir)).cloned()
-            }
             _ => None,
         })
         .collect()
@@ -646,6 +924,7 @@ pub(crate) struct TableRow {
     pub created_at: i64,
     pub tracked: bool,
     pub owner: Option<String>,
+    pub data_version: i64,
 }
 
 impl TableRow {
@@ -664,6 +943,7 @@ impl TableRow {
             created_at: def.created_at,
             tracked: def.tracked,
             owner: def.owner.clone(),
+            data_version: def.data_version,
         })
     }
 
@@ -693,13 +973,14 @@ impl TableRow {
             live: Vec::new(),
             retired: Vec::new(),
             owner: self.owner,
+            data_version: self.data_version,
         })
     }
 }
 
 /// Assemble a state from the rows a store read in one transaction.
 pub(crate) fn assemble(
-    version: i64,
+    (version, schema_version): (i64, i64),
     databases: Vec<DatabaseDef>,
     tables: Vec<TableRow>,
     live: Vec<(String, String, LiveDir)>,
@@ -711,6 +992,7 @@ pub(crate) fn assemble(
 ) -> Result<CatalogState> {
     let mut state = CatalogState {
         version,
+        schema_version,
         databases: BTreeMap::new(),
         // Roles without a password (CREATE ROLE r) have none; NOLOGIN ones keep theirs, and
         // logins check `roles` for LOGIN.
@@ -779,16 +1061,45 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn CatalogStore>> {
     }
 }
 
+/// Tables this process reloaded from a catalog store (whole-catalog loads count every table):
+/// `bowman_catalog_table_reloads_total`.
+static TABLE_RELOADS: AtomicU64 = AtomicU64::new(0);
+
+/// How many tables every [`Catalog`] of this process reloaded from its store, for `/metrics`
+/// (`bowman_catalog_table_reloads_total`, a counter).
+pub fn table_reloads_total() -> u64 {
+    TABLE_RELOADS.load(Ordering::Relaxed)
+}
+
 /// The catalog as the rest of Bowman uses it: a store plus an in-memory snapshot.
 ///
 /// With [`SecretKeys`](crate::SecretKeys), secret options are encrypted before they reach the
 /// store and decrypted when it is read: the store (and its files or dumps) never holds them as
 /// text, while the snapshot has them as given, for the connectors.
+///
+/// The snapshot follows the store's log: DDL (another node's included) reloads it whole; a
+/// data commit only marks its tables stale ([`Catalog::sync`]), and a stale table is reloaded
+/// alone when a statement opens it ([`Catalog::table`]). So an INSERT into one table costs
+/// every other node one small log read, not a catalog load.
 #[derive(Debug)]
 pub struct Catalog {
     store: Arc<dyn CatalogStore>,
     snapshot: RwLock<Arc<CatalogState>>,
     keys: Option<Arc<crate::SecretKeys>>,
+    log: Mutex<LogPosition>,
+    /// Held while reloading, so a whole-catalog load never puts back older contents of a table
+    /// reloaded alone meanwhile, and two statements needing the same reload do it once.
+    reloading: tokio::sync::Mutex<()>,
+    reloads: AtomicU64,
+}
+
+/// Where this catalog is in the store's log. Invariant: the snapshot holds every change up to
+/// `snapshot.version`, and every table changed after it (up to `version`) is in `stale`.
+#[derive(Debug, Default)]
+struct LogPosition {
+    version: i64,
+    /// Stale tables, with the last log version that touched each.
+    stale: BTreeMap<TableKey, i64>,
 }
 
 impl Catalog {
@@ -802,7 +1113,14 @@ impl Catalog {
     /// text (by earlier releases) or with an older key are encrypted with the current key now;
     /// secrets no configured key decrypts fail the open.
     pub async fn open_with_keys(store: Arc<dyn CatalogStore>, keys: Option<Arc<crate::SecretKeys>>) -> Result<Self> {
-        let catalog = Catalog { store, snapshot: RwLock::new(Arc::new(CatalogState::default())), keys };
+        let catalog = Catalog {
+            store,
+            snapshot: RwLock::new(Arc::new(CatalogState::default())),
+            keys,
+            log: Mutex::new(LogPosition::default()),
+            reloading: tokio::sync::Mutex::new(()),
+            reloads: AtomicU64::new(0),
+        };
         catalog
             .apply(CatalogChange::CreateDatabase {
                 def: DatabaseDef {
@@ -906,30 +1224,157 @@ impl Catalog {
         self.snapshot.read().expect("catalog snapshot lock").clone()
     }
 
-    /// Reload the snapshot when another writer (another node) moved the store's version.
+    /// Bring the snapshot fully up to date: whatever another node changed is in it afterwards.
     pub async fn refresh(&self) -> Result<Arc<CatalogState>> {
+        self.sync().await?;
+        let stale: Vec<TableKey> = self.log().stale.keys().cloned().collect();
+        self.reload_tables(stale).await?;
+        Ok(self.snapshot())
+    }
+
+    /// Follow the store's log since the version this catalog holds: DDL reloads the whole
+    /// snapshot; tables that only had data commits are marked stale and reloaded when opened
+    /// ([`Catalog::table`]). One cheap query when nothing changed. Statements start with this.
+    pub async fn sync(&self) -> Result<Arc<CatalogState>> {
+        let since = self.log().version;
+        if since == 0 {
+            return self.reload_all(None).await;
+        }
+        let changes = self.store.changes_since(since).await?;
+        if changes.schema {
+            // (A store behind this catalog, restored from a backup, is loaded whatever it holds.)
+            return self.reload_all((changes.version > since).then_some(changes.version)).await;
+        }
+        let mut log = self.log();
+        if changes.version > log.version {
+            log.version = changes.version;
+            for (key, version) in changes.tables {
+                let v = log.stale.entry(key).or_insert(version);
+                *v = (*v).max(version);
+            }
+        }
+        drop(log);
+        Ok(self.snapshot())
+    }
+
+    /// A table as of the last [`Catalog::sync`]: reloaded first when a data commit the sync
+    /// saw made it stale (with the stale tables over the same location, whose files it shows).
+    /// `None` when there is none.
+    pub async fn table(&self, database: &str, name: &str) -> Result<Option<TableDef>> {
+        let key: TableKey = (canonical_database(database).to_string(), name.to_string());
+        let snapshot = self.snapshot();
+        let location = snapshot.table(&key.0, &key.1).and_then(|t| t.location.clone());
+        let reload: Vec<TableKey> = self
+            .log()
+            .stale
+            .keys()
+            .filter(|k| {
+                **k == key
+                    || location.is_some() && snapshot.table(&k.0, &k.1).is_some_and(|t| t.location == location)
+            })
+            .cloned()
+            .collect();
+        self.reload_tables(reload).await?;
+        Ok(self.snapshot().table(&key.0, &key.1).cloned())
+    }
+
+    /// How many tables this catalog reloaded from its store (a whole-catalog load counts each
+    /// of its tables).
+    pub fn tables_reloaded(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    fn count_reloads(&self, tables: usize) {
+        self.reloads.fetch_add(tables as u64, Ordering::Relaxed);
+        TABLE_RELOADS.fetch_add(tables as u64, Ordering::Relaxed);
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, LogPosition> {
+        self.log.lock().expect("catalog log position")
+    }
+
+    /// Load the whole catalog, unless a load that holds `version` happened meanwhile.
+    async fn reload_all(&self, version: Option<i64>) -> Result<Arc<CatalogState>> {
+        let _reloading = self.reloading.lock().await;
         let current = self.snapshot();
-        let version = self.store.version().await?;
-        if version == current.version && version != 0 {
+        if version.is_some_and(|v| current.version >= v) {
             return Ok(current);
         }
         let state = Arc::new(self.open_state(self.store.load().await?));
+        self.count_reloads(state.databases.values().map(|d| d.tables.len()).sum());
         let mut guard = self.snapshot.write().expect("catalog snapshot lock");
-        if state.version >= guard.version {
-            *guard = state.clone();
-        }
+        *guard = state.clone();
+        let mut log = self.log();
+        log.version = if version.is_some() { log.version.max(state.version) } else { state.version };
+        log.stale.retain(|_, v| *v > state.version);
         Ok(guard.clone())
     }
 
-    /// Apply one change atomically and refresh the snapshot.
+    /// Reload these tables alone and put them in the snapshot.
+    async fn reload_tables(&self, keys: Vec<TableKey>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let _reloading = self.reloading.lock().await;
+        let keys: Vec<TableKey> = {
+            let log = self.log();
+            keys.into_iter().filter(|k| log.stale.contains_key(k)).collect()
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (version, mut tables) = self.store.load_tables(&keys).await?;
+        self.count_reloads(tables.len());
+        for t in &mut tables {
+            self.open_table(t);
+        }
+        let mut guard = self.snapshot.write().expect("catalog snapshot lock");
+        let mut state = (**guard).clone();
+        for t in tables {
+            // A table whose database is gone went with DDL: the next sync reloads everything.
+            if let Some(entry) = state.databases.get_mut(&t.database) {
+                entry.tables.insert(t.name.clone(), t);
+            }
+        }
+        *guard = Arc::new(state);
+        self.log().stale.retain(|k, v| !(keys.contains(k) && *v <= version));
+        Ok(())
+    }
+
+    /// Apply one change atomically and bring the snapshot up to date with it (a data commit
+    /// reloads only its own tables).
     pub async fn apply(&self, change: CatalogChange) -> Result<ChangeOutcome> {
-        let mut outcome = self.store.apply(self.seal_change(change.canonical())).await?;
+        let change = self.seal_change(change.canonical());
+        let written: Vec<TableKey> = match &change {
+            CatalogChange::CommitWrite { database, name, .. } | CatalogChange::ForgetRetired { database, name, .. } => {
+                vec![(database.clone(), name.clone())]
+            }
+            CatalogChange::Transaction(t) => t.tables().into_iter().collect(),
+            _ => Vec::new(),
+        };
+        let mut outcome = self.store.apply(change).await?;
         // Dropped tables go back to the caller, which may need their credentials to delete data.
         for t in &mut outcome.dropped_tables {
             self.open_table(t);
         }
-        self.refresh().await?;
+        self.sync().await?;
+        let stale: Vec<TableKey> = {
+            let log = self.log();
+            written.into_iter().filter(|k| log.stale.contains_key(k)).collect()
+        };
+        self.reload_tables(stale).await?;
         Ok(outcome)
+    }
+
+    /// Commit several mutations in one catalog transaction: all of them or (on an error, a
+    /// [`CatalogError::Conflict`] included) none.
+    pub async fn commit(&self, transaction: Transaction) -> Result<ChangeOutcome> {
+        self.apply(CatalogChange::Transaction(transaction)).await
+    }
+
+    /// The checkpoints committed for `source`, by partition.
+    pub async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>> {
+        self.store.checkpoints(source).await
     }
 
     /// Whether other Bowman servers may share this catalog.

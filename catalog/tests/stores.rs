@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bowman_catalog::{
-    Catalog, CatalogChange, CatalogError, CatalogStore, ColumnDef, DatabaseDef, Grant, GrantObject, LiveDir, PostgresStore, Replace,
-    RoleDef, SqliteStore, TableDef, TableKind, ViewDef,
+    Catalog, CatalogChange, CatalogError, CatalogStore, Checkpoint, ColumnDef, DatabaseDef, Grant, GrantObject, LiveDir, Mutation,
+    PostgresStore, Replace, RoleDef, SqliteStore, TableDef, TableKind, Transaction, ViewDef,
 };
 
 fn view(database: &str, name: &str, query: &str) -> ViewDef {
@@ -47,6 +47,7 @@ fn table(database: &str, name: &str) -> TableDef {
         live: vec![],
         retired: vec![],
         owner: Some("alice".into()),
+        data_version: 0,
     }
 }
 
@@ -314,6 +315,158 @@ async fn exercise(store: Arc<dyn CatalogStore>) {
     assert!(!none.applied);
 }
 
+fn write(table: &str, replace: Replace, add: &[(&str, &str)]) -> Mutation {
+    Mutation::CommitWrite {
+        database: "vp".into(),
+        name: table.into(),
+        replace,
+        add: add.iter().map(|(p, d)| LiveDir { partition: p.to_string(), dir: d.to_string() }).collect(),
+        expect: None,
+        retire_files: vec![],
+    }
+}
+
+fn key(table: &str) -> (String, String) {
+    ("vp".to_string(), table.to_string())
+}
+
+fn dirs(def: &TableDef) -> Vec<&str> {
+    def.live.iter().map(|l| l.dir.as_str()).collect()
+}
+
+/// Versions per table, on one store seen by two catalogs (two nodes): DDL moves the schema
+/// version; a data commit moves only its tables' data versions; the other node learns exactly
+/// which tables changed and reloads only those, when they are opened; expectations on data
+/// versions make a commit all-or-nothing against concurrent writers.
+async fn versions_per_table(store: Arc<dyn CatalogStore>) {
+    let a = Catalog::open(store.clone()).await.unwrap();
+    let b = Catalog::open(store.clone()).await.unwrap();
+    a.apply(CatalogChange::CreateDatabase { def: db("vp"), if_not_exists: false }).await.unwrap();
+    for name in ["t1", "t2", "t3"] {
+        let mut def = table("vp", name);
+        def.tracked = true;
+        def.kind = TableKind::Managed;
+        a.apply(CatalogChange::CreateTable { def, if_not_exists: false }).await.unwrap();
+    }
+    b.refresh().await.unwrap();
+    let schema = a.snapshot().schema_version;
+    assert_eq!(b.snapshot().schema_version, schema);
+    let since = store.version().await.unwrap();
+
+    // One transaction writing two tables: one new version, a log naming exactly those two.
+    let out = a
+        .commit(Transaction::default().with(write("t1", Replace::Nothing, &[("dt=1", "c1")])).with(write("t3", Replace::Nothing, &[("dt=1", "c3")])))
+        .await
+        .unwrap();
+    assert!(out.applied);
+    assert_eq!(out.version, since + 1);
+    assert_eq!(out.committed.iter().map(|c| (c.name.as_str(), c.data_version)).collect::<Vec<_>>(), vec![("t1", 1), ("t3", 1)]);
+    let changes = store.changes_since(since).await.unwrap();
+    assert!(!changes.schema, "{changes:?}");
+    assert_eq!(changes.version, since + 1);
+    assert_eq!(changes.tables.keys().cloned().collect::<Vec<_>>(), vec![key("t1"), key("t3")]);
+    assert!(store.changes_since(since + 1).await.unwrap().tables.is_empty());
+    let snap = a.snapshot();
+    assert_eq!(snap.schema_version, schema, "a data commit is not DDL");
+    let versions: Vec<i64> = ["t1", "t2", "t3"].iter().map(|t| snap.table("vp", t).unwrap().data_version).collect();
+    assert_eq!(versions, vec![1, 0, 1]);
+
+    // The other node: following the log reloads nothing; opening an untouched table reloads
+    // nothing; opening a touched one reloads that table alone, with the commit in it.
+    let before = b.tables_reloaded();
+    b.sync().await.unwrap();
+    assert_eq!(b.tables_reloaded(), before);
+    assert_eq!(b.table("vp", "t2").await.unwrap().unwrap().data_version, 0);
+    assert_eq!(b.tables_reloaded(), before, "t2 did not change");
+    let t1 = b.table("vp", "t1").await.unwrap().unwrap();
+    assert_eq!((t1.data_version, dirs(&t1)), (1, vec!["c1"]));
+    assert_eq!(b.tables_reloaded(), before + 1, "exactly t1");
+    assert_eq!(b.table("vp", "t1").await.unwrap().unwrap().data_version, 1);
+    assert_eq!(b.tables_reloaded(), before + 1, "t1 is current now");
+    assert_eq!(b.refresh().await.unwrap().table("vp", "t3").unwrap().data_version, 1);
+    assert_eq!(b.tables_reloaded(), before + 2, "refresh reloads the stale t3 alone");
+
+    // A stale expectation fails the whole transaction: neither table changes.
+    let at = store.version().await.unwrap();
+    let stale = Transaction::default()
+        .with(write("t2", Replace::Nothing, &[("dt=1", "x2")]))
+        .with(write("t1", Replace::Partitions(vec!["dt=1".into()]), &[("dt=1", "x1")]))
+        .expecting("vp", "t1", 0);
+    assert!(matches!(b.commit(stale).await, Err(CatalogError::Conflict(t)) if t == "vp.t1"));
+    assert_eq!(store.version().await.unwrap(), at, "nothing was committed");
+    let snap = a.refresh().await.unwrap();
+    assert_eq!(dirs(snap.table("vp", "t1").unwrap()), vec!["c1"]);
+    assert!(snap.table("vp", "t2").unwrap().live.is_empty());
+    assert!(matches!(
+        b.commit(Transaction::default().with(write("t1", Replace::Nothing, &[])).expecting("vp", "nope", 0)).await,
+        Err(CatalogError::TableNotFound(..))
+    ));
+
+    // Two overwrites of one partition planned against the same data version, from two nodes:
+    // the first commits, the second conflicts, and only the first one's directory is live.
+    let planned = b.table("vp", "t1").await.unwrap().unwrap().data_version;
+    let overwrite = |dir: &str| {
+        Transaction::default().with(write("t1", Replace::Partitions(vec!["dt=1".into()]), &[("dt=1", dir)])).expecting("vp", "t1", planned)
+    };
+    let won = a.commit(overwrite("from-a")).await.unwrap();
+    assert_eq!(won.retired, vec![LiveDir { partition: "dt=1".into(), dir: "c1".into() }]);
+    assert!(matches!(b.commit(overwrite("from-b")).await, Err(CatalogError::Conflict(_))));
+    b.sync().await.unwrap();
+    assert_eq!(dirs(&b.table("vp", "t1").await.unwrap().unwrap()), vec!["from-a"]);
+    // Appends carry no expectation: concurrent ones both commit.
+    let (x, y) = tokio::join!(
+        a.commit(Transaction::default().with(write("t2", Replace::Nothing, &[("dt=1", "ya")]))),
+        b.commit(Transaction::default().with(write("t2", Replace::Nothing, &[("dt=1", "yb")])))
+    );
+    x.unwrap();
+    y.unwrap();
+    a.sync().await.unwrap();
+    let t2 = a.table("vp", "t2").await.unwrap().unwrap();
+    assert_eq!((dirs(&t2), t2.data_version), (vec!["ya", "yb"], 2));
+    // The old form of a data commit is a one-mutation transaction, versioned the same way.
+    let old_form = CatalogChange::CommitWrite {
+        database: "vp".into(),
+        name: "t3".into(),
+        replace: Replace::All,
+        add: vec![],
+        expect: None,
+        retire_files: vec![],
+    };
+    assert_eq!(a.apply(old_form).await.unwrap().committed[0].data_version, 2);
+    assert_eq!(a.snapshot().schema_version, schema);
+
+    // Source checkpoints commit with the data, or not at all.
+    let checkpoint = |offset| Mutation::Checkpoint(Checkpoint { source: "clicks".into(), partition: "0".into(), offset });
+    a.commit(Transaction::default().with(write("t2", Replace::Nothing, &[("dt=2", "k1")])).with(checkpoint(42))).await.unwrap();
+    let failed = Transaction::default().with(write("t2", Replace::Nothing, &[("dt=2", "k2")])).with(checkpoint(50)).expecting("vp", "t2", 0);
+    assert!(matches!(b.commit(failed).await, Err(CatalogError::Conflict(_))));
+    let stored = a.checkpoints("clicks").await.unwrap();
+    assert_eq!(stored, vec![Checkpoint { source: "clicks".into(), partition: "0".into(), offset: 42 }]);
+    a.commit(Transaction::default().with(checkpoint(43))).await.unwrap();
+    assert_eq!(b.checkpoints("clicks").await.unwrap()[0].offset, 43);
+    assert!(b.checkpoints("other").await.unwrap().is_empty());
+
+    // DDL moves the schema version and tells the other node to reload everything; a renamed
+    // table keeps its data version.
+    let since = store.version().await.unwrap();
+    a.apply(CatalogChange::RenameTable { database: "vp".into(), name: "t1".into(), new_database: "vp".into(), new_name: "r1".into() })
+        .await
+        .unwrap();
+    let changes = store.changes_since(since).await.unwrap();
+    assert!(changes.schema);
+    let snap = b.sync().await.unwrap();
+    assert!(snap.schema_version > schema);
+    assert_eq!(snap.table("vp", "r1").unwrap().data_version, 2);
+    assert!(snap.table("vp", "t1").is_none());
+    a.apply(CatalogChange::DropDatabase { name: "vp".into(), if_exists: false, cascade: true }).await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_versions_per_table() {
+    let dir = tempfile::tempdir().unwrap();
+    versions_per_table(Arc::new(SqliteStore::open(&dir.path().join("catalog.db")).unwrap())).await;
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,6 +516,27 @@ async fn sqlite_catalog_written_by_version_1_still_opens() {
     assert_eq!(t.columns.iter().map(|c| c.data_type.as_str()).collect::<Vec<_>>(), vec!["BIGINT", "STRING", "DATE"]);
 }
 
+#[tokio::test]
+async fn sqlite_catalog_written_by_version_1_follows_the_log_once_migrated() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/catalog-v1.db");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    std::fs::copy(&fixture, &path).unwrap();
+    let store: Arc<dyn CatalogStore> = Arc::new(SqliteStore::open(&path).unwrap());
+    let (a, b) = (Catalog::open(store.clone()).await.unwrap(), Catalog::open(store.clone()).await.unwrap());
+    let t = a.snapshot().table("fixture", "events").cloned().expect("fixture table");
+    assert_eq!(t.data_version, 0);
+    // The old version became the schema version; the log starts empty, so a node holding an
+    // older version than the log reaches back to reloads everything.
+    assert_eq!(a.snapshot().schema_version, a.snapshot().version);
+    assert!(store.changes_since(0).await.unwrap().schema);
+    let since = store.version().await.unwrap();
+    a.apply(CatalogChange::CreateView { def: view("fixture", "v", "SELECT 1 AS a"), or_replace: false, if_not_exists: false }).await.unwrap();
+    let changes = store.changes_since(since).await.unwrap();
+    assert!(changes.schema && changes.tables.is_empty(), "{changes:?}");
+    assert!(b.sync().await.unwrap().view("fixture", "v").is_some());
+}
+
 async fn postgres_url() -> Option<String> {
     match std::env::var("BOWMAN_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => Some(u),
@@ -407,7 +581,8 @@ async fn postgres_store() {
     {
         let store: Arc<dyn CatalogStore> = Arc::new(PostgresStore::connect(&url).await.unwrap());
         assert!(!store.describe().contains("password"));
-        exercise(store).await;
+        exercise(store.clone()).await;
+        versions_per_table(store).await;
         // Two nodes migrating the same database at once.
         let (a, b) = tokio::join!(PostgresStore::connect(&url), PostgresStore::connect(&url));
         a.unwrap();

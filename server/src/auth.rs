@@ -131,7 +131,7 @@ impl UserSource {
         if !self.users.is_empty() {
             return true;
         }
-        match self.catalog.refresh().await {
+        match self.catalog.sync().await {
             Ok(state) => !state.users.is_empty(),
             Err(e) => {
                 // Fail closed: without the catalog nobody can be told apart, so ask for passwords.
@@ -157,7 +157,7 @@ impl UserSource {
         if let Some(s) = self.users.by_name.get(user) {
             return Some(s.clone());
         }
-        let state = match self.catalog.refresh().await {
+        let state = match self.catalog.sync().await {
             Ok(state) => state,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read users from the catalog");

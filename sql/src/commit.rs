@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bowman_catalog::{CatalogChange, LiveDir, Replace, TableDef};
+use bowman_catalog::{CatalogChange, LiveDir, Mutation, Replace, TableDef, Transaction};
 use datafusion::catalog::TableProvider;
 
 use crate::error::{BowmanError, Result};
@@ -170,17 +170,15 @@ async fn apply_commit(
         })
         .map(|(_, path)| path)
         .collect();
-    let outcome = engine
-        .catalog
-        .apply(CatalogChange::CommitWrite {
-            database: def.database.clone(),
-            name: def.name.clone(),
-            replace,
-            add: added,
-            expect,
-            retire_files,
-        })
-        .await;
+    let overwrite = replace != Replace::Nothing;
+    let write = Mutation::CommitWrite { database: def.database.clone(), name: def.name.clone(), replace, add: added, expect, retire_files };
+    let mut transaction = Transaction::default().with(write);
+    if overwrite {
+        // An overwrite replaces what it planned against: if another commit changed the table
+        // since, it fails with 40001 rather than drop that commit's rows.
+        transaction = transaction.expecting(&def.database, &def.name, def.data_version);
+    }
+    let outcome = engine.catalog.commit(transaction).await;
     crate::metrics::record_commit_result(&outcome);
     let outcome = outcome?;
     crate::sweeper::after_commit(engine, retention_ms, def, outcome.retired, outcome.retired_files);

@@ -531,6 +531,7 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         live: Vec::new(),
         retired: Vec::new(),
         owner: session.owner(),
+        data_version: 0,
     };
 
     if query_df.is_none() && crate::resolver::layout(connector.as_ref(), &def) == Some(crate::tracked::Layout::Listed) {

@@ -62,9 +62,62 @@ pub struct Prepared {
     plan: Option<LogicalPlan>,
     /// Parameter types, inferred once at prepare time.
     params: Vec<Option<DataType>>,
-    catalog_version: i64,
+    planned_against: PlanStamp,
     /// The result columns when they come from session state rather than a plan (FETCH).
     rows: Option<SchemaRef>,
+}
+
+/// What a prepared plan depends on in the catalog: the schema version, and the data version of
+/// each catalog table it reads (and of the tables over the same location, whose files it
+/// shows). A commit to any other table leaves the plan as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct PlanStamp {
+    schema_version: i64,
+    tables: Vec<(String, String, i64)>,
+}
+
+impl PlanStamp {
+    fn of(plan: Option<&LogicalPlan>, catalog: &bowman_catalog::CatalogState) -> Self {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        let mut tables = Vec::new();
+        if let Some(plan) = plan {
+            let _ = plan.apply_with_subqueries(|node| {
+                // The tables read, and the one an INSERT writes (its commit expects that version).
+                let source = match node {
+                    LogicalPlan::TableScan(scan) => Some(&scan.source),
+                    LogicalPlan::Dml(dml) => Some(&dml.target),
+                    _ => None,
+                };
+                if let Some(source) = source {
+                    let provider = datafusion::datasource::source_as_provider(source).ok();
+                    if let Some(t) = provider.as_ref().and_then(crate::commit::tracked) {
+                        let siblings = crate::resolver::siblings(catalog, &t.def);
+                        for d in std::iter::once(&t.def).chain(&siblings) {
+                            tables.push((d.database.clone(), d.name.clone(), d.data_version));
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        tables.sort();
+        tables.dedup();
+        PlanStamp { schema_version: catalog.schema_version, tables }
+    }
+
+    /// Whether the catalog still is what the plan was planned against (tables another node
+    /// committed to are reloaded to tell).
+    async fn holds(&self, catalog: &bowman_catalog::Catalog) -> Result<bool> {
+        if catalog.snapshot().schema_version != self.schema_version {
+            return Ok(false);
+        }
+        for (database, name, version) in &self.tables {
+            if catalog.table(database, name).await?.map(|t| t.data_version) != Some(*version) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl Prepared {
@@ -265,7 +318,8 @@ impl Session {
     }
 
     async fn execute_inner(&mut self, stmt: Statement) -> Result<Output> {
-        self.engine.catalog.refresh().await?;
+        // Only the log is read here; tables another node committed to reload when opened.
+        self.engine.catalog.sync().await?;
         self.engine.sync_functions().await?;
         self.register_functions();
         self.dispatch(stmt).await
@@ -383,7 +437,7 @@ impl Session {
     }
 
     async fn prepare_parsed(&mut self, sql: &str, statement: Option<Statement>) -> Result<Prepared> {
-        let catalog = self.engine.catalog.refresh().await?;
+        self.engine.catalog.sync().await?;
         self.engine.sync_functions().await?;
         self.register_functions();
         let plan = match &statement {
@@ -400,7 +454,8 @@ impl Session {
             }
             _ => None,
         };
-        Ok(Prepared { sql: sql.to_string(), statement, plan, params, catalog_version: catalog.version, rows })
+        let planned_against = PlanStamp::of(plan.as_ref(), &self.engine.catalog.snapshot());
+        Ok(Prepared { sql: sql.to_string(), statement, plan, params, planned_against, rows })
     }
 
     /// The result columns of `prepared` once `params` are bound (a bare `SELECT $1` only has a
@@ -430,18 +485,19 @@ impl Session {
     }
 
     async fn execute_prepared_inner(&mut self, prepared: &Prepared, params: &ParamValues) -> Result<Output> {
-        let catalog = self.engine.catalog.refresh().await?;
+        self.engine.catalog.sync().await?;
         self.engine.sync_functions().await?;
         self.register_functions();
+        let unchanged = prepared.plan.is_some() && prepared.planned_against.holds(&self.engine.catalog).await?;
         match (&prepared.plan, &prepared.statement) {
             (Some(plan), Some(Statement::DeclareCursor { name, query, hold, .. })) => {
-                let plan = if catalog.version == prepared.catalog_version { plan.clone() } else { self.plan_query(query.clone()).await? };
+                let plan = if unchanged { plan.clone() } else { self.plan_query(query.clone()).await? };
                 let plan = plan.replace_params_with_values(params)?;
                 self.declare_cursor(name.clone(), plan, *hold).await
             }
             (Some(plan), Some(Statement::Standard(stmt))) => {
                 // Tables may have changed since Parse: plan again against the current catalog.
-                let plan = if catalog.version == prepared.catalog_version {
+                let plan = if unchanged {
                     plan.clone()
                 } else {
                     self.plan_standard((**stmt).clone()).await?

@@ -71,6 +71,11 @@ impl TestServer {
         self.server.as_ref().expect("running").engine.store_calls().snapshot()
     }
 
+    /// How many tables this server's catalog reloaded from its store so far.
+    pub fn catalog_tables_reloaded(&self) -> u64 {
+        self.server.as_ref().expect("running").engine.catalog().tables_reloaded()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

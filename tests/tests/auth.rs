@@ -570,6 +570,7 @@ async fn plain_text_secrets_are_encrypted_and_keys_rotate() {
             live: vec![],
             retired: vec![],
             owner: None,
+            data_version: 0,
         };
         catalog.apply(CatalogChange::CreateTable { def, if_not_exists: false }).await.unwrap();
     }

@@ -12,7 +12,7 @@ use crate::model::{CatalogState, Checkpoint, DatabaseDef, LiveDir, RetiredFile, 
 use crate::retention::{RetiredClaim, RetiredDir, WriteIntent};
 use crate::store::{
     CatalogChange, CatalogStore, ChangeOutcome, Changes, LOG_DATA, LOG_KEEP, LOG_SCHEMA, Op, TableKey, TableRow, assemble,
-    deleted_tables, now_millis, plan_change, plan_transaction, retired_dirs, retired_files, trims_log,
+    deleted_tables, now_millis, plan_change, plan_transaction, retired_files, trims_log,
 };
 
 /// Advisory lock key that serialises migrations of nodes starting at the same time ("bowman" in ASCII).
@@ -609,6 +609,7 @@ impl PostgresStore {
             }
         };
         Ok(rows.iter().map(retired_row).collect())
+    }
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@ use crate::model::{CatalogState, Checkpoint, DatabaseDef, Grant, GrantObject, Li
 use crate::retention::{RetiredClaim, RetiredDir, WriteIntent};
 use crate::store::{
     CatalogChange, CatalogStore, ChangeOutcome, Changes, LOG_DATA, LOG_KEEP, LOG_SCHEMA, Op, TableKey, TableRow, assemble, now_millis,
-    plan_change, plan_transaction, retired_dirs, retired_files, trims_log,
+    plan_change, plan_transaction, retired_files, trims_log,
 };
 
 /// The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a committed DDL

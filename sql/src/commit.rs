@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bowman_catalog::{CatalogChange, LiveDir, Mutation, Replace, TableDef, Transaction};
+use bowman_catalog::{LiveDir, Mutation, Replace, TableDef, Transaction};
 use datafusion::catalog::TableProvider;
 
 use crate::error::{BowmanError, Result};

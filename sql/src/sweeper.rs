@@ -125,14 +125,6 @@ impl WriteIntentGuard {
     }
 }
 
-/// Before committing a write planned through a tracked table: its lease still holds.
-pub(crate) fn check_lease(pending: &crate::tracked::PendingWrite, def: &TableDef) -> Result<()> {
-    match &pending.intent {
-        Some(intent) => intent.check_lease(&def.qualified_name()),
-        None => Ok(()),
-    }
-}
-
 impl std::fmt::Debug for WriteIntentGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteIntentGuard").field("commit", &self.commit).finish()

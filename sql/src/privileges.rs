@@ -416,6 +416,12 @@ impl AnalyzerRule for CheckPrivileges {
                         Err(_) => true,
                     }
                 }
+                // Bowman's write to a file table (an overwrite removes rows as well).
+                LogicalPlan::Extension(e) => match e.node.as_any().downcast_ref::<crate::plan::write::WriteNode>() {
+                    Some(w) if w.commit.mode.replaces() => need(&w.provider, &["INSERT", "DELETE"]),
+                    Some(w) => need(&w.provider, &["INSERT"]),
+                    None => true,
+                },
                 _ => true,
             };
             Ok(if ok { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })

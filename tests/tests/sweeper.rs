@@ -50,8 +50,10 @@ fn fill(n: u64) -> String {
     format!("SELECT value, concat('p', CAST(value % 4 AS STRING)) FROM generate_series(1, {n})")
 }
 
-/// An INSERT that runs for minutes and puts files on disk from its first seconds (small row
-/// groups and write buffers, so its directories appear long before it ends).
+/// An INSERT that runs for minutes and puts files on disk long before it ends (small write
+/// buffers; a file appears once its first row group, about a million rows, is complete: the
+/// table's Parquet options are those it was opened with, so the SET of the row group size is
+/// not what makes it appear).
 fn long_insert() -> String {
     format!(
         "SET datafusion.execution.parquet.max_row_group_size = 1000;
@@ -106,7 +108,7 @@ async fn a_write_killed_midway_is_collected_after_restart() {
     let live = commit_dirs(&table);
     let writer = tokio::spawn(async move { c.batch_execute(&long_insert()).await });
     assert!(
-        wait_for(Duration::from_secs(60), || commit_dirs(&table).len() > live.len()).await,
+        wait_for(Duration::from_secs(240), || commit_dirs(&table).len() > live.len()).await,
         "the long INSERT wrote no directory"
     );
     assert!(!writer.is_finished(), "the INSERT ended before the kill: {:?}", writer.await);
@@ -185,7 +187,7 @@ async fn a_write_in_progress_on_one_node_survives_the_other_nodes_sweeper() {
 
     let writer = tokio::spawn(async move { ca.batch_execute(&long_insert()).await });
     assert!(
-        wait_for(Duration::from_secs(60), || commit_dirs(&table).len() > live.len()).await,
+        wait_for(Duration::from_secs(240), || commit_dirs(&table).len() > live.len()).await,
         "the long INSERT on node A wrote no directory"
     );
     let writing: BTreeSet<String> = commit_dirs(&table).difference(&live).cloned().collect();

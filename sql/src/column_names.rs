@@ -17,29 +17,24 @@ use datafusion::sql::sqlparser::ast::{self, Expr, SelectItem, SetExpr, VisitMut,
 /// plan. PostgreSQL identifiers cannot contain NUL, so no user-written name has it.
 const MARK: char = '\u{0}';
 
+/// Visits every query, renaming repeated select-list names.
+struct Renamer;
+
+impl VisitorMut for Renamer {
+    type Break = ();
+    fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
+        rename_body(query.body.as_mut());
+        ControlFlow::Continue(())
+    }
+}
+
 /// Give repeated unaliased select-list expressions distinct aliases (every query of `stmt`).
 pub(crate) fn distinct_select_names(stmt: &mut ast::Statement) {
-    struct Renamer;
-    impl VisitorMut for Renamer {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
-            rename_body(query.body.as_mut());
-            ControlFlow::Continue(())
-        }
-    }
     let _ = stmt.visit(&mut Renamer);
 }
 
 /// The same for one query (an INSERT's source, whose columns match the table's by position).
 pub(crate) fn distinct_query_names(query: &mut ast::Query) {
-    struct Renamer;
-    impl VisitorMut for Renamer {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
-            rename_body(query.body.as_mut());
-            ControlFlow::Continue(())
-        }
-    }
     let _ = query.visit(&mut Renamer);
 }
 

@@ -500,10 +500,7 @@ pub(crate) async fn delete_dir(runtime: &RuntimeEnv, location: &str, relative: &
     }
     let url = bowman_connector_files::table_url(location)?;
     if url.scheme() == "file" {
-        let root = url::Url::parse(url.as_str())
-            .ok()
-            .and_then(|u| u.to_file_path().ok())
-            .ok_or_else(|| BowmanError::Internal(format!("{location} is not a local path")))?;
+        let root = local_root(&url, location)?;
         let dir = segments.iter().fold(root, |p, s| p.join(s));
         return match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -516,6 +513,14 @@ pub(crate) async fn delete_dir(runtime: &RuntimeEnv, location: &str, relative: &
     let prefix = object_store::path::Path::parse(joined.trim_start_matches('/'))
         .map_err(|e| BowmanError::Io(format!("cannot delete {location}/{relative}: {e}")))?;
     delete_prefix(store.as_ref(), &prefix, &format!("{location}/{relative}")).await
+}
+
+/// The directory of a `file://` table location.
+fn local_root(url: &datafusion::datasource::listing::ListingTableUrl, location: &str) -> Result<std::path::PathBuf> {
+    url::Url::parse(url.as_str())
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+        .ok_or_else(|| BowmanError::Internal(format!("{location} is not a local path")))
 }
 
 /// Delete every object under `prefix` of a store (`what` names it in errors).
@@ -554,10 +559,7 @@ pub(crate) fn bowman_commit_millis(dir: &str) -> Option<i64> {
 async fn commit_dirs(runtime: &RuntimeEnv, location: &str, depth: usize) -> Result<Vec<String>> {
     let url = bowman_connector_files::table_url(location)?;
     if url.scheme() == "file" {
-        let root = url::Url::parse(url.as_str())
-            .ok()
-            .and_then(|u| u.to_file_path().ok())
-            .ok_or_else(|| BowmanError::Internal(format!("{location} is not a local path")))?;
+        let root = local_root(&url, location)?;
         return Ok(local_commit_dirs(&root, depth));
     }
     let files = crate::tracked::location_files(runtime, location).await?;

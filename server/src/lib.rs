@@ -5,6 +5,7 @@
 //! finish (up to the configured timeout), closes idle connections and returns.
 
 pub mod auth;
+pub mod compose;
 pub mod config;
 pub mod flight;
 mod http;
@@ -102,6 +103,7 @@ impl Server {
             s3: S3Settings(config.s3.clone()),
             memory_limit: config.memory_limit,
             password_hasher: Some(|p| auth::ScramSecret::from_password(p).to_hash_string()),
+            compose: compose::components,
         })
             .map_err(|e| StartError::Engine(e.message()))?;
         engine.set_setting_defaults(config.settings.clone());

@@ -4,52 +4,29 @@
 
 use std::sync::Arc;
 
-use bowman_catalog::{LiveDir, Mutation, Replace, TableDef, Transaction};
+use bowman_catalog::{LiveDir, Mutation, Replace as Retire, TableDef, Transaction};
 use datafusion::catalog::TableProvider;
 
 use crate::error::{BowmanError, Result};
 use crate::session::Session;
 use crate::tracked::{Layout, TrackedTable, WriteSetup, written_by_commit};
 
-/// What a write replaces when it commits.
-#[derive(Debug, Clone)]
-pub(crate) enum WriteMode {
-    Append,
-    /// Replace the partitions the write produced, plus these (a fully static PARTITION spec
-    /// replaces its partition even when the query returns no rows).
-    OverwritePartitions(Vec<String>),
-    /// Replace everything.
-    OverwriteAll,
-    /// Rewrite the partitions produced from their own rows (OPTIMIZE): fails rather than
-    /// commit if another write changed them after they were read.
-    Rewrite,
-}
+/// What a write replaces: the one description tracked and Delta tables share.
+pub(crate) use bowman_connector::Replace as WriteMode;
 
 pub(crate) fn tracked(provider: &Arc<dyn TableProvider>) -> Option<&TrackedTable> {
     let any: &dyn std::any::Any = provider.as_ref();
     any.downcast_ref::<TrackedTable>()
 }
 
-pub(crate) fn delta(provider: &Arc<dyn TableProvider>) -> Option<&bowman_connector_delta::DeltaProvider> {
-    let any: &dyn std::any::Any = provider.as_ref();
-    any.downcast_ref::<bowman_connector_delta::DeltaProvider>()
-}
-
-/// The commit directories (or, for external tables, the files) written by `commit`.
-pub(crate) async fn written_by(session: &Session, def: &TableDef, layout: Layout, commit: &str) -> Result<Vec<LiveDir>> {
-    let location = def.location.as_deref().ok_or_else(|| BowmanError::Internal("tracked table without location".into()))?;
-    let files = crate::tracked::location_files(&session.engine.runtime, location).await?;
-    Ok(written_by_commit(layout, files.iter().map(|(rel, _)| rel.as_str()), commit))
-}
-
 /// Refuse, before anything is written, a write whose mode the table cannot commit: only tables
-/// whose files Bowman tracks (or Delta, which keeps its own log) can be overwritten. Tells a
+/// whose files Bowman tracks (or, checked before this, that keep their own log) can be overwritten. Tells a
 /// tracked table what is coming, so an overwrite lists the files it may replace first.
 pub(crate) fn check_write_mode(provider: &Arc<dyn TableProvider>, mode: &WriteMode) -> Result<()> {
     if let Some(t) = tracked(provider) {
-        t.set_overwrite(!matches!(mode, WriteMode::Append));
+        t.set_overwrite(mode.replaces());
     }
-    if tracked(provider).is_some() || delta(provider).is_some() || matches!(mode, WriteMode::Append) {
+    if tracked(provider).is_some() || !mode.replaces() {
         return Ok(());
     }
     Err(BowmanError::NotSupported(format!("INSERT OVERWRITE into {}", table_name(provider)))
@@ -67,6 +44,9 @@ pub(crate) struct Commit {
     def: TableDef,
     engine: Arc<crate::Engine>,
     retention_ms: u64,
+    /// CREATE TABLE ... AS SELECT: the commit creates the table (`if_not_exists` as given),
+    /// holding what the writers wrote, in one catalog change.
+    creates: Option<bool>,
 }
 
 impl Commit {
@@ -80,7 +60,20 @@ impl Commit {
             def: table.def.clone(),
             engine: session.engine.clone(),
             retention_ms: crate::sweeper::session_file_retention_ms(session),
+            creates: None,
         })
+    }
+
+    /// The commit of a CREATE TABLE ... AS SELECT into `provider` (opened over the new
+    /// table's definition): the table and its first files land in one catalog change.
+    pub(crate) fn creating(mut self, if_not_exists: bool) -> Self {
+        self.creates = Some(if_not_exists);
+        self
+    }
+
+    /// Whether this commit creates its table.
+    pub(crate) fn creates(&self) -> bool {
+        self.creates.is_some()
     }
 
     /// External tables: the files this write made in `partitions` (paths relative to the
@@ -127,6 +120,14 @@ impl Commit {
         if let Some(intent) = &setup.intent {
             intent.check_lease(&self.table)?;
         }
+        if let Some(if_not_exists) = self.creates {
+            let mut def = self.def.clone();
+            def.live = added;
+            let outcome = self.engine.catalog.apply(bowman_catalog::CatalogChange::CreateTable { def, if_not_exists }).await;
+            crate::metrics::record_commit_result(&outcome);
+            outcome?;
+            return Ok(());
+        }
         let pending = crate::tracked::PendingWrite { commit: setup.commit.clone(), foreign: setup.foreign.clone(), intent: None };
         apply_commit(&self.engine, &self.def, pending, self.mode.clone(), added, self.retention_ms).await
     }
@@ -142,21 +143,21 @@ async fn apply_commit(
     retention_ms: u64,
 ) -> Result<()> {
     let mut expect = None;
+    let produced = || added.iter().map(|d| d.partition.clone());
+    // What the write replaces, as the catalog retires it: partition directories by path.
     let replace = match mode {
-        WriteMode::Append => Replace::Nothing,
-        WriteMode::OverwriteAll => Replace::All,
+        WriteMode::Nothing => Retire::Nothing,
+        WriteMode::All => Retire::All,
         WriteMode::Rewrite => {
             expect = Some(def.live.clone());
-            let mut parts: Vec<String> = added.iter().map(|d| d.partition.clone()).collect();
-            parts.sort();
-            parts.dedup();
-            Replace::Partitions(parts)
+            Retire::Partitions(sorted(produced().collect()))
         }
-        WriteMode::OverwritePartitions(extra) => {
-            let mut parts: Vec<String> = added.iter().map(|d| d.partition.clone()).chain(extra).collect();
-            parts.sort();
-            parts.dedup();
-            Replace::Partitions(parts)
+        WriteMode::Produced { exact } => Retire::Partitions(sorted(produced().chain(exact.map(|p| partition_path(def, &p))).collect())),
+        WriteMode::Matching(values) => {
+            // Every live partition whose values include the static ones.
+            let wanted: Vec<String> = values.iter().map(|(n, v)| format!("{n}={}", hive_escape(v))).collect();
+            let matching = def.live.iter().map(|l| l.partition.clone()).filter(|p| wanted.iter().all(|w| p.split('/').any(|seg| seg == w)));
+            Retire::Partitions(sorted(matching.collect()))
         }
     };
     // Files other engines wrote into the partitions an overwrite replaces go with it.
@@ -164,13 +165,13 @@ async fn apply_commit(
         .foreign
         .into_iter()
         .filter(|(partition, _)| match &replace {
-            Replace::Nothing => false,
-            Replace::All => true,
-            Replace::Partitions(parts) => parts.contains(partition),
+            Retire::Nothing => false,
+            Retire::All => true,
+            Retire::Partitions(parts) => parts.contains(partition),
         })
         .map(|(_, path)| path)
         .collect();
-    let overwrite = replace != Replace::Nothing;
+    let overwrite = replace != Retire::Nothing;
     let write = Mutation::CommitWrite { database: def.database.clone(), name: def.name.clone(), replace, add: added, expect, retire_files };
     let mut transaction = Transaction::default().with(write);
     if overwrite {
@@ -183,6 +184,31 @@ async fn apply_commit(
     let outcome = outcome?;
     crate::sweeper::after_commit(engine, retention_ms, def, outcome.retired, outcome.retired_files);
     Ok(())
+}
+
+fn sorted(mut parts: Vec<String>) -> Vec<String> {
+    parts.sort();
+    parts.dedup();
+    parts
+}
+
+/// The directory path of a partition given by all its values (`dt=2018-03-05/kind=a`), in the
+/// table's partition order.
+fn partition_path(def: &TableDef, values: &[(String, String)]) -> String {
+    def.partition_columns
+        .iter()
+        .map(|p| {
+            let v = values.iter().find(|(n, _)| n == p).map(|(_, v)| v.as_str()).unwrap_or_default();
+            format!("{p}={}", hive_escape(v))
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A partition value as it appears in a directory name (`dt=2018-03-05`): the same encoding
+/// the file writer gives it (object_store's, which like Hive's escapes `/` as `%2F`).
+pub(crate) fn hive_escape(v: &str) -> String {
+    object_store::path::PathPart::from(v.to_string()).as_ref().to_string()
 }
 
 fn table_name(provider: &Arc<dyn TableProvider>) -> String {

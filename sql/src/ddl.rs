@@ -417,6 +417,10 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
     let mut all_options = ct.options.clone();
     all_options.extend(ct.properties.clone());
     let (options, secret_options) = connector.split_options(&all_options);
+    if connector.stores_files() && !connector.keeps_own_log() {
+        // Bowman writes these files: its file limits are checked before the table exists.
+        crate::plan::roll::table_limits(&options)?;
+    }
 
     let (kind, location) = match &ct.location {
         Some(l) => (TableKind::External, Some(normalize_location(l)?)),
@@ -538,18 +542,22 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         def.live = adopt_bowman_files(session, &def).await?;
     }
     let mut written = None;
+    let mut created = false;
     if let Some(df) = query_df {
         let table = TableReference::partial(database.as_str(), name.as_str());
         // Write through the same provider later statements will use (tracked for managed
-        // tables); the new table and its first commit directories land in one transaction.
+        // tables). A tracked table's write is Bowman's write plan, whose commit creates the
+        // table with the directories its writers report, in one catalog change; other
+        // formats commit in their sinks (Delta's log), and the table is created after.
         let target = session.engine.table_provider(&def).await?;
         let result: Result<usize> = async {
-            let rows = session.write(table, target.clone(), df.into_unoptimized_plan()).await?;
-            if let Some(t) = crate::commit::tracked(&target) {
-                let pending = t.pending_write().ok_or_else(|| BowmanError::Internal("write without a commit id".into()))?;
-                def.live = crate::commit::written_by(session, &def, t.layout, &pending.commit).await?;
+            if crate::commit::tracked(&target).is_some() {
+                let plan = session.creating_write_plan(&target, ct.if_not_exists, df.into_unoptimized_plan())?;
+                let rows = session.write_rows(plan, &format!("CREATE TABLE {table}")).await?;
+                created = true;
+                return Ok(rows);
             }
-            Ok(rows)
+            session.write(table, target.clone(), df.into_unoptimized_plan()).await
         }
         .await;
         match result {
@@ -565,6 +573,9 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         }
     }
 
+    if created {
+        return Ok(Output::Command { tag: "SELECT".into(), rows: written });
+    }
     if let Err(e) = session.engine.catalog.apply(CatalogChange::CreateTable { def, if_not_exists: ct.if_not_exists }).await {
         if kind == TableKind::Managed && written.is_some() {
             if let Some(loc) = &location {
@@ -646,9 +657,47 @@ async fn optimize(
     let def = lookup(session, &name)?;
     // Rewriting a table's files is its owner's business (PostgreSQL's VACUUM and CLUSTER).
     session.require_table_owner(&def.database, &def.name)?;
-    if def.format == "delta" {
-        return optimize_delta(session, &def, predicate, sort_by, zorder).await;
+    if session.engine.keeps_own_log(&def) {
+        return optimize_own_log(session, &def, predicate, sort_by, zorder).await;
     }
+    let plan = optimize_plan(session, &def, predicate, sort_by, zorder).await?;
+    let output = session.run_plan(plan).await?;
+    Ok(match output {
+        Output::Command { rows, .. } => Output::Command { tag: "OPTIMIZE".into(), rows },
+        other => other,
+    })
+}
+
+/// `EXPLAIN [ANALYZE] [VERBOSE] OPTIMIZE ...`: the rewrite's plan (its scan, exchange, sort,
+/// writers and commit), run only under ANALYZE.
+pub(crate) async fn explain_optimize(session: &Session, statement: Statement, analyze: bool, verbose: bool) -> Result<Output> {
+    let Statement::Optimize { name, predicate, sort_by, zorder } = statement else {
+        return Err(BowmanError::NotSupported("EXPLAIN of this statement; EXPLAIN takes queries, INSERT and OPTIMIZE".into()));
+    };
+    let def = lookup(session, &name)?;
+    session.require_table_owner(&def.database, &def.name)?;
+    if session.engine.keeps_own_log(&def) {
+        return Err(BowmanError::NotSupported(format!(
+            "EXPLAIN OPTIMIZE {}: a table with its own log (Delta) is compacted by its format's library, not by a plan Bowman can show",
+            def.qualified_name()
+        )));
+    }
+    let plan = optimize_plan(session, &def, predicate, sort_by, zorder).await?;
+    let plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan).explain(verbose, analyze)?.build()?;
+    session.run_plan(plan).await
+}
+
+/// The plan of OPTIMIZE on a tracked table: an overwrite of the selected partitions with
+/// their own rows, distributed by the partition columns, sorted as asked, committed only if
+/// nobody wrote those partitions meanwhile.
+async fn optimize_plan(
+    session: &Session,
+    def: &TableDef,
+    predicate: Option<datafusion::sql::sqlparser::ast::Expr>,
+    sort_by: Vec<datafusion::sql::sqlparser::ast::Expr>,
+    zorder: bool,
+) -> Result<datafusion::logical_expr::LogicalPlan> {
+    let def = def.clone();
     if zorder {
         return Err(BowmanError::NotSupported(
             "OPTIMIZE ... ZORDER BY applies to delta tables; use SORT BY (columns) on this table".into(),
@@ -709,16 +758,12 @@ async fn optimize(
     let Some(Statement::Standard(stmt)) = crate::parser::parse_sql(&sql)?.pop() else {
         return Err(BowmanError::Internal("OPTIMIZE produced no statement".into()));
     };
-    let output = crate::insert::execute_with_mode(session, *stmt, Some("rewrite")).await?;
-    Ok(match output {
-        Output::Command { rows, .. } => Output::Command { tag: "OPTIMIZE".into(), rows },
-        other => other,
-    })
+    crate::insert::plan_with_mode(session, *stmt, Some("rewrite")).await
 }
 
-/// OPTIMIZE on a Delta table: deltalake's compaction (bin-packing small files per partition)
+/// OPTIMIZE on a table with its own log (Delta): deltalake's compaction (bin-packing small files per partition)
 /// or Z-ordering, committed as one new table version.
-async fn optimize_delta(
+async fn optimize_own_log(
     session: &Session,
     def: &TableDef,
     predicate: Option<datafusion::sql::sqlparser::ast::Expr>,
@@ -751,9 +796,11 @@ async fn optimize_delta(
         )));
     }
     let provider = session.engine.table_provider(def).await?;
-    let delta = crate::commit::delta(&provider)
-        .ok_or_else(|| BowmanError::Internal(format!("{} is not open as a delta table", def.qualified_name())))?;
-    let (added, removed) = delta.optimize(&filters, columns).await?;
+    let table = session
+        .engine
+        .own_log_table(def, &provider)
+        .ok_or_else(|| BowmanError::Internal(format!("{} is not open as a table with its own log", def.qualified_name())))?;
+    let (added, removed) = table.optimize(&filters, columns).await?;
     session.notice(format!("OPTIMIZE {}: {removed} files rewritten into {added}", def.qualified_name()));
     Ok(Output::Command { tag: "OPTIMIZE".into(), rows: Some(removed as usize) })
 }

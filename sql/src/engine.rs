@@ -29,6 +29,28 @@ pub struct EngineConfig {
     /// Turns a `CREATE USER ... PASSWORD` password into the hash the catalog stores (the front
     /// ends own the authentication scheme); `None` refuses CREATE USER.
     pub password_hasher: Option<fn(&str) -> String>,
+    /// What the binary links in beyond Bowman's own file tables (see [`Components`]).
+    pub compose: fn(&Arc<FilesTableProviderFactory>) -> Components,
+}
+
+/// What a binary hands the engine beyond Bowman's own file tables: more connectors, and the
+/// optimizer rules and extension planners that come with them (a remote database's pushdown).
+/// The server composes them from the connector crates it is built with (cargo features), so a
+/// scheduler or an executor links only what it needs, and `sql` links no driver.
+#[derive(Default)]
+pub struct Components {
+    pub connectors: Vec<Arc<dyn bowman_connector::Connector>>,
+    /// Appended after DataFusion's own rules, in this order.
+    pub optimizer_rules: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>>,
+    /// Asked, in this order, to plan extension nodes Bowman's own planners do not know.
+    pub planners: Vec<Arc<dyn datafusion::physical_planner::ExtensionPlanner + Send + Sync>>,
+}
+
+impl Components {
+    /// Nothing beyond file tables.
+    pub fn none(_files: &Arc<FilesTableProviderFactory>) -> Components {
+        Components::default()
+    }
 }
 
 /// State shared by every session: catalog, connectors and the DataFusion runtime (object store
@@ -54,6 +76,9 @@ pub struct Engine {
     pub(crate) config_roles: Arc<std::sync::RwLock<crate::privileges::ConfigRoles>>,
     /// Where sessions start and RESET returns: bowman.toml's `[settings]` and `BOWMAN_SETTING_*`.
     setting_defaults: std::sync::RwLock<crate::settings::BowmanOptions>,
+    /// The connectors' optimizer rules and extension planners (see [`Components`]).
+    optimizer_rules: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>>,
+    query_planner: Arc<crate::plan::BowmanQueryPlanner>,
 }
 
 impl Engine {
@@ -83,11 +108,10 @@ impl Engine {
         let mut connectors = ConnectorRegistry::new();
         let files = Arc::new(FilesTableProviderFactory::new(config.s3.clone(), store_calls.clone()));
         connectors.register(files.clone());
-        connectors.register(Arc::new(bowman_connector_delta::DeltaConnector::new(files.clone())));
-        connectors.register(Arc::new(bowman_connector_postgres::PostgresConnector));
-        connectors.register(Arc::new(bowman_connector_mysql::MySqlConnector));
-        connectors.register(Arc::new(bowman_connector_redshift::RedshiftConnector::new(files.clone())));
-        connectors.register(Arc::new(crate::jdbc::JdbcConnector::new(&connectors)));
+        let components = (config.compose)(&files);
+        for c in components.connectors {
+            connectors.register(c);
+        }
         let secret_options = connectors
             .names()
             .into_iter()
@@ -115,6 +139,8 @@ impl Engine {
             statements: Arc::new(crate::registry::QueryRegistry::new(secret_options)),
             config_roles: Default::default(),
             setting_defaults: Default::default(),
+            optimizer_rules: components.optimizer_rules,
+            query_planner: Arc::new(crate::plan::BowmanQueryPlanner::new(components.planners)),
         }))
     }
 
@@ -143,6 +169,21 @@ impl Engine {
         Ok(self.resolver.resolve(def).await?)
     }
 
+    /// `provider` (opened over `def`) as a table that commits its own writes, when its
+    /// connector says it is one.
+    pub(crate) fn own_log_table<'a>(
+        &self,
+        def: &bowman_catalog::TableDef,
+        provider: &'a Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> Option<&'a dyn bowman_connector::OwnLogTable> {
+        self.resolver.connectors.get(&def.format)?.own_log_table(provider.as_ref())
+    }
+
+    /// Whether `def`'s connector keeps its own log of live files (Delta).
+    pub(crate) fn keeps_own_log(&self, def: &bowman_catalog::TableDef) -> bool {
+        self.resolver.connectors.get(&def.format).is_some_and(|c| c.keeps_own_log())
+    }
+
     /// Start the sweeper (see `crate::sweeper`): it deletes, now and then periodically, what
     /// commits retired and the files of writes that died (on this server or, with a shared
     /// catalog, on another). Call once at start-up, before clients connect.
@@ -166,15 +207,19 @@ impl Engine {
 
     /// A new session (one per client connection), starting in the `default` database.
     pub fn new_session(self: &Arc<Self>) -> Session {
-        let state: SessionState = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(session_config().with_option_extension(self.setting_defaults()))
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
-            // Joins, aggregates and sorts over tables of one remote database run there.
-            .with_query_planner(Arc::new(crate::plan::BowmanQueryPlanner::new(vec![Arc::new(bowman_connector_remote::pushdown::RemotePlanner)])))
-            // Appended after DataFusion's own rules, so filters and limits have gone as deep as
-            // they go before whole subplans are sent away.
-            .with_optimizer_rule(Arc::new(bowman_connector_remote::RemotePushdown))
+            // Bowman's own nodes, then what the connectors bring (joins, aggregates and sorts
+            // over tables of one remote database run there).
+            .with_query_planner(self.query_planner.clone());
+        // Appended after DataFusion's own rules, so filters and limits have gone as deep as
+        // they go before whole subplans are sent away.
+        for rule in &self.optimizer_rules {
+            builder = builder.with_optimizer_rule(rule.clone());
+        }
+        let state: SessionState = builder
             // PostgreSQL's OID alias types (`::regclass`, `::regtype`) in client queries.
             .with_type_planner(Arc::new(datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner))
             // Every plan the session runs is checked against its role's privileges.

@@ -121,7 +121,7 @@ impl Session {
         let target = TableReference::partial(def.database.as_str(), def.name.as_str());
         let label = format!("INSERT INTO {target}");
         let plan = if crate::commit::tracked(&provider).is_some() {
-            self.tracked_write_plan(&provider, crate::commit::WriteMode::Append, df.into_unoptimized_plan(), vec![], vec![])?
+            self.tracked_write_plan(&provider, crate::commit::WriteMode::Nothing, df.into_unoptimized_plan(), vec![], vec![])?
         } else {
             self.insert_plan(target, provider, df.into_unoptimized_plan())?
         };

@@ -72,7 +72,7 @@ pub(crate) async fn plan(session: &Session, stmt: ast::Statement) -> Result<Logi
     plan_with_mode(session, stmt, None).await
 }
 
-async fn plan_with_mode(session: &Session, stmt: ast::Statement, overwrite_mode: Option<&str>) -> Result<LogicalPlan> {
+pub(crate) async fn plan_with_mode(session: &Session, stmt: ast::Statement, overwrite_mode: Option<&str>) -> Result<LogicalPlan> {
     let ast::Statement::Insert(mut ins) = stmt else {
         return Err(BowmanError::Internal("not an INSERT".into()));
     };
@@ -172,14 +172,14 @@ async fn plan_with_mode(session: &Session, stmt: ast::Statement, overwrite_mode:
 
     let provider = session.engine.table_provider(&def).await?;
     let table = datafusion::common::TableReference::partial(def.database.as_str(), def.name.as_str());
-    if let Some(delta) = crate::commit::delta(&provider) {
-        // The Delta log is the commit: one new version adding the files and removing what
-        // the statement replaces.
-        let target = delta.with_replace(delta_replace(session, &def, ins.overwrite, &spec)?);
+    let mode = write_mode(session, &def, ins.overwrite, &spec, overwrite_mode)?;
+    if let Some(own_log) = session.engine.own_log_table(&def, &provider) {
+        // The table's own log is the commit (Delta's): one new version adding the files and
+        // removing what the statement replaces.
+        let target = own_log.with_replace(mode);
         let input = crate::spark::Organisation::apply(organised, df.into_unoptimized_plan())?;
         return session.insert_plan(table, target, input);
     }
-    let mode = write_mode(session, &def, ins.overwrite, &spec, overwrite_mode)?;
     crate::commit::check_write_mode(&provider, &mode)?;
     if crate::commit::tracked(&provider).is_some() {
         let (distribute_by, sort_by) = organised.map(|o| (o.distribute_by, o.sort_by)).unwrap_or_default();
@@ -189,10 +189,10 @@ async fn plan_with_mode(session: &Session, stmt: ast::Statement, overwrite_mode:
     session.insert_plan(table, provider, input)
 }
 
-/// What an INSERT replaces, with Spark's semantics: `partition_overwrite_mode` `dynamic`
-/// (the default) replaces the partitions the query writes; `static` replaces every partition
-/// the PARTITION spec matches (all of them without a spec). A fully static spec replaces its
-/// partition either way.
+/// What an INSERT replaces, with Spark's semantics, for tracked and Delta tables alike:
+/// `partition_overwrite_mode` `dynamic` (the default) replaces the partitions the query
+/// writes; `static` replaces every partition the PARTITION spec matches (all of them without
+/// a spec). A fully static spec replaces its partition either way.
 fn write_mode(
     session: &Session,
     def: &bowman_catalog::TableDef,
@@ -201,48 +201,21 @@ fn write_mode(
     overwrite_mode: Option<&str>,
 ) -> Result<WriteMode> {
     if !overwrite {
-        return Ok(WriteMode::Append);
+        return Ok(WriteMode::Nothing);
     }
     if overwrite_mode == Some("rewrite") {
         return Ok(WriteMode::Rewrite);
     }
     if def.partition_columns.is_empty() {
-        return Ok(WriteMode::OverwriteAll);
+        return Ok(WriteMode::All);
     }
     let statics = static_values(spec);
     let fully_static = statics.len() == def.partition_columns.len();
-    let exact: Vec<String> = if fully_static {
-        let path = def
-            .partition_columns
-            .iter()
-            .map(|p| {
-                let v = statics.iter().find(|(n, _)| n == p).map(|(_, v)| v.as_str()).unwrap_or_default();
-                format!("{p}={}", hive_escape(v))
-            })
-            .collect::<Vec<_>>()
-            .join("/");
-        vec![path]
-    } else {
-        vec![]
-    };
-    match partition_overwrite_mode(session, overwrite_mode)? {
-        OverwriteMode::Dynamic => Ok(WriteMode::OverwritePartitions(exact)),
-        OverwriteMode::Static if statics.is_empty() => Ok(WriteMode::OverwriteAll),
-        OverwriteMode::Static => {
-            // Every live partition whose leading partition values match the static ones.
-            let snapshot = session.engine.catalog.snapshot();
-            let live = snapshot.table(&def.database, &def.name).map(|t| t.live.clone()).unwrap_or_default();
-            let mut matching: Vec<String> = live
-                .iter()
-                .map(|l| l.partition.clone())
-                .filter(|p| {
-                    statics.iter().all(|(n, v)| p.split('/').any(|seg| seg == format!("{n}={}", hive_escape(v))))
-                })
-                .collect();
-            matching.extend(exact);
-            Ok(WriteMode::OverwritePartitions(matching))
-        }
-    }
+    Ok(match partition_overwrite_mode(session, overwrite_mode)? {
+        OverwriteMode::Dynamic => WriteMode::Produced { exact: fully_static.then_some(statics) },
+        OverwriteMode::Static if statics.is_empty() => WriteMode::All,
+        OverwriteMode::Static => WriteMode::Matching(statics),
+    })
 }
 
 use crate::settings::PartitionOverwriteMode as OverwriteMode;
@@ -265,32 +238,3 @@ fn static_values(spec: &[(String, PartitionValue)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// What an INSERT into a Delta table replaces: the same Spark semantics as [`write_mode`],
-/// expressed as partition values rather than directories.
-fn delta_replace(
-    session: &Session,
-    def: &bowman_catalog::TableDef,
-    overwrite: bool,
-    spec: &[(String, PartitionValue)],
-) -> Result<bowman_connector_delta::Replace> {
-    use bowman_connector_delta::Replace;
-    if !overwrite {
-        return Ok(Replace::Nothing);
-    }
-    if def.partition_columns.is_empty() {
-        return Ok(Replace::All);
-    }
-    let statics = static_values(spec);
-    let fully_static = statics.len() == def.partition_columns.len();
-    Ok(match partition_overwrite_mode(session, None)? {
-        OverwriteMode::Dynamic => Replace::Produced { exact: fully_static.then_some(statics) },
-        OverwriteMode::Static if statics.is_empty() => Replace::All,
-        OverwriteMode::Static => Replace::Matching(statics),
-    })
-}
-
-/// A partition value as it appears in a directory name (`dt=2018-03-05`): the same encoding
-/// the file writer gives it (object_store's, which like Hive's escapes `/` as `%2F`).
-fn hive_escape(v: &str) -> String {
-    object_store::path::PathPart::from(v.to_string()).as_ref().to_string()
-}

@@ -17,7 +17,6 @@ mod information_schema;
 mod ingest;
 mod functions;
 mod insert;
-mod jdbc;
 pub mod limits;
 pub mod error;
 mod output;
@@ -41,7 +40,7 @@ mod transaction;
 mod views;
 pub mod types;
 
-pub use engine::{CATALOG_NAME, Engine, EngineConfig};
+pub use engine::{CATALOG_NAME, Components, Engine, EngineConfig};
 pub use error::{BowmanError, Result, SqlState};
 pub use copy::{CopyFormat, CopyInTarget};
 pub use ingest::IngestMode;

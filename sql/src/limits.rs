@@ -157,6 +157,7 @@ fn walk(stmt: &Statement, depth: &mut Depth) -> ControlFlow<BowmanError> {
             ControlFlow::Continue(()) => sort_by.visit(depth),
             stop => stop,
         },
+        Statement::Explain { statement, .. } => walk(statement, depth),
         _ => ControlFlow::Continue(()),
     }
 }
@@ -233,6 +234,11 @@ fn dismantle_statement(stmt: Statement) {
     let mut exprs = Vec::new();
     let mut bodies = Vec::new();
     let mut queries: Vec<Box<ast::Query>> = Vec::new();
+    let stmt = match stmt {
+        // EXPLAIN holds one statement of Bowman's own, which holds no EXPLAIN.
+        Statement::Explain { statement, .. } => *statement,
+        other => other,
+    };
     match stmt {
         Statement::Standard(s) => match *s {
             ast::Statement::Query(q) => queries.push(q),

@@ -132,6 +132,9 @@ pub enum Statement {
     /// `OPTIMIZE t [WHERE partition predicate] [SORT BY (cols) | ZORDER BY (cols)]`: rewrite
     /// each selected partition's files into as few files as possible, in one atomic commit.
     Optimize { name: TableName, predicate: Option<ast::Expr>, sort_by: Vec<ast::Expr>, zorder: bool },
+    /// `EXPLAIN [ANALYZE] [VERBOSE]` of one of Bowman's own statements that runs as a plan
+    /// (OPTIMIZE); EXPLAIN of anything else is DataFusion's.
+    Explain { analyze: bool, verbose: bool, statement: Box<Statement> },
 }
 
 /// The first keyword of a statement, upper-cased, after leading comments and parentheses
@@ -384,6 +387,17 @@ impl BowmanParser<'_> {
         }
     }
 
+    /// Whether `EXPLAIN [ANALYZE] [VERBOSE]` is followed by a statement of Bowman's own.
+    fn explains_bowman_statement(&self) -> bool {
+        let mut at = 1;
+        for word in ["ANALYZE", "VERBOSE"] {
+            if self.peek_is(at, word) {
+                at += 1;
+            }
+        }
+        self.peek_is(at, "OPTIMIZE")
+    }
+
     fn expected<T>(&mut self, what: &str) -> PResult<T> {
         let t = self.parser.peek_token();
         Err(ParserError::ParserError(format!(
@@ -467,6 +481,13 @@ impl BowmanParser<'_> {
                 }
             }
             "SET" => return self.parse_set(),
+            "EXPLAIN" if self.explains_bowman_statement() => {
+                self.parser.next_token();
+                let analyze = self.eat_word("ANALYZE");
+                let verbose = self.eat_word("VERBOSE");
+                let statement = Box::new(self.parse_statement()?);
+                return Ok(Statement::Explain { analyze, verbose, statement });
+            }
             "OPTIMIZE" => {
                 self.parser.next_token();
                 self.eat_word("TABLE");

@@ -418,6 +418,8 @@ impl AnalyzerRule for CheckPrivileges {
                 }
                 // Bowman's write to a file table (an overwrite removes rows as well).
                 LogicalPlan::Extension(e) => match e.node.as_any().downcast_ref::<crate::plan::write::WriteNode>() {
+                    // CREATE TABLE ... AS SELECT: the table is new, and creating it needed CREATE.
+                    Some(w) if w.commit.creates() => true,
                     Some(w) if w.commit.mode.replaces() => need(&w.provider, &["INSERT", "DELETE"]),
                     Some(w) => need(&w.provider, &["INSERT"]),
                     None => true,

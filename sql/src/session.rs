@@ -336,6 +336,7 @@ impl Session {
                 self.run_plan(plan).await
             }
             Statement::Standard(s) if matches!(*s, ast::Statement::Copy { .. }) => crate::copy::copy_to(self, *s).await,
+            Statement::Explain { analyze, verbose, statement } => crate::ddl::explain_optimize(self, *statement, analyze, verbose).await,
             Statement::Standard(s) => {
                 let plan = self.plan_standard(*s).await?;
                 self.run_plan(plan).await
@@ -668,15 +669,19 @@ impl Session {
         sort_by: Vec<datafusion::logical_expr::SortExpr>,
     ) -> Result<LogicalPlan> {
         let commit = crate::commit::Commit::new(self, provider, mode)?;
-        let node = crate::plan::write::WriteNode {
-            table: commit.table.clone(),
-            provider: provider.clone(),
-            commit: Arc::new(commit),
-            distribute_by,
-            sort_by,
-            input,
-        };
-        Ok(node.plan())
+        Ok(crate::plan::write::WriteNode::new(provider, commit, distribute_by, sort_by, input).plan())
+    }
+
+    /// The plan of CREATE TABLE ... AS SELECT into a tracked table (`provider` opened over the
+    /// new definition): the write, whose commit creates the table.
+    pub(crate) fn creating_write_plan(
+        &self,
+        provider: &Arc<dyn datafusion::catalog::TableProvider>,
+        if_not_exists: bool,
+        input: LogicalPlan,
+    ) -> Result<LogicalPlan> {
+        let commit = crate::commit::Commit::new(self, provider, crate::commit::WriteMode::Nothing)?.creating(if_not_exists);
+        Ok(crate::plan::write::WriteNode::new(provider, commit, vec![], vec![], input).plan())
     }
 
     /// DataFusion's INSERTs into tracked tables (`INSERT INTO t VALUES ...`, also under
@@ -693,7 +698,7 @@ impl Session {
             }
             let input = input.as_ref().clone();
             let plan = self
-                .tracked_write_plan(&provider, crate::commit::WriteMode::Append, input, vec![], vec![])
+                .tracked_write_plan(&provider, crate::commit::WriteMode::Nothing, input, vec![], vec![])
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
             Ok(Transformed::yes(plan))
         })?;

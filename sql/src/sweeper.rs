@@ -39,9 +39,9 @@ pub(crate) const DEFAULT_RETENTION_MS: u64 = 60_000;
 pub struct SweeperConfig {
     /// Between two passes (`BOWMAN_SWEEP_INTERVAL`, default 30 s).
     pub interval: Duration,
-    /// The server's `file_retention` (`BOWMAN_FILE_RETENTION`, default 60 s): how long a
-    /// retired directory or file is kept at most for readers on any server.
-    pub retention_ms: u64,
+    /// `BOWMAN_FILE_RETENTION`, an older spelling of the server's `file_retention` setting that
+    /// wins over it when set (see [`server_file_retention_ms`]).
+    pub retention_override_ms: Option<u64>,
     /// How long a write's intent protects its files without a renewal (`BOWMAN_WRITE_LEASE`,
     /// default 60 s; renewed every third of it). A write dead for longer is collected.
     pub lease_ms: u64,
@@ -65,21 +65,23 @@ pub fn config() -> &'static SweeperConfig {
     static CONFIG: OnceLock<SweeperConfig> = OnceLock::new();
     CONFIG.get_or_init(|| SweeperConfig {
         interval: Duration::from_millis(env_duration_ms("BOWMAN_SWEEP_INTERVAL", 30_000).max(10)),
-        retention_ms: server_file_retention_ms(),
+        retention_override_ms: std::env::var_os("BOWMAN_FILE_RETENTION").map(|_| env_duration_ms("BOWMAN_FILE_RETENTION", DEFAULT_RETENTION_MS)),
         lease_ms: env_duration_ms("BOWMAN_WRITE_LEASE", 60_000).max(100),
     })
 }
 
-/// The server-wide `file_retention`: what every server keeps retired files for at most.
-pub(crate) fn server_file_retention_ms() -> u64 {
-    env_duration_ms("BOWMAN_FILE_RETENTION", DEFAULT_RETENTION_MS)
+/// The server-wide `file_retention`: what this server keeps retired files for at most. It is
+/// the server's default of the `file_retention` setting (`[settings]` in bowman.toml,
+/// `BOWMAN_SETTING_FILE_RETENTION`), or `BOWMAN_FILE_RETENTION` when that is set.
+pub(crate) fn server_file_retention_ms(engine: &Engine) -> u64 {
+    config().retention_override_ms.unwrap_or_else(|| engine.setting_defaults().file_retention().as_millis() as u64)
 }
 
 /// The retention a session asked for (`SET file_retention`), else the server's. A session can
 /// have its retired files deleted sooner; the sweeper deletes them after the server's
 /// retention at the latest.
 pub(crate) fn session_file_retention_ms(session: &Session) -> u64 {
-    (session.bowman_settings().file_retention().as_millis() as u64).min(config().retention_ms)
+    (session.bowman_settings().file_retention().as_millis() as u64).min(server_file_retention_ms(&session.engine))
 }
 
 /// Which server this is, for the intents it registers (operators read it; leases decide).
@@ -229,7 +231,7 @@ pub(crate) fn after_commit(engine: &Arc<Engine>, retention: u64, def: &TableDef,
         if !retired.is_empty() {
             let dirs = retired.into_iter().map(|d| d.dir).collect();
             let claim = RetiredClaim::Dirs { location: location.clone(), dirs };
-            if let Err(e) = delete_retired(&engine, &claim).await {
+            if let Err(e) = delete_retired(&engine, &claim, false).await {
                 tracing::warn!(error = %e.message(), "could not delete replaced files; the sweeper retries");
             }
         }
@@ -262,8 +264,10 @@ pub fn start(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
 async fn startup_pass(engine: &Arc<Engine>, started: i64) {
     let lease = config().lease_ms as i64;
     let local = !engine.catalog.is_shared();
-    let retired_before = if local { started } else { started - config().retention_ms as i64 };
-    if let Err(e) = delete_retired(engine, &RetiredClaim::RetiredBefore(retired_before)).await {
+    let retired_before = if local { started } else { started - server_file_retention_ms(engine) as i64 };
+    // Claims an earlier run of a server whose catalog nobody else uses still held when it died
+    // (it was deleting these very directories) lapse now, not a lease later.
+    if let Err(e) = delete_retired(engine, &RetiredClaim::RetiredBefore(retired_before), local).await {
         tracing::warn!(error = %e.message(), "cannot delete retired directories");
     }
     let snapshot = match engine.catalog.refresh().await {
@@ -283,8 +287,8 @@ async fn startup_pass(engine: &Arc<Engine>, started: i64) {
 /// directories of writes whose lease ended.
 pub(crate) async fn pass(engine: &Arc<Engine>) {
     let now = now_ms();
-    let retention = config().retention_ms as i64;
-    if let Err(e) = delete_retired(engine, &RetiredClaim::RetiredBefore(now - retention)).await {
+    let retention = server_file_retention_ms(engine) as i64;
+    if let Err(e) = delete_retired(engine, &RetiredClaim::RetiredBefore(now - retention), false).await {
         tracing::warn!(error = %e.message(), "cannot delete retired directories");
     }
     sweep_expired_files(engine).await;
@@ -318,9 +322,11 @@ fn commit_millis(commit: &str) -> Option<i64> {
 
 /// Claim, delete and forget retired directories. Each is checked against the catalog as it is
 /// now: a directory live again (never happens: commits only add new ones) is left alone.
-async fn delete_retired(engine: &Arc<Engine>, which: &RetiredClaim) -> Result<()> {
+/// `void_claims` takes rows other claims still hold (only for rows no running server can hold).
+async fn delete_retired(engine: &Arc<Engine>, which: &RetiredClaim, void_claims: bool) -> Result<()> {
     let now = now_ms();
-    let claimed = engine.catalog.claim_retired_dirs(which, now, now + config().lease_ms as i64).await?;
+    let lapsed_by = if void_claims { i64::MAX } else { now };
+    let claimed = engine.catalog.claim_retired_dirs(which, lapsed_by, now + config().lease_ms as i64).await?;
     if claimed.is_empty() {
         return Ok(());
     }
@@ -365,7 +371,7 @@ async fn delete_retired_dir(engine: &Engine, owner: &TableDef, d: &RetiredDir) -
 /// Retired files of external tables past the server's retention.
 async fn sweep_expired_files(engine: &Arc<Engine>) {
     let snapshot = engine.catalog.snapshot();
-    let before = now_ms() - config().retention_ms as i64;
+    let before = now_ms() - server_file_retention_ms(engine) as i64;
     for def in snapshot.databases.values().flat_map(|d| d.tables.values()) {
         let due: Vec<String> = def.retired.iter().filter(|r| r.retired_at <= before).map(|r| r.path.clone()).collect();
         let Some(location) = def.location.as_deref() else { continue };

@@ -76,6 +76,7 @@ pub(crate) fn writes(stmt: &Statement) -> bool {
         | Statement::ShowTables { .. }
         | Statement::ShowCreateTable { .. }
         | Statement::Describe { .. } => false,
+        Statement::Explain { analyze, .. } => *analyze,
         _ => true,
     }
 }

@@ -1588,3 +1588,141 @@ async fn flight_sql_errors_carry_sqlstate_and_hint() {
     assert_eq!(info.endpoint.len(), 1);
     server.stop().await;
 }
+
+/// Rows of one Parquet file, and the values of its first column (a BIGINT), in file order.
+fn parquet_longs(path: &std::path::Path) -> Vec<i64> {
+    use parquet::file::reader::FileReader;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for row in reader.get_row_iter(None).unwrap() {
+        let row = row.unwrap();
+        let (_, field) = row.get_column_iter().next().unwrap();
+        match field {
+            parquet::record::Field::Long(v) => out.push(*v),
+            other => panic!("{path:?}: first column is {other:?}"),
+        }
+    }
+    out
+}
+
+/// `max_records_per_file` (a table option or a setting, Spark's name too) and
+/// `target_file_size` roll files within each writer: every file holds at most so many rows
+/// (about so many bytes), rows stay sorted across a directory's files, readers see every row
+/// once, and EXPLAIN shows the limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_roll_files_at_max_records_per_file_and_target_file_size() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE rolled (v BIGINT, dt STRING) USING parquet PARTITIONED BY (dt) OPTIONS (max_records_per_file '1000');
+         SET datafusion.execution.target_partitions = 2",
+    )
+    .await
+    .unwrap();
+    let insert = "INSERT OVERWRITE TABLE rolled PARTITION (dt) SELECT value AS v, concat('p', CAST(value % 2 AS STRING)) AS dt FROM generate_series(1, 10000) DISTRIBUTE BY dt SORT BY v";
+    let plan = explain(&c, &format!("EXPLAIN {insert}")).await;
+    assert!(plan.contains("max_records_per_file=1000"), "{plan}");
+    let analyzed = explain(&c, &format!("EXPLAIN ANALYZE {insert}")).await;
+    let commit = analyzed.lines().find(|l| l.contains("CommitExec")).unwrap_or_default();
+    assert!(commit.contains("rows_written=10.00 K") && commit.contains("files_written=10,"), "{analyzed}");
+    let root = server.data_dir().join("warehouse").join("rolled");
+    for part in ["dt=p0", "dt=p1"] {
+        let files: Vec<_> = files_under(&root.join(part)).into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")).collect();
+        // One write (EXPLAIN ANALYZE's; EXPLAIN wrote nothing), so one directory per partition.
+        let live: Vec<_> = {
+            let mut by_dir: std::collections::BTreeMap<std::path::PathBuf, Vec<std::path::PathBuf>> = Default::default();
+            for f in files {
+                by_dir.entry(f.parent().unwrap().to_path_buf()).or_default().push(f);
+            }
+            by_dir.into_values().last().unwrap()
+        };
+        assert_eq!(live.len(), 5, "{part}: {live:?}");
+        let mut values: Vec<(i64, Vec<i64>)> = live.iter().map(|f| { let v = parquet_longs(f); (v[0], v) }).collect();
+        values.sort();
+        for (_, v) in &values {
+            assert!(v.len() <= 1000 && !v.is_empty(), "{part}: a file of {} rows", v.len());
+        }
+        let all: Vec<i64> = values.into_iter().flat_map(|(_, v)| v).collect();
+        assert_eq!(all.len(), 5000, "{part}");
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "{part}: rows are not sorted across the files");
+    }
+    let row = c.query_one("SELECT count(*), sum(v), count(DISTINCT v) FROM rolled", &[]).await.unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (10000, 50005000, 10000));
+
+    // The setting, under Spark's name, on a table without the option; no limit, one file.
+    c.batch_execute(
+        "CREATE TABLE flat (v BIGINT, s STRING) USING parquet;
+         SET spark.sql.files.maxRecordsPerFile = 2500;
+         INSERT INTO flat SELECT value, 'x' FROM generate_series(1, 10000);
+         RESET spark.sql.files.maxRecordsPerFile;
+         INSERT INTO flat SELECT value, 'y' FROM generate_series(1, 10000)",
+    )
+    .await
+    .unwrap();
+    let parquet_files = |table: &str| -> Vec<std::path::PathBuf> {
+        files_under(&server.data_dir().join("warehouse").join(table)).into_iter().filter(|f| f.extension().is_some_and(|e| e == "parquet")).collect()
+    };
+    let mut sizes: Vec<usize> = parquet_files("flat").iter().map(|f| parquet_longs(f).len()).collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![2500, 2500, 2500, 2500, 10000], "the setting's write rolls at 2500 rows, the next one does not");
+
+    // target_file_size: files of about that size (estimated from the encoded rows), none
+    // far above it.
+    c.batch_execute(
+        "CREATE TABLE sized (v BIGINT, s STRING) USING parquet;
+         SET target_file_size = '64kB';
+         INSERT INTO sized SELECT value, md5(CAST(value AS STRING)) FROM generate_series(1, 50000);
+         RESET target_file_size",
+    )
+    .await
+    .unwrap();
+    let files = parquet_files("sized");
+    let bytes: Vec<u64> = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).collect();
+    let total: u64 = bytes.iter().sum();
+    assert!(files.len() >= (total / (96 << 10)) as usize && files.len() > 4 && files.len() <= 4 * (total / (64 << 10) + 1) as usize, "{bytes:?}");
+    assert!(bytes.iter().all(|b| *b <= 96 << 10), "a file far above 64kB: {bytes:?}");
+    let n: i64 = c.query_one("SELECT count(DISTINCT v) FROM sized", &[]).await.unwrap().get(0);
+    assert_eq!(n, 50000);
+
+    // A bad limit is refused when the table is made, and the session goes on.
+    let e = c.batch_execute("CREATE TABLE bad (v BIGINT) USING parquet OPTIONS (target_file_size 'huge')").await.unwrap_err();
+    assert_eq!(code(&e), "22023", "{e:?}");
+    let e = c.batch_execute("CREATE TABLE bad (v BIGINT) USING parquet OPTIONS (max_records_per_file 'many')").await.unwrap_err();
+    assert_eq!(code(&e), "22023", "{e:?}");
+    assert_eq!(c.query_one("SELECT 1::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 1);
+    server.stop().await;
+}
+
+/// OPTIMIZE is a plan like any write: EXPLAIN shows its writers and its commit (a rewrite that
+/// fails if the partitions changed since read), EXPLAIN ANALYZE runs it and counts its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_optimize_shows_the_rewrite_and_its_commit() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute("CREATE TABLE small (v BIGINT, dt STRING) USING parquet PARTITIONED BY (dt)").await.unwrap();
+    for i in 0..3 {
+        c.batch_execute(&format!("INSERT INTO small SELECT value + {}, concat('p', CAST(value % 2 AS STRING)) FROM generate_series(1, 100)", i * 100))
+            .await
+            .unwrap();
+    }
+    let plan = explain(&c, "EXPLAIN OPTIMIZE small WHERE dt = 'p0' SORT BY (v)").await;
+    for line in [
+        "BowmanWrite: table=default.small, replace=the partitions rewritten, if unchanged since read (OPTIMIZE), partition_by=[dt], distribute_by=[dt], sort_by=[",
+        "CommitExec: table=default.small, replace=the partitions rewritten, if unchanged since read (OPTIMIZE), catalog transaction",
+        "TrackedWriteExec: table=default.small",
+        "SortExec: expr=[v@0 ASC",
+    ] {
+        assert!(plan.contains(line), "no {line:?} in\n{plan}");
+    }
+    let before: i64 = c.query_one("SELECT count(*) FROM small WHERE dt = 'p0'", &[]).await.unwrap().get(0);
+    let analyzed = explain(&c, "EXPLAIN ANALYZE OPTIMIZE small WHERE dt = 'p0'").await;
+    let commit = analyzed.lines().find(|l| l.contains("CommitExec")).unwrap_or_default();
+    assert!(commit.contains(&format!("rows_written={before}")) && commit.contains("files_written=1"), "{analyzed}");
+    let after: i64 = c.query_one("SELECT count(*) FROM small WHERE dt = 'p0'", &[]).await.unwrap().get(0);
+    assert_eq!(after, before);
+    // Not for a table Bowman cannot rewrite, and the session goes on.
+    let e = c.batch_execute("EXPLAIN OPTIMIZE no_such_table").await.unwrap_err();
+    assert_eq!(code(&e), "42P01", "{e:?}");
+    assert_eq!(c.query_one("SELECT 2::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 2);
+    server.stop().await;
+}

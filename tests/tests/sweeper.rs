@@ -237,3 +237,34 @@ async fn what_a_dead_node_retired_is_deleted_by_the_other_after_retention() {
     let cb = connect(b.pg_addr).await;
     assert_eq!(totals(&cb, "k").await, (200, 200 * 201 / 2));
 }
+
+/// The server's retention is its `file_retention` setting (`[settings]`, or here
+/// `BOWMAN_SETTING_FILE_RETENTION`), the same value sessions start with: retired directories of
+/// a node that died stay that long for readers on the other node, then go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_file_retention_setting_is_what_the_sweeper_keeps_retired_files_for() {
+    let Some(pair) = Pair::new("sweep_setting", &[("BOWMAN_SETTING_FILE_RETENTION", "4s")]).await else { return };
+    let a = pair.spawn(0);
+    let b = pair.spawn(1);
+    let ca = connect(a.pg_addr).await;
+    let shown: String = ca.query_one("SHOW file_retention", &[]).await.unwrap().get(0);
+    assert_eq!(shown, "4s");
+    ca.batch_execute(&format!("{CREATE}; INSERT INTO k {}", fill(1000))).await.unwrap();
+    let table = pair.warehouse.join("k");
+    let old = commit_dirs(&table);
+    let started = Instant::now();
+    ca.batch_execute(&format!("INSERT OVERWRITE TABLE k PARTITION (dt) {}", fill(200))).await.unwrap();
+    a.kill9();
+    let after = commit_dirs(&table);
+    assert!(started.elapsed() < Duration::from_secs(4), "the kill came after the retention");
+    assert_eq!(after.len(), 8, "the retired directories are kept for file_retention: {after:?}");
+    let new: BTreeSet<String> = after.difference(&old).cloned().collect();
+    assert!(
+        wait_for(Duration::from_secs(25), || commit_dirs(&table) == new).await,
+        "node B left what dead node A retired: {:?}",
+        commit_dirs(&table)
+    );
+    assert!(started.elapsed() >= Duration::from_secs(4), "deleted before file_retention");
+    let cb = connect(b.pg_addr).await;
+    assert_eq!(totals(&cb, "k").await, (200, 200 * 201 / 2));
+}

@@ -15,9 +15,12 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProviderFactory};
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::CreateExternalTable;
+
+mod replace;
+pub use replace::Replace;
 
 /// One option a connector understands.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +98,27 @@ pub trait Connector: TableProviderFactory {
     async fn validate(&self, _state: &dyn Session, _cmd: &CreateExternalTable) -> Result<()> {
         Ok(())
     }
+
+    /// A table this connector opened, as a table that commits its own writes (see
+    /// [`OwnLogTable`]); `None` for connectors whose tables do not ([`Connector::keeps_own_log`]
+    /// false) or for a provider another connector opened.
+    fn own_log_table<'a>(&self, _provider: &'a dyn TableProvider) -> Option<&'a dyn OwnLogTable> {
+        None
+    }
+}
+
+/// A table that keeps its own log of live files (Delta): each write commits itself, replacing
+/// what Bowman says it replaces, and the format compacts its own files.
+#[async_trait]
+pub trait OwnLogTable: Send + Sync {
+    /// The same table, whose writes (DataFusion's INSERT into it) replace what `replace` says
+    /// in the one commit each write makes.
+    fn with_replace(&self, replace: Replace) -> Arc<dyn TableProvider>;
+
+    /// Compact the files of the partitions matching `filters` (column, operator `=` or `in`,
+    /// values), clustering by `zorder` columns when given, in one commit: (files added, files
+    /// removed).
+    async fn optimize(&self, filters: &[(String, String, Vec<String>)], zorder: Vec<String>) -> Result<(u64, u64)>;
 }
 
 /// Which earlier state of a table a query reads.

@@ -29,7 +29,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 
-pub use sink::Replace;
+pub use bowman_connector::Replace;
 
 /// Options of a Delta table besides the S3 settings it shares with file tables.
 const DELTA_OPTIONS: &[OptionSpec] = &[OptionSpec::new(
@@ -150,6 +150,11 @@ impl Connector for DeltaConnector {
         self.files.check_location(state, &url).await
     }
 
+    fn own_log_table<'a>(&self, provider: &'a dyn TableProvider) -> Option<&'a dyn bowman_connector::OwnLogTable> {
+        let any: &dyn std::any::Any = provider;
+        any.downcast_ref::<DeltaProvider>().map(|d| d as &dyn bowman_connector::OwnLogTable)
+    }
+
     /// Adopt the Delta table at the location if there is one (its columns must match any that
     /// CREATE TABLE lists), else write version 0 with the declared columns and partitioning.
     async fn initialize(&self, state: &dyn Session, cmd: &CreateExternalTable) -> Result<()> {
@@ -236,7 +241,7 @@ impl DeltaProvider {
     }
 
     /// The same table, whose next write replaces what `replace` says.
-    pub fn with_replace(&self, replace: Replace) -> Arc<dyn TableProvider> {
+    fn replacing(&self, replace: Replace) -> Arc<dyn TableProvider> {
         Arc::new(DeltaProvider {
             name: self.name.clone(),
             table: self.table.clone(),
@@ -269,11 +274,7 @@ impl DeltaProvider {
 
     /// `OPTIMIZE`: compact the selected partitions' small files (or Z-order them by `zorder`)
     /// in one commit. Returns (files added, files removed).
-    pub async fn optimize(
-        &self,
-        filters: &[(String, String, Vec<String>)],
-        zorder: Vec<String>,
-    ) -> Result<(u64, u64)> {
+    async fn compact(&self, filters: &[(String, String, Vec<String>)], zorder: Vec<String>) -> Result<(u64, u64)> {
         use deltalake::operations::optimize::OptimizeType;
         use deltalake::{FilterOp, FilterValue};
         let literals: Vec<deltalake::FilterLiteral<'_>> = filters
@@ -305,6 +306,17 @@ fn plain_type(t: &DataType) -> DataType {
         DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
         DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
         other => other.clone(),
+    }
+}
+
+#[async_trait]
+impl bowman_connector::OwnLogTable for DeltaProvider {
+    fn with_replace(&self, replace: Replace) -> Arc<dyn TableProvider> {
+        self.replacing(replace)
+    }
+
+    async fn optimize(&self, filters: &[(String, String, Vec<String>)], zorder: Vec<String>) -> Result<(u64, u64)> {
+        self.compact(filters, zorder).await
     }
 }
 

@@ -27,23 +27,9 @@ use deltalake::operations::write::WriterStatsConfig;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use futures::{StreamExt, TryStreamExt};
 
-use bowman_connector::{ConnectorError, ErrorKind};
+use bowman_connector::{ConnectorError, ErrorKind, Replace};
 
 use crate::delta_error;
-
-/// What a write's commit removes besides adding its own files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Replace {
-    /// An append.
-    Nothing,
-    /// Every live file (an unpartitioned overwrite, or static mode without a PARTITION spec).
-    All,
-    /// Files in partitions whose values match all of these (static mode with a partial spec).
-    Matching(Vec<(String, String)>),
-    /// Files in the partitions the write produced (dynamic overwrite); a fully static
-    /// PARTITION spec also replaces its own partition when the query returns no rows.
-    Produced { exact: Option<Vec<(String, String)>> },
-}
 
 /// Cast a deltalake scan to Bowman's plain column types.
 pub(crate) fn cast_plan(plan: Arc<dyn ExecutionPlan>, schema: &SchemaRef, projection: Option<&[usize]>) -> Result<Arc<dyn ExecutionPlan>> {
@@ -120,7 +106,7 @@ impl fmt::Debug for DeltaSink {
 
 impl DisplayAs for DeltaSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "DeltaSink: table={} replace={:?}", self.name, self.replace)
+        write!(f, "DeltaSink: table={}, replace={}", self.name, self.replace.describe())
     }
 }
 
@@ -221,7 +207,13 @@ impl DataSink for DeltaSink {
                     let text = conjunction(&want);
                     (Box::new(move |p| want.iter().all(|(k, v)| p.get(k) == Some(v))), Some(text))
                 }
-                Replace::Produced { exact } => {
+                // OPTIMIZE of a Delta table is deltalake's compaction, never a write; a rewrite
+                // replaces what it produced, and deltalake's conflict check guards it.
+                Replace::Produced { .. } | Replace::Rewrite => {
+                    let exact = match &self.replace {
+                        Replace::Produced { exact } => exact.as_ref(),
+                        _ => None,
+                    };
                     let mut parts = produced.clone();
                     if let Some(pairs) = exact {
                         parts.insert(exact_map(pairs));

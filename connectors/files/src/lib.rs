@@ -53,6 +53,8 @@ const FORMAT_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("escape", "CSV: escape character"),
     OptionSpec::new("compression", "gzip, bzip2, xz, zstd or uncompressed (CSV/JSON); snappy, zstd, ... (Parquet)"),
     OptionSpec::new("file_extension", "only files ending with this are read (default: .parquet, .json, .csv)"),
+    OptionSpec::new("target_file_size", "about how large each file a write makes may grow before the next starts (128MB; default: the session's target_file_size)"),
+    OptionSpec::new("max_records_per_file", "the most rows in one file a write makes (default: the session's max_records_per_file)"),
 ];
 
 /// `extra` followed by [`S3_OPTIONS`], built once: the option schema of a connector that keeps

@@ -14,6 +14,7 @@
 //! from user values.
 
 pub mod exec;
+pub mod jdbc;
 pub mod options;
 pub mod pushdown;
 pub mod table;
@@ -32,6 +33,7 @@ use datafusion::logical_expr::JoinType;
 use datafusion::sql::unparser::dialect::Dialect;
 
 pub use exec::RemoteScanExec;
+pub use jdbc::JdbcConnector;
 pub use options::{PartitionSpec, RemoteOptions, RemoteSource, REMOTE_OPTIONS};
 pub use pushdown::{RemotePlanner, RemotePushdown};
 pub use table::RemoteTable;

@@ -9,6 +9,7 @@
 //!   row (DISTRIBUTE BY, or the partition columns), the sort within each writer (SORT BY), the
 //!   writers running in parallel, and the catalog commit that makes their files live.
 
+pub(crate) mod roll;
 pub(crate) mod write;
 
 use std::sync::Arc;

@@ -44,7 +44,8 @@ use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::commit::{Commit, WriteMode};
+use crate::commit::Commit;
+use crate::plan::roll::{FileLimits, write_rolling};
 use crate::tracked::{COMMIT_COLUMN, Layout, TrackedTable, WriteSetup};
 
 /// What every write plan returns: the number of rows written, in a column named as
@@ -61,6 +62,7 @@ static WRITTEN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("partition", DataType::Utf8, false),
         Field::new("dir", DataType::Utf8, false),
         Field::new("rows", DataType::UInt64, false),
+        Field::new("files", DataType::UInt64, false),
     ]))
 });
 
@@ -79,6 +81,16 @@ pub(crate) struct WriteNode {
 }
 
 impl WriteNode {
+    pub(crate) fn new(
+        provider: &Arc<dyn TableProvider>,
+        commit: Commit,
+        distribute_by: Vec<Expr>,
+        sort_by: Vec<SortExpr>,
+        input: LogicalPlan,
+    ) -> WriteNode {
+        WriteNode { table: commit.table.clone(), provider: provider.clone(), commit: Arc::new(commit), distribute_by, sort_by, input }
+    }
+
     pub(crate) fn plan(self) -> LogicalPlan {
         LogicalPlan::Extension(Extension { node: Arc::new(self) })
     }
@@ -206,7 +218,9 @@ impl ExtensionPlanner for WritePlanner {
             let expr = planner.create_physical_expr(&s.expr, schema, session, ctx)?;
             sort.push(PhysicalSortExpr::new(expr, datafusion::arrow::compute::SortOptions::new(!s.asc, s.nulls_first)));
         }
-        let writer = TrackedWriteExec::new(node.table.clone(), input.clone(), Arc::new(setup), keys, sort);
+        let settings = session.config_options().extensions.get::<crate::settings::BowmanOptions>().cloned().unwrap_or_default();
+        let limits = FileLimits::for_table(&tracked.def, &settings).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let writer = TrackedWriteExec::new(node.table.clone(), input.clone(), Arc::new(setup), keys, sort, limits);
         let commit = CommitExec::new(Arc::new(writer), node.commit.clone());
         Ok(Some(Arc::new(commit)))
     }
@@ -222,6 +236,8 @@ pub(crate) struct TrackedWriteExec {
     setup: Arc<WriteSetup>,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     sort: Vec<PhysicalSortExpr>,
+    /// When a writer starts its next file (none: one file per directory it writes).
+    limits: FileLimits,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -233,6 +249,7 @@ impl TrackedWriteExec {
         setup: Arc<WriteSetup>,
         keys: Vec<Arc<dyn PhysicalExpr>>,
         sort: Vec<PhysicalSortExpr>,
+        limits: FileLimits,
     ) -> Self {
         let writers = input.output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
@@ -241,7 +258,7 @@ impl TrackedWriteExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        TrackedWriteExec { table, input, setup, keys, sort, properties, metrics: ExecutionPlanMetricsSet::new() }
+        TrackedWriteExec { table, input, setup, keys, sort, limits, properties, metrics: ExecutionPlanMetricsSet::new() }
     }
 }
 
@@ -255,7 +272,7 @@ impl DisplayAs for TrackedWriteExec {
         if !self.setup.partition_columns.is_empty() {
             write!(f, ", partition_by=[{}]", self.setup.partition_columns.join(", "))?;
         }
-        write!(f, ", writers={}", self.properties.output_partitioning().partition_count())
+        write!(f, ", writers={}{}", self.properties.output_partitioning().partition_count(), self.limits.describe())
     }
 }
 
@@ -314,8 +331,14 @@ impl ExecutionPlan for TrackedWriteExec {
         if children.len() != 1 {
             return Err(DataFusionError::Internal("TrackedWriteExec takes one input".into()));
         }
-        let mut writer =
-            TrackedWriteExec::new(self.table.clone(), children.swap_remove(0), self.setup.clone(), self.keys.clone(), self.sort.clone());
+        let mut writer = TrackedWriteExec::new(
+            self.table.clone(),
+            children.swap_remove(0),
+            self.setup.clone(),
+            self.keys.clone(),
+            self.sort.clone(),
+            self.limits,
+        );
         // The same write, rebuilt around new inputs (yield points, the optimizer's exchanges):
         // its progress stays readable from the plan it was made from.
         writer.metrics = self.metrics.clone();
@@ -337,13 +360,21 @@ impl ExecutionPlan for TrackedWriteExec {
             Ok(out)
         });
         let rows: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(setup.file_schema.clone(), rows));
+        let limits = self.limits;
         let done = async move {
-            let any: &dyn Any = setup.sink.as_ref();
-            let sink = any.downcast_ref::<DataSinkExec>().ok_or_else(|| DataFusionError::Internal("the file writer is not a sink".into()))?;
-            sink.sink().write_all(rows, &context).await?;
+            // Files per directory: one, unless the writer rolls them.
+            let files = if limits.is_unlimited() {
+                let any: &dyn Any = setup.sink.as_ref();
+                let sink = any.downcast_ref::<DataSinkExec>().ok_or_else(|| DataFusionError::Internal("the file writer is not a sink".into()))?;
+                sink.sink().write_all(rows, &context).await?;
+                HashMap::new()
+            } else {
+                write_rolling(setup.clone(), limits, rows, context).await?
+            };
             let written = std::mem::take(&mut *written.lock().expect("written directories"));
-            files_written.add(written.dirs.len());
-            written.batch()
+            let batch = written.batch(&files)?;
+            files_written.add(files_column(&batch).iter().flatten().sum::<u64>() as usize);
+            Ok(batch)
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(WRITTEN_SCHEMA.clone(), futures::stream::once(done))))
     }
@@ -365,7 +396,7 @@ fn file_batch(setup: &WriteSetup, batch: &RecordBatch) -> Result<RecordBatch> {
 
 /// What one writer wrote: rows per (partition path, directory).
 #[derive(Debug, Default)]
-struct Written {
+pub(crate) struct Written {
     /// Keyed by the `_commit` value (commit directories) or the partition path (external
     /// tables, whose files are found by their commit tag at commit time).
     dirs: HashMap<String, (String, String, u64)>,
@@ -378,15 +409,7 @@ impl Written {
             .iter()
             .filter_map(|c| batch.column_by_name(c).and_then(|a| a.as_any().downcast_ref::<StringArray>()))
             .collect();
-        let partition = |row: usize| {
-            setup
-                .partition_columns
-                .iter()
-                .zip(&texts)
-                .map(|(c, a)| object_store::path::PathPart::from(format!("{c}={}", a.value(row))).as_ref().to_string())
-                .collect::<Vec<_>>()
-                .join("/")
-        };
+        let partition = |row: usize| partition_path(setup, &texts, row);
         match setup.layout {
             Layout::CommitDirs => {
                 let Some(dirs) = batch.column_by_name(COMMIT_COLUMN).and_then(|a| a.as_any().downcast_ref::<StringArray>()) else {
@@ -414,19 +437,55 @@ impl Written {
         }
     }
 
-    fn batch(self) -> Result<RecordBatch> {
+    /// The report: one row per directory, with the files written there (`files`, by the same
+    /// key as [`Written::dirs`]; one where it does not say).
+    fn batch(self, files: &HashMap<String, u64>) -> Result<RecordBatch> {
         let mut partitions = Vec::with_capacity(self.dirs.len());
         let mut dirs = Vec::with_capacity(self.dirs.len());
         let mut rows = Vec::with_capacity(self.dirs.len());
-        for (_, (p, d, n)) in self.dirs {
+        let mut counts = Vec::with_capacity(self.dirs.len());
+        for (key, (p, d, n)) in self.dirs {
+            counts.push(files.get(&key).copied().unwrap_or(1));
             partitions.push(p);
             dirs.push(d);
             rows.push(n);
         }
         Ok(RecordBatch::try_new(
             WRITTEN_SCHEMA.clone(),
-            vec![Arc::new(StringArray::from(partitions)), Arc::new(StringArray::from(dirs)), Arc::new(UInt64Array::from(rows))],
+            vec![
+                Arc::new(StringArray::from(partitions)),
+                Arc::new(StringArray::from(dirs)),
+                Arc::new(UInt64Array::from(rows)),
+                Arc::new(UInt64Array::from(counts)),
+            ],
         )?)
+    }
+}
+
+/// The `files` column of a writer's report.
+fn files_column(batch: &RecordBatch) -> &UInt64Array {
+    batch.column(3).as_any().downcast_ref::<UInt64Array>().expect("a writer's report has a files column")
+}
+
+/// The partition path of `row` (`dt=2018-03-05/kind=a`), each segment encoded as a path part,
+/// from the partition columns as text (`texts`, in the order of the table's partition columns).
+pub(crate) fn partition_path(setup: &WriteSetup, texts: &[&StringArray], row: usize) -> String {
+    setup
+        .partition_columns
+        .iter()
+        .zip(texts)
+        .map(|(c, a)| object_store::path::PathPart::from(format!("{c}={}", a.value(row))).as_ref().to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl Written {
+    /// The key [`Written::dirs`] files `row` under.
+    pub(crate) fn key(setup: &WriteSetup, commit_dirs: Option<&StringArray>, texts: &[&StringArray], row: usize) -> String {
+        match (setup.layout, commit_dirs) {
+            (Layout::CommitDirs, Some(dirs)) => dirs.value(row).to_string(),
+            _ => partition_path(setup, texts, row),
+        }
     }
 }
 
@@ -536,7 +595,7 @@ impl ExecutionPlan for CommitExec {
                 }
             };
             files_metric.add(match setup.layout {
-                Layout::CommitDirs => batches.iter().map(|b| b.num_rows()).sum(),
+                Layout::CommitDirs => batches.iter().map(|b| files_column(b).iter().flatten().sum::<u64>() as usize).sum(),
                 Layout::Listed => added.len(),
             });
             rows_metric.add(rows as usize);
@@ -548,23 +607,5 @@ impl ExecutionPlan for CommitExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
-    }
-}
-
-impl WriteMode {
-    /// How EXPLAIN names what a write replaces.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            WriteMode::Append => "nothing (append)".into(),
-            WriteMode::OverwriteAll => "everything (overwrite)".into(),
-            WriteMode::OverwritePartitions(extra) if extra.is_empty() => "the partitions written (dynamic overwrite)".into(),
-            WriteMode::OverwritePartitions(extra) => format!("the partitions written and [{}] (overwrite)", extra.join(", ")),
-            WriteMode::Rewrite => "the partitions rewritten, if unchanged since read (OPTIMIZE)".into(),
-        }
-    }
-
-    /// Whether committing retires anything.
-    pub(crate) fn replaces(&self) -> bool {
-        !matches!(self, WriteMode::Append)
     }
 }

@@ -6,27 +6,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bowman_connector::{Connector, ConnectorError, ConnectorRegistry, ErrorKind, OptionSpec};
+use bowman_connector::{Connector, ConnectorError, ErrorKind, OptionSpec};
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
 use datafusion::error::Result;
 use datafusion::logical_expr::CreateExternalTable;
 
+/// Spark's JDBC source: a table of whichever connector its URL's scheme names.
 #[derive(Debug)]
-pub(crate) struct JdbcConnector {
+pub struct JdbcConnector {
     routes: Vec<(&'static str, Arc<dyn Connector>)>,
 }
 
 impl JdbcConnector {
-    /// Route by URL scheme to the connectors already in `registry`.
-    pub(crate) fn new(registry: &ConnectorRegistry) -> Self {
-        let mut routes = Vec::new();
-        for (scheme, name) in
-            [("postgresql", "postgres"), ("postgres", "postgres"), ("mysql", "mysql"), ("mariadb", "mysql"), ("redshift", "redshift")]
-        {
-            if let Some(c) = registry.get(name) {
-                routes.push((scheme, c));
-            }
-        }
+    /// Route URL schemes (`postgresql`, `mysql`, ...) to the connectors that serve them.
+    pub fn new(routes: Vec<(&'static str, Arc<dyn Connector>)>) -> Self {
         JdbcConnector { routes }
     }
 
@@ -58,13 +51,13 @@ impl Connector for JdbcConnector {
     }
 
     fn options(&self) -> &'static [OptionSpec] {
-        bowman_connector_remote::REMOTE_OPTIONS
+        crate::REMOTE_OPTIONS
     }
 
     fn split_options(&self, options: &BTreeMap<String, String>) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
         match self.route(options.clone(), "") {
             Ok(c) => c.split_options(options),
-            Err(_) => bowman_connector_remote::options::split_options(self.options(), options),
+            Err(_) => crate::options::split_options(self.options(), options),
         }
     }
 

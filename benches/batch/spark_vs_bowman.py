@@ -6,8 +6,9 @@
 
 Both engines read the same JSON lines (written by `bowman-bench gen-events`) and write
 partitioned Parquet. Only the INSERT is timed. Prints, per engine, wall time, rows/s, files per
-partition and peak RSS, then the Bowman/Spark ratios. This is a benchmark, not a test: it asserts
-only that both engines wrote the same rows.
+partition, how many cores the engine kept busy during the statement (CPU time / wall time) and
+peak RSS, then the Bowman/Spark ratios. This is a benchmark, not a test: it asserts only that
+both engines wrote the same rows, and that every file they wrote is sorted by user_id.
 """
 import argparse
 import os
@@ -33,6 +34,26 @@ def peak_rss_mib(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def unsorted_files(root: pathlib.Path) -> list[str]:
+    """Files under root whose user_id column is not in ascending order (SORT BY user_id)."""
+    import pyarrow.parquet as pq
+
+    bad = []
+    for f in sorted(root.rglob("*.parquet")):
+        ids = pq.read_table(f, columns=["user_id"]).column("user_id").to_pylist()
+        if any(a > b for a, b in zip(ids, ids[1:])):
+            bad.append(str(f.relative_to(root)))
+    return bad
 
 
 def files_per_partition(root: pathlib.Path) -> tuple[float, int, int]:
@@ -65,13 +86,16 @@ def run_bowman(bin_dir: pathlib.Path, work: pathlib.Path, input_dir: pathlib.Pat
                 'FROM (SELECT user_id, event_type, product_id, "timestamp" AS ts, '
                 'CAST(to_timestamp_millis("timestamp") AS DATE) AS dt FROM raw_json) raw',
             )
+            cpu_before = cpu_seconds(proc.pid)
             started = time.perf_counter()
             cur = conn.execute(sql)
             wall = time.perf_counter() - started
+            cores = (cpu_seconds(proc.pid) - cpu_before) / wall
             rows = cur.rowcount
             per_dt = dict(conn.execute("SELECT CAST(dt AS STRING), count(*) FROM events GROUP BY dt").fetchall())
         rss = peak_rss_mib(proc.pid)
-        return wall, rows, files_per_partition(data / "warehouse" / "events"), rss, per_dt
+        root = data / "warehouse" / "events"
+        return wall, rows, files_per_partition(root), rss, cores, per_dt, unsorted_files(root)
 
 
 def run_spark(work: pathlib.Path, input_dir: pathlib.Path, memory: str):
@@ -102,23 +126,25 @@ def run_spark(work: pathlib.Path, input_dir: pathlib.Path, memory: str):
             "CREATE TABLE events (user_id BIGINT, event_type STRING, product_id BIGINT, ts BIGINT, dt DATE) "
             f"USING parquet PARTITIONED BY (dt) LOCATION '{out / 'events'}'"
         )
+        jvm_pid = spark.sparkContext._gateway.proc.pid
+        cpu_before = cpu_seconds(jvm_pid)
         started = time.perf_counter()
         spark.sql(STATEMENT)
         wall = time.perf_counter() - started
+        cores = (cpu_seconds(jvm_pid) - cpu_before) / wall
         per_dt = {str(r[0]): r[1] for r in spark.sql("SELECT dt, count(*) FROM events GROUP BY dt").collect()}
         rows = sum(per_dt.values())
-        jvm_pid = spark.sparkContext._gateway.proc.pid
         rss = peak_rss_mib(jvm_pid)
-        return wall, rows, files_per_partition(out / "events"), rss, per_dt
+        return wall, rows, files_per_partition(out / "events"), rss, cores, per_dt, unsorted_files(out / "events")
     finally:
         spark.stop()
 
 
-def report(name, wall, rows, files, rss):
+def report(name, wall, rows, files, rss, cores):
     mean, most, parts = files
     print(
         f"{name:7s} wall {wall:8.2f} s  {rows / wall:12,.0f} rows/s  "
-        f"files/partition {mean:5.1f} (max {most}, {parts} partitions)  peak RSS {rss:8.0f} MiB"
+        f"files/partition {mean:5.1f} (max {most}, {parts} partitions)  cores busy {cores:4.2f}  peak RSS {rss:8.0f} MiB"
     )
 
 
@@ -145,12 +171,16 @@ def main():
     b = run_bowman(pathlib.Path(args.bin_dir), work, input_dir)
     s = run_spark(work, input_dir, args.spark_memory)
     print(f"{args.rows:,} generated events, {os.cpu_count()} cores")
-    report("bowman", *b[:4])
-    report("spark", *s[:4])
+    report("bowman", *b[:5])
+    report("spark", *s[:5])
     print(f"ratio bowman/spark: wall {b[0] / s[0]:.2f}x, rows/s {(b[1] / b[0]) / (s[1] / s[0]):.2f}x, peak RSS {b[3] / s[3]:.2f}x")
-    if b[1] != s[1] or b[4] != s[4]:
+    if b[1] != s[1] or b[5] != s[5]:
         print("MISMATCH: the engines wrote different rows", file=sys.stderr)
         sys.exit(1)
+    for name, r in (("bowman", b), ("spark", s)):
+        if r[6]:
+            print(f"UNSORTED: {name} wrote files not sorted by user_id: {r[6][:5]}", file=sys.stderr)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

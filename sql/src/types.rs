@@ -87,7 +87,10 @@ pub fn type_name(t: &DataType) -> Result<String> {
 }
 
 fn quote_field(name: &str) -> String {
-    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty() {
+    // A bare name is a word: it starts with a letter or `_` (`6` would read back as a number).
+    let bare = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if bare {
         name.to_string()
     } else {
         format!("`{}`", name.replace('`', "``"))
@@ -353,6 +356,16 @@ mod tests {
 
     fn canon(s: &str) -> String {
         parse_type(s).unwrap().1
+    }
+
+    #[test]
+    fn field_names_that_start_with_a_digit_are_quoted_and_read_back() {
+        // Found by the parse_type fuzz target: `6` was printed bare and read back as a number.
+        let text = "STRUCT<`x y `: ARRAY<MAP<INT, STRUCT<\"6\": DATE>>>>";
+        let (t, canonical) = parse_type(text).unwrap();
+        assert_eq!(canonical, "STRUCT<`x y `: ARRAY<MAP<INT, STRUCT<`6`: DATE>>>>");
+        assert_eq!(parse_type(&canonical).unwrap(), (t, canonical.clone()));
+        assert_eq!(canon("STRUCT<_a1: INT, b: STRING>"), "STRUCT<_a1: INT, b: STRING>");
     }
 
     #[test]

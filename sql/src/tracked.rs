@@ -452,7 +452,19 @@ impl TrackedTable {
     pub(crate) async fn prepare_write(&self, state: &dyn DfSession, input_schema: &SchemaRef, overwrite: bool) -> Result<WriteSetup> {
         let (mut setup, config) = self.prepare(state, input_schema, overwrite).await?;
         let placeholder: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(setup.file_schema.clone()));
-        setup.sink = self.listing()?.options().format.create_writer_physical_plan(placeholder, state, config, None).await?;
+        let mut format = self.listing()?.options().format.clone();
+        let any: &dyn std::any::Any = format.as_ref();
+        if any.is::<datafusion::datasource::file_format::parquet::ParquetFormat>() {
+            // The table's format was made when the table was opened; its writer takes the
+            // session's Parquet settings as they are now (`SET datafusion.execution.parquet.*`),
+            // under the table's own `compression` option.
+            let mut options = state.default_table_options().parquet;
+            if let Some((_, c)) = self.def.options.iter().find(|(k, _)| k.eq_ignore_ascii_case("compression")) {
+                options.global.compression = Some(c.to_ascii_lowercase());
+            }
+            format = Arc::new(datafusion::datasource::file_format::parquet::ParquetFormat::default().with_options(options));
+        }
+        setup.sink = format.create_writer_physical_plan(placeholder, state, config, None).await?;
         Ok(setup)
     }
 

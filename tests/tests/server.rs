@@ -1726,3 +1726,48 @@ async fn explain_optimize_shows_the_rewrite_and_its_commit() {
     assert_eq!(c.query_one("SELECT 2::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 2);
     server.stop().await;
 }
+
+/// The codec of each column chunk of a Parquet file.
+fn parquet_codecs(path: &std::path::Path) -> Vec<String> {
+    use parquet::file::reader::FileReader;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let meta = reader.metadata();
+    meta.row_groups().iter().flat_map(|g| g.columns().iter().map(|c| format!("{:?}", c.compression()))).collect()
+}
+
+/// `SET datafusion.execution.parquet.*` reaches the files Bowman writes (the writer takes the
+/// session's settings when the write is planned), under a table's own `compression` option.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_parquet_settings_reach_the_writer_under_the_tables_own_options() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE plain (v BIGINT) USING parquet;
+         CREATE TABLE gz (v BIGINT) USING parquet OPTIONS (compression 'gzip(6)');
+         SET datafusion.execution.parquet.compression = 'snappy';
+         INSERT INTO plain SELECT value FROM generate_series(1, 1000);
+         INSERT INTO gz SELECT value FROM generate_series(1, 1000);
+         RESET ALL;
+         SET datafusion.execution.parquet.compression = 'uncompressed';
+         INSERT INTO plain SELECT value FROM generate_series(1, 1000)",
+    )
+    .await
+    .unwrap();
+    let codecs = |table: &str| -> Vec<Vec<String>> {
+        let mut files: Vec<_> = files_under(&server.data_dir().join("warehouse").join(table))
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        files.sort_by_key(|f| std::fs::metadata(f).unwrap().modified().unwrap());
+        files.iter().map(|f| parquet_codecs(f)).collect()
+    };
+    let plain = codecs("plain");
+    assert_eq!(plain.len(), 2, "{plain:?}");
+    assert!(plain[0].iter().all(|c| c == "SNAPPY"), "{plain:?}");
+    assert!(plain[1].iter().all(|c| c == "UNCOMPRESSED"), "{plain:?}");
+    let gz = codecs("gz");
+    assert!(gz.len() == 1 && gz[0].iter().all(|c| c.starts_with("GZIP")), "the table's option wins: {gz:?}");
+    let n: i64 = c.query_one("SELECT count(*) FROM plain", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2000);
+    server.stop().await;
+}

@@ -389,6 +389,14 @@ fn order_partitions<T>(mut cols: Vec<T>, partitions: &[String], name: impl Fn(&T
 }
 
 async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> {
+    create_table_or_explain(session, ct, None).await
+}
+
+/// `explain`: `Some((analyze, verbose))` for EXPLAIN of CREATE TABLE ... AS SELECT into a file
+/// table: without ANALYZE, the write's plan with nothing created; with it, the table is made
+/// and written as usual and the plan answers with its metrics.
+async fn create_table_or_explain(session: &mut Session, ct: CreateTable, explain: Option<(bool, bool)>) -> Result<Output> {
+    let plan_only = matches!(explain, Some((false, _)));
     if ct.temporary {
         return create_temp_view(session, ct).await;
     }
@@ -492,21 +500,29 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
     .build();
 
     let state = session.ctx.state();
-    if kind == TableKind::Managed {
-        if let Some(path) = location.as_deref().and_then(local_path) {
-            std::fs::create_dir_all(&path).map_err(|e| BowmanError::Io(format!("cannot create {}: {e}", path.display())))?;
-        }
+    if explain.is_some() && (query_df.is_none() || connector.keeps_own_log() || !connector.stores_files()) {
+        return Err(BowmanError::NotSupported(format!(
+            "EXPLAIN of this CREATE TABLE ({format}): only CREATE TABLE ... AS SELECT into a file table is a plan; \
+             other tables are made by one catalog change (and Delta's first log entry), which EXPLAIN does not show"
+        )));
     }
-    // Reachability and credentials (this also sets up the S3 client for the location).
-    connector.validate(&state, &cmd).await?;
-    if kind == TableKind::Managed {
-        if let Some(loc) = &location {
-            prepare_managed_location(session, loc).await?;
+    if !plan_only {
+        if kind == TableKind::Managed {
+            if let Some(path) = location.as_deref().and_then(local_path) {
+                std::fs::create_dir_all(&path).map_err(|e| BowmanError::Io(format!("cannot create {}: {e}", path.display())))?;
+            }
         }
+        // Reachability and credentials (this also sets up the S3 client for the location).
+        connector.validate(&state, &cmd).await?;
+        if kind == TableKind::Managed {
+            if let Some(loc) = &location {
+                prepare_managed_location(session, loc).await?;
+            }
+        }
+        connector.initialize(&state, &cmd).await?;
     }
-    connector.initialize(&state, &cmd).await?;
-    let provider = connector.create(&state, &cmd).await?;
     if columns.is_empty() {
+        let provider = connector.create(&state, &cmd).await?;
         // Inferred from the data at LOCATION.
         for f in provider.schema().fields() {
             columns.push(ColumnDef {
@@ -550,6 +566,20 @@ async fn create_table(session: &mut Session, ct: CreateTable) -> Result<Output> 
         // table with the directories its writers report, in one catalog change; other
         // formats commit in their sinks (Delta's log), and the table is created after.
         let target = session.engine.table_provider(&def).await?;
+        if let Some((analyze, verbose)) = explain {
+            if crate::commit::tracked(&target).is_none() {
+                return Err(BowmanError::NotSupported(format!("EXPLAIN CREATE TABLE {table} ... AS SELECT into a table Bowman does not track")));
+            }
+            let plan = session.creating_write_plan(&target, ct.if_not_exists, df.into_unoptimized_plan())?;
+            let plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan).explain(verbose, analyze)?.build()?;
+            let result = session.run_plan(plan).await;
+            if result.is_err() && analyze && kind == TableKind::Managed {
+                if let Some(loc) = &location {
+                    let _ = delete_location(session, loc).await;
+                }
+            }
+            return result;
+        }
         let result: Result<usize> = async {
             if crate::commit::tracked(&target).is_some() {
                 let plan = session.creating_write_plan(&target, ct.if_not_exists, df.into_unoptimized_plan())?;
@@ -670,9 +700,22 @@ async fn optimize(
 
 /// `EXPLAIN [ANALYZE] [VERBOSE] OPTIMIZE ...`: the rewrite's plan (its scan, exchange, sort,
 /// writers and commit), run only under ANALYZE.
-pub(crate) async fn explain_optimize(session: &Session, statement: Statement, analyze: bool, verbose: bool) -> Result<Output> {
+pub(crate) async fn explain(session: &mut Session, statement: Statement, analyze: bool, verbose: bool, what: &str) -> Result<Output> {
+    match statement {
+        Statement::Optimize { .. } => explain_optimize(session, statement, analyze, verbose).await,
+        Statement::CreateTable(ct) if ct.query.is_some() && !ct.temporary => {
+            create_table_or_explain(session, *ct, Some((analyze, verbose))).await
+        }
+        _ => Err(BowmanError::NotSupported(format!(
+            "EXPLAIN {what}: Bowman runs it as a catalog change or a command, not as a plan; EXPLAIN takes queries, \
+             INSERT, OPTIMIZE and CREATE TABLE ... AS SELECT"
+        ))),
+    }
+}
+
+async fn explain_optimize(session: &Session, statement: Statement, analyze: bool, verbose: bool) -> Result<Output> {
     let Statement::Optimize { name, predicate, sort_by, zorder } = statement else {
-        return Err(BowmanError::NotSupported("EXPLAIN of this statement; EXPLAIN takes queries, INSERT and OPTIMIZE".into()));
+        return Err(BowmanError::Internal("not OPTIMIZE".into()));
     };
     let def = lookup(session, &name)?;
     session.require_table_owner(&def.database, &def.name)?;

@@ -134,7 +134,8 @@ pub enum Statement {
     Optimize { name: TableName, predicate: Option<ast::Expr>, sort_by: Vec<ast::Expr>, zorder: bool },
     /// `EXPLAIN [ANALYZE] [VERBOSE]` of one of Bowman's own statements that runs as a plan
     /// (OPTIMIZE); EXPLAIN of anything else is DataFusion's.
-    Explain { analyze: bool, verbose: bool, statement: Box<Statement> },
+    /// `what`: the statement's first words, for messages (`CREATE TABLE`).
+    Explain { analyze: bool, verbose: bool, statement: Box<Statement>, what: String },
 }
 
 /// The first keyword of a statement, upper-cased, after leading comments and parentheses
@@ -395,7 +396,21 @@ impl BowmanParser<'_> {
                 at += 1;
             }
         }
-        self.peek_is(at, "OPTIMIZE")
+        // Statements Bowman runs itself; EXPLAIN of a query, INSERT, UPDATE or DELETE stays
+        // DataFusion's.
+        const OWN: &[&str] = &[
+            "OPTIMIZE", "CREATE", "DROP", "ALTER", "GRANT", "REVOKE", "SHOW", "DESCRIBE", "DESC", "USE", "SET", "RESET", "COPY",
+            "BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "DECLARE", "FETCH", "CLOSE", "DEALLOCATE",
+        ];
+        OWN.iter().any(|w| self.peek_is(at, w)) && !(self.peek_is(at, "DESCRIBE") || self.peek_is(at, "DESC")) || self.describes_a_table(at)
+    }
+
+    /// `DESCRIBE t` (Bowman's) rather than `DESCRIBE SELECT ...` (DataFusion's) at token `at`.
+    fn describes_a_table(&self, at: usize) -> bool {
+        (self.peek_is(at, "DESCRIBE") || self.peek_is(at, "DESC"))
+            && !self.peek_is(at + 1, "SELECT")
+            && !self.peek_is(at + 1, "QUERY")
+            && !self.peek_is(at + 1, "WITH")
     }
 
     fn expected<T>(&mut self, what: &str) -> PResult<T> {
@@ -485,8 +500,15 @@ impl BowmanParser<'_> {
                 self.parser.next_token();
                 let analyze = self.eat_word("ANALYZE");
                 let verbose = self.eat_word("VERBOSE");
+                let what = (0..2)
+                    .map_while(|n| match self.parser.peek_nth_token(n).token {
+                        Token::Word(w) if w.quote_style.is_none() && w.value.chars().all(|c| c.is_ascii_alphabetic()) => Some(w.value.to_ascii_uppercase()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 let statement = Box::new(self.parse_statement()?);
-                return Ok(Statement::Explain { analyze, verbose, statement });
+                return Ok(Statement::Explain { analyze, verbose, statement, what });
             }
             "OPTIMIZE" => {
                 self.parser.next_token();

@@ -336,7 +336,7 @@ impl Session {
                 self.run_plan(plan).await
             }
             Statement::Standard(s) if matches!(*s, ast::Statement::Copy { .. }) => crate::copy::copy_to(self, *s).await,
-            Statement::Explain { analyze, verbose, statement } => crate::ddl::explain_optimize(self, *statement, analyze, verbose).await,
+            Statement::Explain { analyze, verbose, statement, what } => crate::ddl::explain(self, *statement, analyze, verbose, &what).await,
             Statement::Standard(s) => {
                 let plan = self.plan_standard(*s).await?;
                 self.run_plan(plan).await

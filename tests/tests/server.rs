@@ -1724,6 +1724,29 @@ async fn explain_optimize_shows_the_rewrite_and_its_commit() {
     let e = c.batch_execute("EXPLAIN OPTIMIZE no_such_table").await.unwrap_err();
     assert_eq!(code(&e), "42P01", "{e:?}");
     assert_eq!(c.query_one("SELECT 2::BIGINT", &[]).await.unwrap().get::<_, i64>(0), 2);
+
+    // CREATE TABLE ... AS SELECT is a write whose commit creates the table: EXPLAIN shows it
+    // and creates nothing; EXPLAIN ANALYZE makes the table and counts what it wrote.
+    let ctas = "CREATE TABLE copy USING parquet PARTITIONED BY (dt) AS SELECT v, dt FROM small";
+    let plan = explain(&c, &format!("EXPLAIN {ctas}")).await;
+    for line in ["BowmanWrite: table=default.copy, replace=nothing (append), partition_by=[dt]", "CommitExec: table=default.copy", "TrackedWriteExec: table=default.copy"] {
+        assert!(plan.contains(line), "no {line:?} in\n{plan}");
+    }
+    let e = c.query_one("SELECT count(*) FROM copy", &[]).await.unwrap_err();
+    assert_eq!(code(&e), "42P01", "EXPLAIN created the table: {e:?}");
+    assert!(!server.data_dir().join("warehouse").join("copy").exists(), "EXPLAIN made the table's directory");
+    let analyzed = explain(&c, &format!("EXPLAIN ANALYZE {ctas}")).await;
+    assert!(analyzed.lines().any(|l| l.contains("CommitExec") && l.contains("rows_written=300")), "{analyzed}");
+    let n: i64 = c.query_one("SELECT count(*) FROM copy", &[]).await.unwrap().get(0);
+    assert_eq!(n, 300);
+    // Statements that are catalog changes or commands are not plans: a clear 0A000, not a
+    // syntax error or DataFusion's plan of something Bowman does not run.
+    for stmt in ["EXPLAIN CREATE TABLE t (a INT) USING parquet", "EXPLAIN DROP TABLE small", "EXPLAIN SHOW TABLES", "EXPLAIN ANALYZE DESCRIBE small"] {
+        let e = c.batch_execute(stmt).await.unwrap_err();
+        assert_eq!(code(&e), "0A000", "{stmt}: {e:?}");
+    }
+    let n: i64 = c.query_one("SELECT count(*) FROM small", &[]).await.unwrap().get(0);
+    assert_eq!(n, 300, "EXPLAIN DROP TABLE dropped the table");
     server.stop().await;
 }
 

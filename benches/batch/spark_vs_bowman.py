@@ -8,7 +8,8 @@ Both engines read the same JSON lines (written by `bowman-bench gen-events`) and
 partitioned Parquet. Only the INSERT is timed. Prints, per engine, wall time, rows/s, files per
 partition, how many cores the engine kept busy during the statement (CPU time / wall time) and
 peak RSS, then the Bowman/Spark ratios. This is a benchmark, not a test: it asserts only that
-both engines wrote the same rows, and that every file they wrote is sorted by user_id.
+both engines wrote the same rows, and that every file Bowman wrote is sorted by user_id (it
+reports how many of Spark's are not).
 """
 import argparse
 import os
@@ -177,10 +178,15 @@ def main():
     if b[1] != s[1] or b[5] != s[5]:
         print("MISMATCH: the engines wrote different rows", file=sys.stderr)
         sys.exit(1)
-    for name, r in (("bowman", b), ("spark", s)):
-        if r[6]:
-            print(f"UNSORTED: {name} wrote files not sorted by user_id: {r[6][:5]}", file=sys.stderr)
-            sys.exit(1)
+    # SORT BY must hold within every file Bowman writes. Spark's writer sorts each task's rows
+    # by the partition columns again before writing, and its sort is not stable, so its files
+    # may lose the SORT BY order: reported, not fatal.
+    if s[6]:
+        print(f"note: {len(s[6])} of Spark's files are not sorted by user_id (e.g. {s[6][0]})")
+    if b[6]:
+        print(f"UNSORTED: Bowman wrote files not sorted by user_id: {b[6][:5]}", file=sys.stderr)
+        sys.exit(1)
+    print("every Bowman file is sorted by user_id")
 
 
 if __name__ == "__main__":

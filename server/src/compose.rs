@@ -13,7 +13,7 @@ pub fn components(files: &Arc<FilesTableProviderFactory>) -> Components {
     #[cfg(feature = "delta")]
     out.connectors.push(Arc::new(bowman_connector_delta::DeltaConnector::new(files.clone())));
     // URL schemes of Spark's generic JDBC source, by the connector that serves each.
-    #[allow(unused_mut)]
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "redshift"))]
     let mut jdbc: Vec<(&'static str, Arc<dyn bowman_connector::Connector>)> = Vec::new();
     #[cfg(feature = "postgres")]
     {
@@ -49,6 +49,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(all(feature = "delta", feature = "postgres", feature = "mysql", feature = "redshift"))]
     fn a_default_build_serves_every_using_name() {
         let files = Arc::new(FilesTableProviderFactory::new(Default::default(), Default::default()));
         let c = components(&files);

@@ -521,8 +521,10 @@ async fn create_table_or_explain(session: &mut Session, ct: CreateTable, explain
         }
         connector.initialize(&state, &cmd).await?;
     }
-    if columns.is_empty() {
-        let provider = connector.create(&state, &cmd).await?;
+    // Opening the table checks its options (EXPLAIN opens it below, through the catalog's
+    // resolver, without anything at its location).
+    let provider = if plan_only { None } else { Some(connector.create(&state, &cmd).await?) };
+    if let (true, Some(provider)) = (columns.is_empty(), &provider) {
         // Inferred from the data at LOCATION.
         for f in provider.schema().fields() {
             columns.push(ColumnDef {

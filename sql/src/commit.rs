@@ -20,12 +20,9 @@ pub(crate) fn tracked(provider: &Arc<dyn TableProvider>) -> Option<&TrackedTable
 }
 
 /// Refuse, before anything is written, a write whose mode the table cannot commit: only tables
-/// whose files Bowman tracks (or, checked before this, that keep their own log) can be overwritten. Tells a
-/// tracked table what is coming, so an overwrite lists the files it may replace first.
+/// whose files Bowman tracks (or, checked before this, that keep their own log) can be
+/// overwritten.
 pub(crate) fn check_write_mode(provider: &Arc<dyn TableProvider>, mode: &WriteMode) -> Result<()> {
-    if let Some(t) = tracked(provider) {
-        t.set_overwrite(mode.replaces());
-    }
     if tracked(provider).is_some() || !mode.replaces() {
         return Ok(());
     }
@@ -128,16 +125,16 @@ impl Commit {
             outcome?;
             return Ok(());
         }
-        let pending = crate::tracked::PendingWrite { commit: setup.commit.clone(), foreign: setup.foreign.clone(), intent: None };
-        apply_commit(&self.engine, &self.def, pending, self.mode.clone(), added, self.retention_ms).await
+        apply_commit(&self.engine, &self.def, &setup.foreign, self.mode.clone(), added, self.retention_ms).await
     }
 }
 
-/// Record a write in the catalog: `added` become live, and what `mode` replaces is retired.
+/// Record a write in the catalog: `added` become live, and what `mode` replaces is retired,
+/// with the files of other engines (`foreign`, see [`WriteSetup::foreign`]) in those partitions.
 async fn apply_commit(
     engine: &Arc<crate::Engine>,
     def: &TableDef,
-    pending: crate::tracked::PendingWrite,
+    foreign: &[(String, String)],
     mode: WriteMode,
     added: Vec<LiveDir>,
     retention_ms: u64,
@@ -161,15 +158,14 @@ async fn apply_commit(
         }
     };
     // Files other engines wrote into the partitions an overwrite replaces go with it.
-    let retire_files: Vec<String> = pending
-        .foreign
-        .into_iter()
+    let retire_files: Vec<String> = foreign
+        .iter()
         .filter(|(partition, _)| match &replace {
             Retire::Nothing => false,
             Retire::All => true,
             Retire::Partitions(parts) => parts.contains(partition),
         })
-        .map(|(_, path)| path)
+        .map(|(_, path)| path.clone())
         .collect();
     let overwrite = replace != Retire::Nothing;
     let write = Mutation::CommitWrite { database: def.database.clone(), name: def.name.clone(), replace, add: added, expect, retire_files };

@@ -621,7 +621,9 @@ impl Session {
 }
 
 impl Session {
-    /// Append the rows of `input` to `provider` and return how many were written.
+    /// Append the rows of `input` to `provider`, a table that commits in its own sink (Delta,
+    /// a remote database; tracked tables take [`Session::tracked_write_plan`]), and return how
+    /// many were written.
     ///
     /// The write is planned as a logical INSERT, not by calling `insert_into` on a physical
     /// plan: only the physical optimizer adds the merge that hands the sink all input
@@ -634,11 +636,8 @@ impl Session {
         input: LogicalPlan,
     ) -> Result<usize> {
         let label = format!("INSERT INTO {table}");
-        let plan = self.insert_plan(table, provider.clone(), input)?;
+        let plan = self.insert_plan(table, provider, input)?;
         let physical = self.ctx.execute_logical_plan(plan).await?.create_physical_plan().await?;
-        // A CREATE TABLE AS SELECT writes through the table's own sink (its commit is the
-        // CREATE TABLE): the write still holds an intent, so no sweeper takes its files.
-        crate::sweeper::register_planned_write(&self.engine, &provider).await?;
         self.run_write(physical, &label).await
     }
 

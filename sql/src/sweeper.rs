@@ -21,7 +21,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bowman_catalog::{Catalog, CatalogChange, LiveDir, RetiredClaim, RetiredDir, TableDef, WriteIntent};
-use datafusion::catalog::TableProvider;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -182,20 +181,6 @@ pub(crate) async fn register_write(engine: &Engine, def: &TableDef, commit: &str
     Ok(WriteIntentGuard { catalog: engine.catalog.clone(), commit: commit.to_string(), renewal, valid_until })
 }
 
-/// Register the write just planned through `provider` (a tracked table with commit
-/// directories), keeping the intent with the table's pending write until the statement ends.
-/// Other tables need none.
-pub(crate) async fn register_planned_write(engine: &Engine, provider: &Arc<dyn TableProvider>) -> Result<()> {
-    let Some(table) = crate::commit::tracked(provider) else { return Ok(()) };
-    if table.layout != crate::tracked::Layout::CommitDirs {
-        return Ok(());
-    }
-    let Some(pending) = table.pending_write() else { return Ok(()) };
-    let guard = register_write(engine, &table.def, &pending.commit).await?;
-    table.hold_intent(Arc::new(guard));
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // After a commit
 
@@ -298,7 +283,7 @@ pub(crate) async fn pass(engine: &Arc<Engine>) {
     };
     let before = now - config().lease_ms as i64;
     let mut tables: Vec<(String, String)> =
-        intents.iter().filter(|i| i.lease_until < now && commit_millis(&i.commit) < Some(before)).map(|i| (i.database.clone(), i.table.clone())).collect();
+        intents.iter().filter(|i| i.lease_until < now && bowman_commit_millis(&i.commit) < Some(before)).map(|i| (i.database.clone(), i.table.clone())).collect();
     tables.sort();
     tables.dedup();
     if tables.is_empty() {
@@ -314,10 +299,6 @@ pub(crate) async fn pass(engine: &Arc<Engine>) {
         }
     }
     forget_dead_intents(engine, None, before, Some(&tables)).await;
-}
-
-fn commit_millis(commit: &str) -> Option<i64> {
-    bowman_commit_millis(commit)
 }
 
 /// Claim, delete and forget retired directories. Each is checked against the catalog as it is
@@ -468,7 +449,7 @@ async fn forget_dead_intents(engine: &Engine, dead_before: Option<i64>, before_m
     let dead: Vec<String> = intents
         .into_iter()
         .filter(|i| is_dead(i, now, dead_before))
-        .filter(|i| commit_millis(&i.commit).is_some_and(|ms| ms < before_ms))
+        .filter(|i| bowman_commit_millis(&i.commit).is_some_and(|ms| ms < before_ms))
         .filter(|i| tables.is_none_or(|t| t.iter().any(|(d, n)| d == &i.database && n == &i.table)))
         .map(|i| i.commit)
         .collect();

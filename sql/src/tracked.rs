@@ -22,7 +22,7 @@
 //! and turns filters on them into filters on the strings so partitions are still pruned.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bowman_catalog::{LiveDir, TableDef};
@@ -61,19 +61,6 @@ pub(crate) enum Layout {
     Listed,
 }
 
-/// A write planned through a [`TrackedTable`], not yet committed.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PendingWrite {
-    pub commit: String,
-    /// Listed layout: files of other engines the table showed when the write was planned, as
-    /// (partition, path relative to the location). An overwrite retires those in the partitions
-    /// it replaces; files that appear while it runs are kept.
-    pub foreign: Vec<(String, String)>,
-    /// The write's intent in the catalog (commit directories): kept until the statement is
-    /// done with this table, so the write's files are protected until it has committed.
-    pub intent: Option<Arc<crate::sweeper::WriteIntentGuard>>,
-}
-
 pub(crate) struct TrackedTable {
     /// The connector's table: partition columns as strings (plus `_commit` for commit dirs).
     inner: Arc<dyn TableProvider>,
@@ -88,10 +75,6 @@ pub(crate) struct TrackedTable {
     sibling_live: HashSet<String>,
     sibling_retired: HashSet<String>,
     pub(crate) def: TableDef,
-    pending: Mutex<Option<PendingWrite>>,
-    /// Whether the write planned next may replace files (only then are other engines' files
-    /// listed before it runs).
-    overwrite: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for TrackedTable {
@@ -141,26 +124,7 @@ impl TrackedTable {
             sibling_live,
             sibling_retired,
             def,
-            pending: Mutex::new(None),
-            overwrite: std::sync::atomic::AtomicBool::new(false),
         })
-    }
-
-    /// Say whether the next write through this provider may replace files.
-    pub(crate) fn set_overwrite(&self, overwrite: bool) {
-        self.overwrite.store(overwrite, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Keep the catalog intent of the write planned through this provider.
-    pub(crate) fn hold_intent(&self, intent: Arc<crate::sweeper::WriteIntentGuard>) {
-        if let Some(p) = self.pending.lock().expect("pending write").as_mut() {
-            p.intent = Some(intent);
-        }
-    }
-
-    /// The write planned through this provider.
-    pub(crate) fn pending_write(&self) -> Option<PendingWrite> {
-        self.pending.lock().expect("pending write").clone()
     }
 
     fn partition_type(&self, name: &str) -> Option<&DataType> {
@@ -411,17 +375,17 @@ impl TableProvider for TrackedTable {
 
     async fn insert_into(
         &self,
-        state: &dyn DfSession,
-        input: Arc<dyn ExecutionPlan>,
+        _state: &dyn DfSession,
+        _input: Arc<dyn ExecutionPlan>,
         _insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // The sink only appends files; which ones become live is the commit's call.
-        let overwrite = self.overwrite.load(std::sync::atomic::Ordering::SeqCst);
-        let (setup, mut config) = self.prepare(state, &input.schema(), overwrite).await?;
-        *self.pending.lock().expect("pending write") = Some(PendingWrite { commit: setup.commit.clone(), foreign: setup.foreign, intent: None });
-        let projected: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(setup.exprs, input)?);
-        config.output_schema = projected.schema();
-        self.listing()?.options().format.create_writer_physical_plan(projected, state, config, None).await
+        // Every write to a tracked table is a BowmanWrite plan (Session::run_plan turns
+        // DataFusion's INSERTs into one), whose commit makes its files live. A sink planned
+        // here would write files nothing commits.
+        Err(DataFusionError::Internal(format!(
+            "{}: a write to a tracked table must be planned as Bowman's write, not DataFusion's INSERT",
+            self.def.qualified_name()
+        )))
     }
 }
 
@@ -440,7 +404,8 @@ pub(crate) struct WriteSetup {
     /// A `DataSinkExec` whose sink the writers share (each `write_all` call names its own files).
     pub sink: Arc<dyn ExecutionPlan>,
     /// Listed layout, overwrites: other engines' files the table showed when the write was
-    /// planned (see [`PendingWrite::foreign`]).
+    /// planned, as (partition, path relative to the location). An overwrite retires those in
+    /// the partitions it replaces; files that appear while it runs are kept.
     pub foreign: Vec<(String, String)>,
     /// Commit directories: the write's intent in the catalog, held while the plan lives, so
     /// no sweeper takes its files for a dead write's.

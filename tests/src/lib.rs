@@ -11,6 +11,26 @@ use bowman_server::{Config, Server, ServeArgs};
 
 pub mod remote;
 
+/// The commit directories under a partitioned table's location (`dt=p0/_commit=...`), in
+/// order; none when the location does not exist.
+pub fn commit_dirs(table: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let Ok(parts) = std::fs::read_dir(table) else { return out };
+    for part in parts {
+        let part = part.unwrap().path();
+        if !part.is_dir() {
+            continue;
+        }
+        for d in std::fs::read_dir(&part).unwrap() {
+            let name = d.unwrap().file_name().to_string_lossy().to_string();
+            if name.starts_with("_commit=") {
+                out.insert(format!("{}/{name}", part.file_name().unwrap().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
 /// Where test servers look for cloud instance credentials: a closed loopback port.
 pub const LOOPBACK_METADATA: &str = "http://127.0.0.1:9";
 

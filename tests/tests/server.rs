@@ -644,23 +644,7 @@ async fn kill_9_during_overwrites_restarts_to_the_old_or_the_new_contents() {
     let row = c.query_one("SELECT count(*), sum(v) FROM k", &[]).await.unwrap();
     let now = (row.get::<_, i64>(0), row.get::<_, i64>(1));
     assert!(now == before || Some(now) == target, "{now:?}");
-    let commit_dirs = || -> Vec<String> {
-        let mut out = Vec::new();
-        for part in std::fs::read_dir(dir.path().join("warehouse").join("k")).unwrap() {
-            let part = part.unwrap().path();
-            if !part.is_dir() {
-                continue;
-            }
-            for d in std::fs::read_dir(&part).unwrap() {
-                let name = d.unwrap().file_name().to_string_lossy().to_string();
-                if name.starts_with("_commit=") {
-                    out.push(format!("{}/{name}", part.file_name().unwrap().to_string_lossy()));
-                }
-            }
-        }
-        out.sort();
-        out
-    };
+    let commit_dirs = || bowman_tests::commit_dirs(&dir.path().join("warehouse").join("k"));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while commit_dirs().len() != 4 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;

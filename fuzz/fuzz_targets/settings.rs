@@ -43,7 +43,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
             s3: S3Settings::default(),
             memory_limit: 256 << 20,
             password_hasher: None,
-            compose: bowman_sql::Components::none,
+            compose: bowman_sql::Compose::new(bowman_sql::Components::none),
         })
         .expect("engine")
     });

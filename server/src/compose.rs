@@ -1,15 +1,24 @@
 //! What this binary links into the engine: the connectors it is built with (cargo features
-//! `delta`, `postgres`, `mysql`, `redshift`, all on by default) and the pushdown rule and planner
+//! `delta`, `postgres`, `mysql`, `redshift`, `kafka`, `redis`, `cassandra`, all on by default) and the pushdown rule and planner
 //! the remote databases share. `bowman-sql` links none of them itself.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bowman_connector_files::FilesTableProviderFactory;
 use bowman_sql::Components;
 
-/// The engine's components for this build.
-pub fn components(files: &Arc<FilesTableProviderFactory>) -> Components {
+/// The engine's components for this build; `cassandra` holds the server's `[cassandra]`
+/// connection defaults.
+pub fn components(files: &Arc<FilesTableProviderFactory>, cassandra: &BTreeMap<String, String>) -> Components {
     let mut out = Components::default();
+    #[cfg(feature = "kafka")]
+    out.connectors.push(Arc::new(bowman_connector_kafka::KafkaConnector::new()));
+    #[cfg(feature = "redis")]
+    out.connectors.push(Arc::new(bowman_connector_redis::RedisConnector::new()));
+    #[cfg(feature = "cassandra")]
+    out.connectors.push(Arc::new(bowman_connector_cassandra::CassandraConnector::new(cassandra.clone())));
+    let _ = cassandra;
     #[cfg(feature = "delta")]
     out.connectors.push(Arc::new(bowman_connector_delta::DeltaConnector::new(files.clone())));
     // URL schemes of Spark's generic JDBC source, by the connector that serves each.
@@ -49,13 +58,13 @@ mod tests {
     use super::*;
 
     #[test]
-    #[cfg(all(feature = "delta", feature = "postgres", feature = "mysql", feature = "redshift"))]
+    #[cfg(all(feature = "delta", feature = "postgres", feature = "mysql", feature = "redshift", feature = "kafka", feature = "redis", feature = "cassandra"))]
     fn a_default_build_serves_every_using_name() {
         let files = Arc::new(FilesTableProviderFactory::new(Default::default(), Default::default()));
-        let c = components(&files);
+        let c = components(&files, &BTreeMap::new());
         let mut names: Vec<&str> = c.connectors.iter().flat_map(|c| c.names().iter().copied()).collect();
         names.sort();
-        for n in ["delta", "postgres", "mysql", "mariadb", "redshift", "jdbc", "org.apache.spark.sql.jdbc"] {
+        for n in ["delta", "postgres", "mysql", "mariadb", "redshift", "jdbc", "org.apache.spark.sql.jdbc", "kafka", "redis", "cassandra", "org.apache.spark.sql.cassandra"] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }
         assert_eq!(c.optimizer_rules.len(), 1);

@@ -120,6 +120,11 @@ pub struct FileConfig {
     /// `allow_http`, ...), overridden per table by OPTIONS.
     #[serde(default)]
     pub s3: BTreeMap<String, String>,
+    /// Server-wide Cassandra connection settings (`contact_points`, `local_dc`, `username`,
+    /// `password`, `consistency`, `page_size`), as Spark's `spark.cassandra.connection.host`:
+    /// tables whose OPTIONS leave them out use these.
+    #[serde(default)]
+    pub cassandra: BTreeMap<String, String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// Who may connect (SCRAM-SHA-256 on pgwire, basic auth on Flight SQL). None: anyone, on
@@ -153,6 +158,8 @@ pub struct Config {
     /// Bytes of memory for query execution.
     pub memory_limit: usize,
     pub s3: BTreeMap<String, String>,
+    /// `[cassandra]`, then `BOWMAN_CASSANDRA_<KEY>`: connection defaults for `USING cassandra`.
+    pub cassandra: BTreeMap<String, String>,
     /// TLS certificate and key files for pgwire.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub users: crate::auth::Users,
@@ -237,6 +244,7 @@ impl std::fmt::Debug for Config {
             .field("http_addr", &self.http_addr)
             .field("warehouse", &self.warehouse)
             .field("s3_keys", &self.s3.keys().collect::<Vec<_>>())
+            .field("cassandra_keys", &self.cassandra.keys().collect::<Vec<_>>())
             .field("tls", &self.tls)
             .field("users", &!self.users.is_empty())
             .field("secret_keys", &self.secret_keys)
@@ -285,6 +293,12 @@ impl Config {
                 s3.insert(rest.to_ascii_lowercase(), v);
             }
         }
+        let mut cassandra = file.cassandra;
+        for (k, v) in std::env::vars() {
+            if let Some(rest) = k.strip_prefix("BOWMAN_CASSANDRA_") {
+                cassandra.insert(rest.to_ascii_lowercase(), v);
+            }
+        }
         let secret_keys = match std::env::var("BOWMAN_SECRET_KEY") {
             Ok(text) if !text.trim().is_empty() => SecretKeySource::Given(text),
             _ => SecretKeySource::File(
@@ -321,6 +335,7 @@ impl Config {
                 None => default_memory_limit(),
             },
             s3,
+            cassandra,
             tls: match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,

@@ -103,7 +103,10 @@ impl Server {
             s3: S3Settings(config.s3.clone()),
             memory_limit: config.memory_limit,
             password_hasher: Some(|p| auth::ScramSecret::from_password(p).to_hash_string()),
-            compose: compose::components,
+            compose: {
+                let cassandra = config.cassandra.clone();
+                bowman_sql::Compose::new(move |files| compose::components(files, &cassandra))
+            },
         })
             .map_err(|e| StartError::Engine(e.message()))?;
         engine.set_setting_defaults(config.settings.clone());

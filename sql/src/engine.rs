@@ -30,7 +30,24 @@ pub struct EngineConfig {
     /// ends own the authentication scheme); `None` refuses CREATE USER.
     pub password_hasher: Option<fn(&str) -> String>,
     /// What the binary links in beyond Bowman's own file tables (see [`Components`]).
-    pub compose: fn(&Arc<FilesTableProviderFactory>) -> Components,
+    pub compose: Compose,
+}
+
+/// Builds the engine's [`Components`] from its file-table factory (which the Delta and Redshift
+/// connectors share); a closure, so the binary can hand connectors its own configuration.
+#[derive(Clone)]
+pub struct Compose(pub Arc<dyn Fn(&Arc<FilesTableProviderFactory>) -> Components + Send + Sync>);
+
+impl Compose {
+    pub fn new(f: impl Fn(&Arc<FilesTableProviderFactory>) -> Components + Send + Sync + 'static) -> Self {
+        Compose(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Compose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Compose")
+    }
 }
 
 /// What a binary hands the engine beyond Bowman's own file tables: more connectors, and the
@@ -108,7 +125,7 @@ impl Engine {
         let mut connectors = ConnectorRegistry::new();
         let files = Arc::new(FilesTableProviderFactory::new(config.s3.clone(), store_calls.clone()));
         connectors.register(files.clone());
-        let components = (config.compose)(&files);
+        let components = (config.compose.0)(&files);
         for c in components.connectors {
             connectors.register(c);
         }

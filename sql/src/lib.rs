@@ -40,7 +40,7 @@ mod transaction;
 mod views;
 pub mod types;
 
-pub use engine::{CATALOG_NAME, Components, Engine, EngineConfig};
+pub use engine::{CATALOG_NAME, Components, Compose, Engine, EngineConfig};
 pub use error::{BowmanError, Result, SqlState};
 pub use copy::{CopyFormat, CopyInTarget};
 pub use ingest::IngestMode;

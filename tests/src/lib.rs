@@ -380,3 +380,58 @@ impl TlsEnv {
         }
     }
 }
+
+/// A service address the test command (scripts/test) names in `var`, else `fallback` when it
+/// answers there; `None` (skip, with a printed reason) when neither, unless
+/// `BOWMAN_TEST_REQUIRE_SERVICES=1` makes that a failure.
+fn service_addr(var: &str, fallback: Option<&str>, what: &str) -> Option<String> {
+    if let Ok(v) = std::env::var(var) {
+        if !v.trim().is_empty() {
+            return Some(v.trim().to_string());
+        }
+    }
+    if let Some(addr) = fallback {
+        if let Ok(sock) = addr.parse::<SocketAddr>() {
+            if std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(1)).is_ok() {
+                return Some(addr.to_string());
+            }
+        }
+    }
+    assert!(
+        std::env::var("BOWMAN_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "{var} is not set and no {what} answers, but services are required: run scripts/test"
+    );
+    eprintln!("skipping: no {what} (set {var} or run scripts/test)");
+    None
+}
+
+/// The Kafka-compatible broker (Tansu) scripts/test starts: `host:port` bootstrap servers.
+pub fn kafka_bootstrap() -> Option<String> {
+    service_addr("BOWMAN_TEST_KAFKA", None, "Kafka broker")
+}
+
+/// Redis for the connector tests: `redis://host:port`, the machine's own server by default.
+pub fn redis_url() -> Option<String> {
+    service_addr("BOWMAN_TEST_REDIS", Some("127.0.0.1:6379"), "Redis").map(|a| {
+        if a.contains("://") { a } else { format!("redis://{a}") }
+    })
+}
+
+/// The CQL stand-in scripts/test starts (tests/cql-server, on the kassandra engine): `host:port`.
+pub fn cql_stand_in() -> Option<String> {
+    service_addr("BOWMAN_TEST_CQL", None, "CQL test server")
+}
+
+/// A real Cassandra or ScyllaDB, `host:port`, when `BOWMAN_TEST_CASSANDRA` names one. Tests of
+/// what the stand-in cannot do (clustering ranges, decimals, collections, counters, UDTs) run
+/// only then; otherwise they print why they did not run. Never required by scripts/test, since no
+/// Cassandra installs on its machines.
+pub fn real_cassandra(test: &str) -> Option<String> {
+    match std::env::var("BOWMAN_TEST_CASSANDRA") {
+        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+        _ => {
+            eprintln!("not run: {test} needs a real Cassandra or ScyllaDB (set BOWMAN_TEST_CASSANDRA=host:port); the kassandra stand-in gets it wrong");
+            None
+        }
+    }
+}

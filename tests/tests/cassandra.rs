@@ -1,0 +1,1 @@
+//! USING cassandra against a real server (being written).

@@ -1,0 +1,1 @@
+//! USING kafka against a real server (being written).

@@ -1,0 +1,1 @@
+//! USING redis against a real server (being written).

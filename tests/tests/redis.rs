@@ -15,13 +15,6 @@ fn message(e: &tokio_postgres::Error) -> String {
     e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
 }
 
-async fn rows(c: &tokio_postgres::Client, sql: &str, cols: usize) -> Vec<String> {
-    let r = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    let columns: Vec<Vec<String>> = (0..cols).map(|i| text_column(&r, i)).collect();
-    let n = columns.first().map(|c| c.len()).unwrap_or(0);
-    (0..n).map(|i| columns.iter().map(|c| c[i].clone()).collect::<Vec<_>>().join("|")).collect()
-}
-
 /// Every column of every row, NULL as `NULL`.
 async fn all(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
     let r = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
@@ -352,7 +345,7 @@ async fn string_json_zset_and_stream_tables() {
     assert_eq!(json["pages"], serde_json::json!(12), "numbers stay numbers: {raw}");
     assert_eq!(
         all(&c, "SELECT _key, member, score FROM board ORDER BY score").await,
-        vec![format!("{p}:board:1|bob|1"), format!("{p}:board:1|ann|3.5"), format!("{p}:board:2|cid|7")]
+        vec![format!("{p}:board:1|bob|1.0"), format!("{p}:board:1|ann|3.5"), format!("{p}:board:2|cid|7.0")]
     );
     assert_eq!(
         all(&c, "SELECT _key, _id, _ms, kind, n FROM events ORDER BY _key, _id").await,

@@ -98,7 +98,7 @@ pub(crate) async fn connect(o: &RedisOptions, table: &str) -> Result<Multiplexed
 pub(crate) fn redis_error(e: redis::RedisError, o: &RedisOptions, table: &str, connected: bool) -> ConnectorError {
     let text = options::redact(&e.to_string(), &o.secrets());
     let code = e.code().unwrap_or("");
-    let auth = matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM") || text.contains("invalid password") || text.contains("WRONGPASS");
+    let auth = e.kind() == redis::ErrorKind::AuthenticationFailed || matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM") || text.contains("invalid password") || text.contains("WRONGPASS");
     if auth {
         return ConnectorError::new(ErrorKind::AccessDenied, format!("Redis at {} refused the credentials of table {table}: {text}", o.describe));
     }

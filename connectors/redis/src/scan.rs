@@ -36,6 +36,7 @@ pub struct RedisScanExec {
     roles: Vec<Role>,
     projection: Vec<usize>,
     out: SchemaRef,
+    full: SchemaRef,
     source: KeySource,
     id_ranges: Vec<(String, String)>,
     /// The filters on the stream's ids leave nothing to read.
@@ -71,7 +72,7 @@ impl RedisScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Ok(RedisScanExec { table, o, roles, projection, out, source, id_ranges, no_ids, limit, props, metrics: ExecutionPlanMetricsSet::new() })
+        Ok(RedisScanExec { table, o, roles, projection, out, full: schema, source, id_ranges, no_ids, limit, props, metrics: ExecutionPlanMetricsSet::new() })
     }
 
     pub fn source(&self) -> &KeySource {
@@ -145,7 +146,7 @@ impl ExecutionPlan for RedisScanExec {
             read_pipelines: MetricBuilder::new(&self.metrics).counter("read_pipelines", partition),
             output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
         };
-        let decoder = Arc::new(Decoder::new(&self.table, &self.o, &self.roles, &self.projection, self.out.clone()));
+        let decoder = Arc::new(Decoder::new(&self.table, &self.o, &self.roles, &self.projection, &self.full)?);
         let job = Job {
             table: self.table.clone(),
             o: self.o.clone(),
@@ -375,7 +376,9 @@ fn scan_keys(
 struct Decoder {
     table: String,
     format: Format,
+    /// The decoded columns, and which of them the scan returns (`None`: all).
     out: SchemaRef,
+    keep: Option<Vec<usize>>,
     roles: Vec<Role>,
     /// Field name -> projected column.
     fields: HashMap<Vec<u8>, usize>,
@@ -407,8 +410,15 @@ enum Buf {
 type Slots<'a> = Vec<Option<Cow<'a, [u8]>>>;
 
 impl Decoder {
-    fn new(table: &str, o: &RedisOptions, all_roles: &[Role], projection: &[usize], out: SchemaRef) -> Self {
-        let roles: Vec<Role> = projection.iter().map(|&i| all_roles[i].clone()).collect();
+    fn new(table: &str, o: &RedisOptions, all_roles: &[Role], projection: &[usize], full: &SchemaRef) -> Result<Self> {
+        // `_error` tells about the whole row, so a query that reads it decodes every column
+        // (and then keeps the ones it asked for).
+        let reads_error = projection.iter().any(|&i| all_roles[i] == Role::Error);
+        let decoded: Vec<usize> = if reads_error { (0..all_roles.len()).collect() } else { projection.to_vec() };
+        let keep: Option<Vec<usize>> =
+            reads_error.then(|| projection.iter().map(|i| decoded.iter().position(|d| d == i).unwrap_or(0)).collect());
+        let out = Arc::new(full.project(&decoded)?);
+        let roles: Vec<Role> = decoded.iter().map(|&i| all_roles[i].clone()).collect();
         let fields = roles
             .iter()
             .enumerate()
@@ -420,15 +430,16 @@ impl Decoder {
         // A table that declares `_error` (read by this query or not) reads values that do not
         // decode as NULLs, unless it is strict.
         let lenient = all_roles.contains(&Role::Error) && !o.strict;
-        Decoder {
+        Ok(Decoder {
             table: table.to_string(),
             format: o.format,
             out,
+            keep,
             roles,
             fields,
             template: o.key_parts.clone(),
             lenient,
-        }
+        })
     }
 
     /// Whether the query reads anything beyond the key.
@@ -712,7 +723,11 @@ impl Decoder {
                 None => cast_with_options(&errors, self.out.field(j).data_type(), &opts),
             })
             .collect::<std::result::Result<_, _>>()?;
-        Ok(RecordBatch::try_new_with_options(self.out.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(n)))?)
+        let batch = RecordBatch::try_new_with_options(self.out.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(n)))?;
+        Ok(match &self.keep {
+            Some(keep) => batch.project(keep)?,
+            None => batch,
+        })
     }
 }
 

@@ -7,7 +7,6 @@
 //! transaction marker that is never delivered.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,16 +131,6 @@ pub fn topic_partitions(c: &BaseConsumer, o: &KafkaOptions, table: &str) -> Resu
     Ok(ids)
 }
 
-/// librdkafka's watermarks as of the last fetch response (`hi` is the last stable offset under
-/// read_committed), without asking the broker.
-fn cached_watermarks(c: &BaseConsumer, topic: &str, p: i32) -> Option<(i64, i64)> {
-    let t = CString::new(topic).ok()?;
-    let (mut lo, mut hi) = (-1i64, -1i64);
-    // SAFETY: the client pointer is live for `c`'s lifetime; the out pointers are ours.
-    let err = unsafe { rdkafka::bindings::rd_kafka_get_watermark_offsets(c.client().native_ptr(), t.as_ptr(), p, &mut lo, &mut hi) };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0).then_some((lo, hi))
-}
-
 /// The end of each partition's log now, from a fetch: assign at the end, wait for partition
 /// EOF, then take the watermark the fetch response carried (not ListOffsets' LATEST, which some
 /// Kafka-compatible brokers get wrong).
@@ -154,31 +143,61 @@ fn log_ends(c: &BaseConsumer, o: &KafkaOptions, table: &str, parts: &[i32]) -> R
     let mut pending: BTreeSet<i32> = parts.iter().copied().collect();
     let mut ends = BTreeMap::new();
     let deadline = Instant::now() + o.connect_timeout.max(Duration::from_secs(2)) * 2;
+    // The partition EOF event carries the fetch position it was reached at: the high watermark
+    // (read_uncommitted) or the last stable offset (read_committed). rdkafka's poll drops that
+    // offset, so the probe reads the consumer queue's events itself.
+    use rdkafka::bindings as rd;
+    // SAFETY: `c` outlives the queue and every event, each destroyed exactly once below.
+    let queue = unsafe { rd::rd_kafka_queue_get_consumer(c.client().native_ptr()) };
+    if queue.is_null() {
+        return Err(ConnectorError::new(ErrorKind::Io, format!("kafka table {table}: the consumer has no queue")));
+    }
+    let mut failure = None;
     while !pending.is_empty() {
         if Instant::now() > deadline {
-            return Err(ConnectorError::new(
+            failure = Some(ConnectorError::new(
                 ErrorKind::Unreachable,
                 format!(
                     "Kafka at {} (table {table}): no fetch response for partitions {:?} of topic {} within {:?}; check that the partition leaders are up",
                     o.bootstrap_servers, pending, o.topic, o.connect_timeout * 2
                 ),
             ));
+            break;
         }
-        match c.poll(Duration::from_millis(100)) {
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                if let Some((_, hi)) = cached_watermarks(c, &o.topic, p) {
-                    pending.remove(&p);
-                    ends.insert(p, hi);
+        let ev = unsafe { rd::rd_kafka_queue_poll(queue, 100) };
+        if ev.is_null() {
+            continue;
+        }
+        unsafe {
+            if rd::rd_kafka_event_type(ev) == rd::RD_KAFKA_EVENT_ERROR {
+                let err = rd::rd_kafka_event_error(ev);
+                if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                    let tp = rd::rd_kafka_event_topic_partition(ev);
+                    if !tp.is_null() {
+                        let (p, off) = ((*tp).partition, (*tp).offset);
+                        rd::rd_kafka_topic_partition_destroy(tp);
+                        if off >= 0 && pending.remove(&p) {
+                            ends.insert(p, off);
+                        }
+                    }
+                } else {
+                    let code: RDKafkaErrorCode = err.into();
+                    let e = KafkaError::MessageConsumption(code);
+                    let ce = kafka_err(o, table, "cannot read the end of the log", &e);
+                    if ce.kind != ErrorKind::Unreachable && ce.kind != ErrorKind::Io {
+                        failure = Some(ce);
+                    }
                 }
             }
-            Some(Err(e)) => {
-                let err = kafka_err(o, table, "cannot read the end of the log", &e);
-                if err.kind != ErrorKind::Unreachable {
-                    return Err(err);
-                }
-            }
-            _ => {}
+            rd::rd_kafka_event_destroy(ev);
         }
+        if failure.is_some() {
+            break;
+        }
+    }
+    unsafe { rd::rd_kafka_queue_destroy(queue) };
+    if let Some(f) = failure {
+        return Err(f);
     }
     let _ = c.unassign();
     Ok(ends)
@@ -556,17 +575,11 @@ impl Reader<'_> {
             return Ok(());
         }
         let c = consumer(self.o, self.table)?;
-        let mut left = limit.unwrap_or(usize::MAX);
         let mut buf = Messages::default();
-        self.consume(&c, &ranges, &mut buf, &mut |this, buf| {
-            if buf.len() > left {
-                truncate(buf, left);
-            }
-            left -= buf.len();
+        self.consume(&c, &ranges, &mut buf, limit, &mut |this, buf| {
             let batch = this.decoder.decode(buf)?;
             buf.clear();
-            this.send(batch)?;
-            Ok(left == 0)
+            this.send(batch)
         })
     }
 
@@ -584,7 +597,7 @@ impl Reader<'_> {
             let start = (end - chunk).max(r.start);
             let mut all = Messages::default();
             let piece = [Range { partition: r.partition, start, end }];
-            self.consume(&c, &piece, &mut all, &mut |_, _| Ok(false))?;
+            self.consume(&c, &piece, &mut all, None, &mut |_, _| Ok(()))?;
             let batch = self.decoder.decode(&all)?;
             let n = batch.num_rows();
             let take = n.min(left);
@@ -601,15 +614,20 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Consume `ranges` (distinct partitions) into `buf`, calling `flush` every batch and at the
-    /// end (the final call may be for an empty buffer); `flush` returning true stops early.
+    /// Consume `ranges` (distinct partitions) into `buf`, at most `limit` messages, calling
+    /// `flush` every batch and at the end. With `flush` a no-op, `buf` collects everything.
     fn consume(
         &self,
         c: &BaseConsumer,
         ranges: &[Range],
         buf: &mut Messages,
-        flush: &mut dyn FnMut(&Self, &mut Messages) -> Result<bool, Stop>,
+        limit: Option<usize>,
+        flush: &mut dyn FnMut(&Self, &mut Messages) -> Result<(), Stop>,
     ) -> Result<(), Stop> {
+        let mut left = limit.unwrap_or(usize::MAX);
+        if left == 0 {
+            return Ok(());
+        }
         let o = self.o;
         let mut tpl = TopicPartitionList::new();
         let mut todo: BTreeMap<i32, Range> = BTreeMap::new();
@@ -685,21 +703,22 @@ impl Reader<'_> {
                     if off + 1 >= r.end {
                         finish(p, &mut todo);
                     }
+                    left -= 1;
+                    if left == 0 {
+                        break;
+                    }
                     if buf.len() >= BATCH_MESSAGES {
                         self.fetched.add(fetched_since as usize);
                         fetched_since = 0;
-                        if flush(self, buf)? {
-                            return Ok(());
-                        }
+                        flush(self, buf)?;
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
+                    // The fetcher reached the end of the log as it is now (the last stable
+                    // offset under read_committed), which only grows: at or past the range's
+                    // end, and every message before it has been delivered.
                     last_progress = Instant::now();
-                    if let (Some(r), Some((_, hi))) = (todo.get(&p).copied(), cached_watermarks(c, &o.topic, p)) {
-                        if hi >= r.end {
-                            finish(p, &mut todo);
-                        }
-                    }
+                    finish(p, &mut todo);
                 }
                 Some(Err(e)) => {
                     if matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::OffsetOutOfRange)) {
@@ -751,25 +770,6 @@ impl Reader<'_> {
         self.fetched.add(fetched_since as usize);
         flush(self, buf)?;
         Ok(())
-    }
-}
-
-fn truncate(m: &mut Messages, n: usize) {
-    m.partition.truncate(n);
-    m.offset.truncate(n);
-    m.timestamp_ms.truncate(n);
-    m.key_ends.truncate(n);
-    m.value_ends.truncate(n);
-    m.headers.truncate(n);
-    if let Some(end) = m.key_ends.iter().rev().find_map(|e| *e) {
-        m.keys.truncate(end);
-    } else {
-        m.keys.clear();
-    }
-    if let Some(end) = m.value_ends.iter().rev().find_map(|e| *e) {
-        m.values.truncate(end);
-    } else {
-        m.values.clear();
     }
 }
 

@@ -460,3 +460,57 @@ async fn bad_options_are_22023() {
     assert_eq!(code(&e), "22023", "{e:?}");
     assert_eq!(all(&c, "SELECT 1").await, vec!["1"]);
 }
+
+/// Bowman's hash scan against a plain client doing SCAN + pipelined HGETALL on the same
+/// private server: prints both times (the benchmark proper runs release builds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_scan_keeps_up_with_a_plain_client() {
+    let Some(redis) = PrivateRedis::start(&[]) else { return };
+    let url = redis.url();
+    let mut r = redis_conn(&url).await;
+    let n = 50_000i64;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.hset_multiple(format!("h:{i}"), &[("a", i.to_string()), ("b", format!("name-{i}")), ("c", "x".repeat(20))]).ignore();
+        }
+        let _: () = pipe.query_async(&mut r).await.unwrap();
+    }
+    // The plain client: SCAN pages, each page's HGETALLs in one pipeline, values parsed.
+    let plain = async {
+        let start = Instant::now();
+        let (mut cursor, mut rows, mut sum) = (0u64, 0i64, 0i64);
+        loop {
+            let (next, keys): (u64, Vec<String>) =
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg("h:*").arg("COUNT").arg(1000).query_async(&mut r).await.unwrap();
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.hgetall(k);
+            }
+            let maps: Vec<std::collections::HashMap<String, String>> = pipe.query_async(&mut r).await.unwrap();
+            for m in maps {
+                rows += 1;
+                sum += m["a"].parse::<i64>().unwrap();
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!((rows, sum), (n, n * (n - 1) / 2));
+        start.elapsed()
+    };
+    let plain = plain.await;
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(&format!("CREATE TABLE h (_key STRING, a BIGINT, b STRING, c STRING) USING redis OPTIONS (url '{url}', key_pattern 'h:*')"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    assert_eq!(all(&c, "SELECT count(*), sum(a), count(b), count(c) FROM h").await, vec![format!("{n}|{}|{n}|{n}", n * (n - 1) / 2)]);
+    let bowman = start.elapsed();
+    eprintln!(
+        "{n} hashes: plain client {plain:?}, Bowman {bowman:?}: Bowman at {:.2}x the plain client's speed",
+        plain.as_secs_f64() / bowman.as_secs_f64()
+    );
+}

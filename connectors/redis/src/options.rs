@@ -20,7 +20,7 @@ pub const REDIS_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("scan_dedup", "true (default): a key SCAN returns twice is read once; false saves the memory of the seen-key set"),
     OptionSpec::new("strict", "true: a value that does not decode fails the statement even when the table has an _error column"),
     OptionSpec::new("connect_timeout", "seconds to wait for a connection (default 5, 0.1 to 3600)"),
-    OptionSpec::new("response_timeout", "seconds to wait for any one answer (default 30, 0.1 to 3600)"),
+    OptionSpec::new("response_timeout", "seconds to wait for any one answer (default 10, 0.1 to 3600)"),
 ];
 
 /// How a Redis key's value becomes rows.
@@ -332,7 +332,7 @@ impl RedisOptions {
             scan_dedup: flag("scan_dedup", true)?,
             strict: flag("strict", false)?,
             connect_timeout: secs("connect_timeout", 5.0)?,
-            response_timeout: secs("response_timeout", 30.0)?,
+            response_timeout: secs("response_timeout", 10.0)?,
         })
     }
 

@@ -29,6 +29,8 @@ use crate::{connect, redis_error};
 
 /// Pipelined reads in flight at once while SCAN goes on.
 const READ_AHEAD: usize = 4;
+/// Connections that read values (besides the one that SCANs).
+const READ_CONNECTIONS: usize = 2;
 
 pub struct RedisScanExec {
     table: String,
@@ -257,10 +259,20 @@ impl Job {
         let m = self.m.clone();
         let o = self.o.clone();
         let table = self.table.clone();
+        // Reads go over connections of their own (SCAN keeps the first), so replies are parsed
+        // on more than one connection task while the SCAN goes on.
+        let mut readers = Vec::with_capacity(READ_CONNECTIONS);
+        if needs_values {
+            for _ in 0..READ_CONNECTIONS {
+                readers.push(connect(&self.o, &self.table).await?);
+            }
+        }
+        let mut next_reader = 0usize;
         let mut batches = keys
             .map(move |chunk| {
                 let decoder = decoder.clone();
-                let mut conn = conn.clone();
+                next_reader += 1;
+                let mut conn = readers.get(next_reader % READ_CONNECTIONS.max(1)).cloned().unwrap_or_else(|| conn.clone());
                 let m = m.clone();
                 let o = o.clone();
                 let table = table.clone();
@@ -285,7 +297,10 @@ impl Job {
                         Value::Array(v) => v,
                         other => return Err(unexpected(&table, &other)),
                     };
-                    decoder.values(&chunk, values)
+                    // Decoding runs as a task of its own, in parallel with the next reads.
+                    tokio::task::spawn_blocking(move || decoder.values(&chunk, values))
+                        .await
+                        .map_err(|e| DataFusionError::Internal(format!("redis decode task: {e}")))?
                 }
             })
             .buffered(READ_AHEAD);

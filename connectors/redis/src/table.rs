@@ -296,8 +296,8 @@ fn valid_entry_id(s: &str) -> bool {
 
 fn column_name(e: &Expr) -> Option<String> {
     match e {
+        // Not through a CAST: `CAST(id AS STRING) = '03'` does not name the key user:03.
         Expr::Column(c) => Some(c.name.clone()),
-        Expr::Cast(c) => column_name(&c.expr),
         _ => None,
     }
 }

@@ -466,7 +466,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bowman-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("bowman.toml");
-        std::fs::write(&file, "pg_addr = \"127.0.0.1:7000\"\nhttp_addr = \"127.0.0.1:7001\"\n[s3]\nregion = \"eu-west-1\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "pg_addr = \"127.0.0.1:7000\"\nhttp_addr = \"127.0.0.1:7001\"\n[s3]\nregion = \"eu-west-1\"\n\
+             [cassandra]\ncontact_points = \"10.0.0.1,10.0.0.2:9043\"\npassword = \"hunter2\"\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             config: Some(file),
             data_dir: Some(dir.join("data")),
@@ -477,6 +482,10 @@ mod tests {
         assert_eq!(c.pg_addr.port(), 0);
         assert_eq!(c.http_addr.port(), 7001);
         assert_eq!(c.s3.get("region").map(String::as_str), Some("eu-west-1"));
+        assert_eq!(c.cassandra.get("contact_points").map(String::as_str), Some("10.0.0.1,10.0.0.2:9043"));
+        // The keys are shown, never the values.
+        let shown = format!("{c:?}");
+        assert!(shown.contains("contact_points") && !shown.contains("hunter2"), "{shown}");
         assert!(c.catalog.starts_with("sqlite://"));
         assert!(c.memory_limit > 0);
         assert_eq!(parse_size("4G"), Some(4 << 30));

@@ -175,3 +175,80 @@ async fn remote_connector_conformance() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// tests/slt-remote/stores.slt once per non-SQL store (Kafka on Tansu, Redis, Cassandra on the
+/// CQL stand-in), each over an empty source it fills and one that stays empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_connector_conformance() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt-remote/stores.slt");
+    let columns = "(id INT, name STRING, qty BIGINT, price DOUBLE, ok BOOLEAN, born DATE, seen TIMESTAMP)";
+    let ns = bowman_tests::unique_name("conf");
+    // connector, columns, options of `items`, options of `nothing`
+    let mut runs: Vec<(&str, String, String, String)> = Vec::new();
+    if let Some(bootstrap) = bowman_tests::kafka_bootstrap() {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("admin client");
+        let (items, nothing) = (format!("{ns}_items"), format!("{ns}_nothing"));
+        let topics = [NewTopic::new(&items, 3, TopicReplication::Fixed(1)), NewTopic::new(&nothing, 2, TopicReplication::Fixed(1))];
+        for r in admin.create_topics(&topics, &AdminOptions::new()).await.expect("create topics") {
+            r.expect("topic created");
+        }
+        runs.push((
+            "kafka",
+            columns.into(),
+            format!("bootstrap_servers '{bootstrap}', topic '{items}'"),
+            format!("bootstrap_servers '{bootstrap}', topic '{nothing}'"),
+        ));
+    }
+    if let Some(url) = bowman_tests::redis_url() {
+        runs.push((
+            "redis",
+            columns.into(),
+            format!("url '{url}', key_parts '{ns}:items:{{id}}', value_format 'hash'"),
+            format!("url '{url}', key_parts '{ns}:nothing:{{id}}', value_format 'hash'"),
+        ));
+    }
+    if let Some(addr) = bowman_tests::cql_stand_in() {
+        use scylla::client::session_builder::SessionBuilder;
+        let session = SessionBuilder::new().known_node(&addr).build().await.expect("connect to the CQL server");
+        session
+            .query_unpaged(format!("CREATE KEYSPACE {ns} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"), &[])
+            .await
+            .expect("keyspace");
+        for t in ["items", "nothing"] {
+            session
+                .query_unpaged(
+                    format!("CREATE TABLE {ns}.{t} (id int PRIMARY KEY, name text, qty bigint, price double, ok boolean, born date, seen timestamp)"),
+                    &[],
+                )
+                .await
+                .expect("table");
+        }
+        runs.push((
+            "cassandra",
+            String::new(),
+            format!("contact_points '{addr}', keyspace '{ns}', table 'items'"),
+            format!("contact_points '{addr}', keyspace '{ns}', table 'nothing'"),
+        ));
+    }
+    let mut failures = Vec::new();
+    for (connector, columns, items, nothing) in runs {
+        let server = TestServer::start().await;
+        let addr = server.pg_addr;
+        let mut runner = sqllogictest::Runner::new(move || async move { Ok(Pg { client: bowman_tests::connect(addr).await }) });
+        runner.with_column_validator(|_, _| true);
+        for (k, v) in [("CONNECTOR", connector.to_string()), ("COLUMNS", columns), ("ITEMS", items), ("NOTHING", nothing)] {
+            runner.set_var(k.to_string(), v);
+        }
+        match runner.run_file_async(&file).await {
+            Ok(()) => eprintln!("ok   {connector}: {}", file.display()),
+            Err(e) => {
+                eprintln!("FAIL {connector}: {}\n{e}", file.display());
+                failures.push(format!("{connector}: {e}"));
+            }
+        }
+        server.stop().await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -514,3 +514,34 @@ async fn hash_scan_keeps_up_with_a_plain_client() {
         plain.as_secs_f64() / bowman.as_secs_f64()
     );
 }
+
+/// A frozen server (it accepts connections, answers nothing): 08001 within connect_timeout,
+/// not a hang; once it thaws the same session reads again. A write into a key of the wrong
+/// type is 42809.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_server_and_wrong_type_writes() {
+    let Some(redis) = PrivateRedis::start(&[]) else { return };
+    let url = redis.url();
+    let mut r = redis_conn(&url).await;
+    let _: () = r.set("z:1", "a string").await.unwrap();
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE z USING redis OPTIONS (url '{url}', key_pattern 'z:*', value_format 'zset', connect_timeout '2', response_timeout '2')"
+    ))
+    .await
+    .unwrap();
+    let e = c.batch_execute("INSERT INTO z VALUES ('z:1', 'm', 1.0)").await.unwrap_err();
+    assert_eq!(code(&e), "42809", "{e:?}");
+    c.batch_execute("INSERT INTO z VALUES ('z:2', 'm', 1.0)").await.unwrap();
+
+    let pid = redis.child.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let start = Instant::now();
+    let e = c.simple_query("SELECT * FROM z WHERE _key = 'z:2'").await.unwrap_err();
+    let took = start.elapsed();
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    assert!(["08001", "08006"].contains(&code(&e).as_str()), "{e:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(all(&c, "SELECT member, score FROM z WHERE _key = 'z:2'").await, vec!["m|1.0"]);
+}

@@ -345,46 +345,73 @@ fn scan_keys(
         conn: MultiplexedConnection,
         cursor: u64,
         done: bool,
-        seen: HashSet<Vec<u8>>,
-        pending: Vec<Vec<u8>>,
+        keys: ScannedKeys,
     }
-    let state = State { conn, cursor: 0, done: false, seen: HashSet::new(), pending: Vec::new() };
+    let state = State { conn, cursor: 0, done: false, keys: ScannedKeys::new(dedup) };
     futures::stream::try_unfold(state, move |mut s| {
         let pattern = pattern.clone();
         let m = m.clone();
         let o = o.clone();
         let table = table.clone();
         async move {
-            while s.pending.len() < batch && !s.done {
+            while s.keys.pending.len() < batch && !s.done {
                 let mut c = redis::cmd("SCAN");
                 c.arg(s.cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(count);
                 m.scan_calls.add(1);
                 let (next, keys): (u64, Vec<Vec<u8>>) =
                     c.query_async(&mut s.conn).await.map_err(|e| redis_error(e, &o, &table, true))?;
-                for k in keys {
-                    m.keys_scanned.add(1);
-                    if dedup {
-                        if s.seen.contains(&k) {
-                            m.duplicate_keys.add(1);
-                            continue;
-                        }
-                        s.seen.insert(k.clone());
-                    }
-                    s.pending.push(k);
-                }
+                m.keys_scanned.add(keys.len());
+                m.duplicate_keys.add(s.keys.add(keys));
                 s.cursor = next;
                 if next == 0 {
                     s.done = true;
                 }
             }
-            if s.pending.is_empty() {
-                return Ok(None);
+            match s.keys.take(batch) {
+                Some(chunk) => Ok(Some((chunk, s))),
+                None => Ok(None),
             }
-            let n = s.pending.len().min(batch);
-            let chunk: Vec<Vec<u8>> = s.pending.drain(..n).collect();
-            Ok(Some((chunk, s)))
         }
     })
+}
+
+/// The keys SCAN returned, each once: SCAN may return a key more than once (while Redis
+/// resizes its tables), so with `dedup` the keys already seen are remembered and skipped.
+pub struct ScannedKeys {
+    dedup: bool,
+    seen: HashSet<Vec<u8>>,
+    pending: Vec<Vec<u8>>,
+}
+
+impl ScannedKeys {
+    pub fn new(dedup: bool) -> Self {
+        ScannedKeys { dedup, seen: HashSet::new(), pending: Vec::new() }
+    }
+
+    /// Add one SCAN page; returns how many of its keys were seen before.
+    pub fn add(&mut self, keys: Vec<Vec<u8>>) -> usize {
+        let mut duplicates = 0;
+        for k in keys {
+            if self.dedup {
+                if self.seen.contains(&k) {
+                    duplicates += 1;
+                    continue;
+                }
+                self.seen.insert(k.clone());
+            }
+            self.pending.push(k);
+        }
+        duplicates
+    }
+
+    /// Up to `n` keys not yet handed out, or `None` when there are none.
+    pub fn take(&mut self, n: usize) -> Option<Vec<Vec<u8>>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let n = self.pending.len().min(n);
+        Some(self.pending.drain(..n).collect())
+    }
 }
 
 /// Decodes replies into the scan's projected columns.
@@ -799,5 +826,40 @@ fn pairs(v: Value) -> Vec<(Cow<'static, [u8]>, Cow<'static, [u8]>)> {
             }
         }
         _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(k: &[&str]) -> Vec<Vec<u8>> {
+        k.iter().map(|k| k.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn scanned_keys_come_once() {
+        let mut s = ScannedKeys::new(true);
+        assert_eq!(s.add(keys(&["a", "b", "c"])), 0);
+        assert_eq!(s.take(2), Some(keys(&["a", "b"])));
+        // A later page repeats a key already handed out and one still pending.
+        assert_eq!(s.add(keys(&["b", "d", "c", "d"])), 3);
+        assert_eq!(s.take(10), Some(keys(&["c", "d"])));
+        assert_eq!(s.take(10), None);
+        let mut s = ScannedKeys::new(false);
+        assert_eq!(s.add(keys(&["a", "a"])), 0);
+        assert_eq!(s.take(10), Some(keys(&["a", "a"])));
+    }
+
+    #[test]
+    fn pairs_read_resp2_and_resp3_shapes() {
+        let b = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let flat = pairs(Value::Array(vec![b("f"), b("1"), b("g"), b("2")]));
+        assert_eq!(flat.len(), 2);
+        assert_eq!(flat[1].0.as_ref(), b"g");
+        let nested = pairs(Value::Array(vec![Value::Array(vec![b("m"), Value::Double(1.5)])]));
+        assert_eq!(nested[0].1.as_ref(), b"1.5");
+        let map = pairs(Value::Map(vec![(b("k"), b("v"))]));
+        assert_eq!(map[0].0.as_ref(), b"k");
     }
 }

@@ -236,6 +236,11 @@ async fn wrong_types_and_bad_fields() {
     assert!(message(&e).contains("'forty'"), "{}", message(&e));
     let e = c.simple_query("SELECT * FROM strict").await.unwrap_err();
     assert!(["22P02", "42809"].contains(&code(&e).as_str()), "{e:?}");
+    // Strict checks the whole row; without _error only what the query reads.
+    let e = c.simple_query("SELECT name FROM strict WHERE id = 2").await.unwrap_err();
+    assert_eq!(code(&e), "22P02", "{e:?}");
+    assert_eq!(all(&c, "SELECT name FROM plain WHERE id = 2").await, vec!["bad age"]);
+    assert_eq!(all(&c, "SELECT name FROM strict WHERE id = 1").await, vec!["ok"]);
     // The connection goes on.
     assert_eq!(all(&c, "SELECT name FROM plain WHERE id = 1").await, vec!["ok"]);
     let _: () = redis::cmd("DEL").arg(format!("{p}:1")).arg(format!("{p}:2")).arg(format!("{p}:3")).query_async(&mut r).await.unwrap();

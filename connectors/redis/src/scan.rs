@@ -455,10 +455,11 @@ impl Decoder {
     fn new(table: &str, o: &RedisOptions, all_roles: &[Role], projection: &[usize], full: &SchemaRef) -> Result<Self> {
         // `_error` tells about the whole row, so a query that reads it decodes every column
         // (and then keeps the ones it asked for).
-        let reads_error = projection.iter().any(|&i| all_roles[i] == Role::Error);
-        let decoded: Vec<usize> = if reads_error { (0..all_roles.len()).collect() } else { projection.to_vec() };
+        // A strict table fails on a bad value in any column, read or not.
+        let whole_row = o.strict || projection.iter().any(|&i| all_roles[i] == Role::Error);
+        let decoded: Vec<usize> = if whole_row { (0..all_roles.len()).collect() } else { projection.to_vec() };
         let keep: Option<Vec<usize>> =
-            reads_error.then(|| projection.iter().map(|i| decoded.iter().position(|d| d == i).unwrap_or(0)).collect());
+            whole_row.then(|| projection.iter().map(|i| decoded.iter().position(|d| d == i).unwrap_or(0)).collect());
         let out = Arc::new(full.project(&decoded)?);
         let roles: Vec<Role> = decoded.iter().map(|&i| all_roles[i].clone()).collect();
         let fields = roles

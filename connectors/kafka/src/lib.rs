@@ -209,3 +209,6 @@ impl TableProvider for KafkaTable {
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }
+
+#[cfg(test)]
+mod mock_tests;

@@ -92,6 +92,18 @@ fn apply(e: &Expr, layout: &Layout, b: &mut Bounds) -> Option<bool> {
             let r = apply(right, layout, b)?;
             Some(l && r)
         }
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            // `_partition = 0 OR _partition = 2` (how small IN lists arrive): the union
+            let side = |e: &Expr| -> Option<BTreeSet<i32>> {
+                let mut t = Bounds::default();
+                let exact = apply(e, layout, &mut t)?;
+                let only_partitions = Bounds { partitions: t.partitions.clone(), ..Bounds::default() } == t;
+                (exact && only_partitions).then_some(t.partitions).flatten()
+            };
+            let (l, r) = (side(left)?, side(right)?);
+            restrict(b, l.union(&r).copied().collect());
+            Some(true)
+        }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (m, op, v) = match (meta_of(left, layout), meta_of(right, layout)) {
                 (Some(m), None) => (m, *op, lit_of(right)?),
@@ -240,6 +252,9 @@ mod tests {
         assert_eq!((b.offset_lo, b.offset_hi), (5, 20));
         assert_eq!(classify(&col("v").eq(lit("x")), &l), TableProviderFilterPushDown::Unsupported);
         assert_eq!(classify(&col("_offset").eq(lit(1i64)).or(col("_offset").eq(lit(5i64))), &l), TableProviderFilterPushDown::Unsupported);
+        let or = col("_partition").eq(lit(0i32)).or(col("_partition").eq(lit(2i32)));
+        assert_eq!(classify(&or, &l), TableProviderFilterPushDown::Exact);
+        assert_eq!(bounds(&[or], &l).partitions, Some([0, 2].into()));
         let b = bounds(&[col("_partition").in_list(vec![lit(0i32), lit(2i32)], false), col("_partition").lt(lit(2i32))], &l);
         assert_eq!(b.partitions, Some([0].into()));
         let ts = col("_timestamp").gt_eq(lit(ScalarValue::TimestampMicrosecond(Some(1_500_123), Some("UTC".into()))));

@@ -509,7 +509,8 @@ impl ExecutionPlan for KafkaScanExec {
         let decoder = BatchDecoder::new(self.layout.clone(), self.projection.clone(), self.options.strict, self.table.clone());
         let fetched = MetricBuilder::new(&self.metrics).counter("messages_fetched", partition);
         let baseline = BaselineMetrics::new(&self.metrics, partition);
-        let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
+        // Reading backwards, read no chunk ahead of the one waiting to be taken.
+        let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), if self.reverse { 1 } else { 2 });
         let tx = builder.tx();
         let options = self.options.clone();
         let (limit, reverse, table) = (self.limit, self.reverse, self.table.clone());
@@ -591,7 +592,9 @@ impl Reader<'_> {
         }
         let c = consumer(self.o, self.table)?;
         let mut left = limit.unwrap_or(usize::MAX);
-        let mut chunk: i64 = limit.map(|l| (l as i64).clamp(16, 4096)).unwrap_or(1024);
+        // Small first: under a merge with a LIMIT (which this reader is not told) the first chunks
+        // are all that is read; the chunks double, so a whole-topic DESC scan costs ~log n more.
+        let mut chunk: i64 = limit.map(|l| (l as i64).clamp(16, 4096)).unwrap_or(16);
         let mut end = r.end;
         while end > r.start && left > 0 {
             let start = (end - chunk).max(r.start);

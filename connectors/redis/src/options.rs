@@ -364,11 +364,10 @@ pub fn split_options(
     if let Some(key) = plain.keys().find(|k| k.eq_ignore_ascii_case("url")).cloned() {
         let (clean, password) = remove_url_password(&plain[&key]);
         plain.insert(key, clean);
-        if let Some(p) = password {
-            if !secret.keys().any(|k| k.eq_ignore_ascii_case("password")) {
+        if let Some(p) = password
+            && !secret.keys().any(|k| k.eq_ignore_ascii_case("password")) {
                 secret.insert("password".into(), p);
             }
-        }
     }
     (plain, secret)
 }

@@ -739,8 +739,8 @@ impl Decoder {
             }
             columns.push(Some(cast));
         }
-        if let Some((problem, msg)) = &rows.first {
-            if !self.lenient {
+        if let Some((problem, msg)) = &rows.first
+            && !self.lenient {
                 let (code, hint) = match problem {
                     Problem::WrongType => ("42809", ""),
                     Problem::Decode => ("22P02", ""),
@@ -756,7 +756,6 @@ impl Decoder {
                 .with_sqlstate(code)
                 .into());
             }
-        }
         let errors: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(std::mem::take(&mut rows.errors)));
         let columns: Vec<ArrayRef> = columns
             .into_iter()
@@ -798,8 +797,10 @@ fn bytes(v: Value) -> Option<Cow<'static, [u8]>> {
     }
 }
 
+type Pair = (Cow<'static, [u8]>, Cow<'static, [u8]>);
+
 /// A flat `[k, v, k, v]` array, a RESP3 map, or an array of `[k, v]` pairs.
-fn pairs(v: Value) -> Vec<(Cow<'static, [u8]>, Cow<'static, [u8]>)> {
+fn pairs(v: Value) -> Vec<Pair> {
     match v {
         Value::Map(m) => m.into_iter().filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?))).collect(),
         Value::Array(items) => {

@@ -81,11 +81,10 @@ fn bad_row(table: &str, msg: String) -> datafusion::error::DataFusionError {
 
 impl RedisSink {
     fn key(&self, cols: &[Col], i: usize) -> Result<String> {
-        if let Some(j) = self.roles.iter().position(|r| *r == Role::Key) {
-            if let Some(k) = cols[j].get(i) {
+        if let Some(j) = self.roles.iter().position(|r| *r == Role::Key)
+            && let Some(k) = cols[j].get(i) {
                 return Ok(String::from_utf8_lossy(k).into_owned());
             }
-        }
         let Some(t) = &self.o.key_parts else {
             return Err(bad_row(&self.table, format!("a row has a NULL {}, so it has no key", self.o.key_column)));
         };

@@ -220,8 +220,8 @@ impl RedisTable {
         let mut ids: Option<BTreeSet<String>> = None;
         let (mut lo, mut hi): (u64, u64) = (0, u64::MAX);
         for f in filters {
-            if let Some((col, values)) = equality_set(f) {
-                if self.role_of(&col) == Some(&Role::Id) {
+            if let Some((col, values)) = equality_set(f)
+                && self.role_of(&col) == Some(&Role::Id) {
                     let values: BTreeSet<String> = values.into_iter().filter(|v| valid_entry_id(v)).collect();
                     ids = Some(match ids {
                         Some(s) => s.intersection(&values).cloned().collect(),
@@ -229,9 +229,8 @@ impl RedisTable {
                     });
                     continue;
                 }
-            }
-            if let Some((col, op, v)) = comparison(f) {
-                if self.role_of(&col) == Some(&Role::Ms) {
+            if let Some((col, op, v)) = comparison(f)
+                && self.role_of(&col) == Some(&Role::Ms) {
                     match op {
                         Operator::Eq => {
                             if v < 0 {
@@ -257,7 +256,6 @@ impl RedisTable {
                         _ => {}
                     }
                 }
-            }
         }
         if lo > hi {
             return None;
@@ -273,11 +271,10 @@ impl RedisTable {
     }
 
     fn pushable(&self, f: &Expr) -> bool {
-        if let Some((col, _)) = equality_set(f) {
-            if matches!(self.role_of(&col), Some(Role::Key | Role::Part(_) | Role::Id)) {
+        if let Some((col, _)) = equality_set(f)
+            && matches!(self.role_of(&col), Some(Role::Key | Role::Part(_) | Role::Id)) {
                 return true;
             }
-        }
         if let Some((col, op, _)) = comparison(f) {
             return self.role_of(&col) == Some(&Role::Ms)
                 && matches!(op, Operator::Eq | Operator::Gt | Operator::GtEq | Operator::Lt | Operator::LtEq);

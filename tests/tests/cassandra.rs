@@ -302,6 +302,57 @@ async fn node_down_is_08001_quickly() {
     server.stop().await;
 }
 
+/// A private stand-in this test can stop: (child, host:port).
+fn own_stand_in() -> Option<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("bowman-cql-test-server");
+    if !bin.exists() {
+        eprintln!("not run: {} is not built (cargo build -p bowman-cql-test-server)", bin.display());
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(bin)
+        .args(["--listen", &addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take()?).read_line(&mut line).ok()?;
+    assert!(line.starts_with("listening on"), "{line}");
+    Some((child, addr))
+}
+
+/// The node goes down after Bowman connected: the next statement fails with 08001 within
+/// 10 s, and the client's connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_that_dies_is_08001_quickly() {
+    let Some((mut child, addr)) = own_stand_in() else { return };
+    let s = cql(&addr).await;
+    let ks = keyspace(&s, "dies").await;
+    run(&s, &format!("CREATE TABLE {ks}.t (id int PRIMARY KEY, v text)")).await;
+    run(&s, &format!("INSERT INTO {ks}.t (id, v) VALUES (1, 'one')")).await;
+    let (server, _dir) = bowman(&addr).await;
+    let c = server.client().await;
+    c.batch_execute(&format!("CREATE TABLE t USING cassandra OPTIONS (keyspace '{ks}', table 't')")).await.unwrap();
+    let rows = c.simple_query("SELECT v FROM t").await.unwrap();
+    assert_eq!(text_column(&rows, 0), vec!["one"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(s);
+    for sql in ["SELECT v FROM t", "SELECT v FROM t WHERE id = 1", "INSERT INTO t VALUES (2, 'two')"] {
+        let t = Instant::now();
+        let e = c.simple_query(sql).await.unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(10), "{sql} took {:?}", t.elapsed());
+        assert_eq!(code(&e), "08001", "{sql}: {e:?}");
+    }
+    let rows = c.simple_query("SELECT 40 + 2").await.unwrap();
+    assert_eq!(text_column(&rows, 0), vec!["42"]);
+    server.stop().await;
+}
+
 /// Bad option values are 22023 with a message naming the option; identifiers cannot inject CQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_options_are_22023() {

@@ -154,13 +154,14 @@ pub async fn session_for(o: &CassandraOptions) -> Result<Arc<CqlSession>, Connec
 /// server's message.
 pub(crate) fn exec_error(e: ExecutionError, o: &CassandraOptions, what: &str) -> DataFusionError {
     let msg = o.redact(&e.to_string());
+    // failures to reach a node, however deep in the driver's error they sit
+    let shape = format!("{e:?}");
     let unreachable = matches!(
         e,
         ExecutionError::EmptyPlan | ExecutionError::ConnectionPoolError(_) | ExecutionError::RequestTimeout(_)
-    ) || matches!(&e, ExecutionError::LastAttemptError(a) if {
-        let s = format!("{a:?}");
-        s.contains("BrokenConnection") || s.contains("UnableToAllocStreamId") || s.contains("Unavailable")
-    });
+    ) || ["ConnectionPoolError", "BrokenConnection", "ConnectionBroken", "EmptyPlan", "UnableToAllocStreamId", "Unavailable", "IoError", "TimeoutError"]
+        .iter()
+        .any(|k| shape.contains(k));
     if unreachable {
         ConnectorError::new(ErrorKind::Unreachable, format!("{what}: Cassandra at {} is unreachable: {msg}", o.contact_points.join(","))).into()
     } else {

@@ -189,7 +189,8 @@ impl fmt::Debug for CassandraTable {
 
 fn find_table<'a>(state: &'a scylla::cluster::ClusterState, o: &CassandraOptions) -> Option<&'a Table> {
     let ks = state.get_keyspace(&o.keyspace).or_else(|| state.get_keyspace(o.keyspace.to_ascii_lowercase()))?;
-    ks.tables.get(&o.table).or_else(|| ks.tables.get(&o.table.to_ascii_lowercase()))
+    // a table read while it was being created can show without its columns: not there yet
+    ks.tables.get(&o.table).or_else(|| ks.tables.get(&o.table.to_ascii_lowercase())).filter(|t| !t.partition_key.is_empty())
 }
 
 impl CassandraTable {

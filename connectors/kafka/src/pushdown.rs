@@ -13,6 +13,9 @@ use crate::decode::{Layout, Meta};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bounds {
     pub partitions: Option<BTreeSet<i32>>,
+    /// Inclusive partition bounds from `<`, `>`, ... on `_partition`.
+    pub partition_lo: i64,
+    pub partition_hi: i64,
     /// `[offset_lo, offset_hi)`
     pub offset_lo: i64,
     pub offset_hi: i64,
@@ -23,7 +26,14 @@ pub struct Bounds {
 
 impl Default for Bounds {
     fn default() -> Self {
-        Bounds { partitions: None, offset_lo: 0, offset_hi: i64::MAX, ts_lo: None, ts_hi: None }
+        Bounds { partitions: None, partition_lo: 0, partition_hi: i32::MAX as i64, offset_lo: 0, offset_hi: i64::MAX, ts_lo: None, ts_hi: None }
+    }
+}
+
+impl Bounds {
+    pub fn allows_partition(&self, p: i32) -> bool {
+        let p64 = p as i64;
+        p64 >= self.partition_lo && p64 <= self.partition_hi && self.partitions.as_ref().is_none_or(|s| s.contains(&p))
     }
 }
 
@@ -160,17 +170,8 @@ fn compare(m: Meta, op: Operator, v: &ScalarValue, b: &mut Bounds) -> Option<boo
             match op {
                 Operator::Eq => restrict(b, if (0..=i32::MAX as i64).contains(&n) { [n as i32].into() } else { BTreeSet::new() }),
                 _ => {
-                    // a range: kept as a set once the topic's partitions are known; here as a
-                    // bounded set when small, else as offsets cannot express it: refuse
-                    if hi < lo {
-                        restrict(b, BTreeSet::new());
-                    } else if hi - lo <= 100_000 {
-                        restrict(b, (lo as i32..=hi as i32).collect());
-                    } else if lo == 0 {
-                        return None;
-                    } else {
-                        return None;
-                    }
+                    b.partition_lo = b.partition_lo.max(lo);
+                    b.partition_hi = b.partition_hi.min(hi);
                 }
             }
             Some(true)
@@ -256,7 +257,8 @@ mod tests {
         assert_eq!(classify(&or, &l), TableProviderFilterPushDown::Exact);
         assert_eq!(bounds(&[or], &l).partitions, Some([0, 2].into()));
         let b = bounds(&[col("_partition").in_list(vec![lit(0i32), lit(2i32)], false), col("_partition").lt(lit(2i32))], &l);
-        assert_eq!(b.partitions, Some([0].into()));
+        assert_eq!((b.partitions.clone(), b.partition_lo, b.partition_hi), (Some([0, 2].into()), 0, 1));
+        assert!(b.allows_partition(0) && !b.allows_partition(2));
         let ts = col("_timestamp").gt_eq(lit(ScalarValue::TimestampMicrosecond(Some(1_500_123), Some("UTC".into()))));
         assert_eq!(classify(&ts, &l), TableProviderFilterPushDown::Inexact);
         assert_eq!(bounds(&[ts], &l).ts_lo, Some(1500));

@@ -207,10 +207,7 @@ fn log_ends(c: &BaseConsumer, o: &KafkaOptions, table: &str, parts: &[i32]) -> R
 pub fn snapshot(o: &KafkaOptions, table: &str, bounds: &Bounds) -> Result<Vec<Range>, ConnectorError> {
     let c = consumer(o, table)?;
     let all = topic_partitions(&c, o, table)?;
-    let parts: Vec<i32> = match &bounds.partitions {
-        Some(set) => all.iter().copied().filter(|p| set.contains(p)).collect(),
-        None => all.clone(),
-    };
+    let parts: Vec<i32> = all.iter().copied().filter(|p| bounds.allows_partition(*p)).collect();
     if let crate::options::Offsets::PerPartition(m) = &o.starting {
         if let Some(p) = m.keys().find(|p| !all.contains(p)) {
             return Err(ConnectorError::new(

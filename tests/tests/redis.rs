@@ -550,3 +550,33 @@ async fn frozen_server_and_wrong_type_writes() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert_eq!(all(&c, "SELECT member, score FROM z WHERE _key = 'z:2'").await, vec!["m|1.0"]);
 }
+
+/// Without declared columns the table's columns come from the format and a sample of its keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_inferred_from_a_sample() {
+    let Some(url) = redis_url() else { return };
+    let p = unique_name("bt_infer");
+    let mut r = redis_conn(&url).await;
+    let _: () = r.hset_multiple(format!("{p}:h:1"), &[("name", "ann"), ("age", "40")]).await.unwrap();
+    let _: () = r.hset_multiple(format!("{p}:h:2"), &[("name", "bob"), ("city", "Oslo")]).await.unwrap();
+    let _: () = r.set(format!("{p}:j:1"), r#"{"n": 1, "x": 1.5, "ok": true, "s": "a"}"#).await.unwrap();
+    let _: () = r.set(format!("{p}:j:2"), r#"{"n": 2, "x": 2, "ok": false, "s": {"deep": 1}}"#).await.unwrap();
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE h USING redis OPTIONS (url '{url}', key_parts '{p}:h:{{id}}');
+         CREATE TABLE j USING redis OPTIONS (url '{url}', key_pattern '{p}:j:*', value_format 'json');"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        all(&c, "SELECT id, age, city, name, _error FROM h ORDER BY id").await,
+        vec!["1|40|NULL|ann|NULL", "2|NULL|Oslo|bob|NULL"]
+    );
+    assert_eq!(all(&c, "SELECT name FROM h WHERE id = '2'").await, vec!["bob"]);
+    assert_eq!(
+        all(&c, "SELECT n + 1, x * 2, NOT ok, s FROM j ORDER BY n").await,
+        vec!["2|3.0|f|a", "3|4.0|t|{\"deep\":1}"]
+    );
+    let _: () = redis::cmd("DEL").arg(format!("{p}:h:1")).arg(format!("{p}:h:2")).arg(format!("{p}:j:1")).arg(format!("{p}:j:2")).query_async(&mut r).await.unwrap();
+}

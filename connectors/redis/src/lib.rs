@@ -8,6 +8,7 @@
 //! directly with no SCAN. INSERT writes one MULTI/EXEC pipeline per batch. See docs/redis.md.
 
 pub mod options;
+mod sample;
 pub mod scan;
 pub mod sink;
 pub mod table;
@@ -23,7 +24,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::CreateExternalTable;
 use redis::aio::MultiplexedConnection;
 
-pub use options::{REDIS_OPTIONS, RedisOptions};
+pub use options::{Format, REDIS_OPTIONS, RedisOptions};
 pub use scan::RedisScanExec;
 pub use table::RedisTable;
 
@@ -37,17 +38,27 @@ impl RedisConnector {
     }
 }
 
-fn open(cmd: &CreateExternalTable) -> Result<RedisTable> {
+/// Open a table. Without declared columns (CREATE TABLE t USING redis ...), the columns come
+/// from the format and, for hash, json and stream tables, from a sample of the keys.
+async fn open(cmd: &CreateExternalTable) -> Result<RedisTable> {
     let name = cmd.name.to_string();
     let o = RedisOptions::parse(&cmd.options, &name)?;
-    let schema: Schema = if cmd.schema.fields().is_empty() { table::default_schema(&o, &name)? } else { cmd.schema.as_arrow().clone() };
+    let schema: Schema = if cmd.schema.fields().is_empty() {
+        let sampled = match o.format {
+            Format::Hash | Format::Json | Format::Stream => sample::fields(&o, &name).await?,
+            Format::String | Format::Zset => vec![],
+        };
+        table::default_schema(&o, &sampled)
+    } else {
+        cmd.schema.as_arrow().clone()
+    };
     Ok(RedisTable::new(name, o, Arc::new(schema))?)
 }
 
 #[async_trait]
 impl TableProviderFactory for RedisConnector {
     async fn create(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<Arc<dyn TableProvider>> {
-        Ok(Arc::new(open(cmd)?))
+        Ok(Arc::new(open(cmd).await?))
     }
 }
 
@@ -67,7 +78,9 @@ impl Connector for RedisConnector {
 
     /// The options and columns make sense, and the server answers PING.
     async fn validate(&self, _state: &dyn Session, cmd: &CreateExternalTable) -> Result<()> {
-        let t = open(cmd)?;
+        let name = cmd.name.to_string();
+        let o = RedisOptions::parse(&cmd.options, &name)?;
+        let t = RedisTable { name, options: o, schema: Arc::new(Schema::empty()), roles: vec![] };
         let mut conn = connect(&t.options, &t.name).await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(|e| redis_error(e, &t.options, &t.name, true))?;
         Ok(())

@@ -797,10 +797,10 @@ fn bytes(v: Value) -> Option<Cow<'static, [u8]>> {
     }
 }
 
-type Pair = (Cow<'static, [u8]>, Cow<'static, [u8]>);
+pub(crate) type Pair = (Cow<'static, [u8]>, Cow<'static, [u8]>);
 
 /// A flat `[k, v, k, v]` array, a RESP3 map, or an array of `[k, v]` pairs.
-fn pairs(v: Value) -> Vec<Pair> {
+pub(crate) fn pairs(v: Value) -> Vec<Pair> {
     match v {
         Value::Map(m) => m.into_iter().filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?))).collect(),
         Value::Array(items) => {

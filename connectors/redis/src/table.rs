@@ -43,25 +43,41 @@ pub enum Role {
 
 pub const ERROR_COLUMN: &str = "_error";
 
-/// The columns of a table without declared ones, where the format fixes them.
-pub fn default_schema(o: &RedisOptions, table: &str) -> Result<Schema, ConnectorError> {
-    if o.key_parts.is_some() {
-        return Err(invalid(format!(
-            "table {table}: with key_parts, declare the columns, e.g. CREATE TABLE t (id BIGINT, ...) USING redis"
-        )));
-    }
-    let key = Field::new(&o.key_column, DataType::Utf8, true);
-    let fields = match o.format {
-        Format::String => vec![key, Field::new(o.value_column.as_deref().unwrap_or("value"), DataType::Utf8, true)],
-        Format::Zset => vec![key, Field::new("member", DataType::Utf8, true), Field::new("score", DataType::Float64, true)],
-        f => {
-            return Err(invalid(format!(
-                "table {table}: {} tables need declared columns (the fields to read), e.g. CREATE TABLE t (_key STRING, name STRING) USING redis",
-                f.name()
-            )));
+/// The columns of a table without declared ones: the key column, the key_parts columns
+/// (STRING), what the format fixes (string: `value`; zset: `member`, `score`; stream: `_id`)
+/// and, for hash, json and stream tables, the `sampled` field names with their types and `_error`.
+pub fn default_schema(o: &RedisOptions, sampled: &[(String, DataType)]) -> Schema {
+    let mut fields = vec![Field::new(&o.key_column, DataType::Utf8, true)];
+    let parts: Vec<String> = o.key_parts.as_ref().map(|t| t.columns().iter().map(|c| c.to_string()).collect()).unwrap_or_default();
+    for p in &parts {
+        if !p.eq_ignore_ascii_case(&o.key_column) {
+            fields.push(Field::new(p, DataType::Utf8, true));
         }
-    };
-    Ok(Schema::new(fields))
+    }
+    match o.format {
+        Format::String => fields.push(Field::new(o.value_column.as_deref().unwrap_or("value"), DataType::Utf8, true)),
+        Format::Zset => {
+            fields.push(Field::new("member", DataType::Utf8, true));
+            fields.push(Field::new("score", DataType::Float64, true));
+        }
+        Format::Stream => fields.push(Field::new("_id", DataType::Utf8, true)),
+        Format::Hash | Format::Json => {}
+    }
+    if matches!(o.format, Format::Hash | Format::Json | Format::Stream) {
+        for (name, ty) in sampled {
+            let taken = fields.iter().any(|f| f.name().eq_ignore_ascii_case(name)) || name.eq_ignore_ascii_case(ERROR_COLUMN);
+            if !taken && !name.is_empty() {
+                fields.push(Field::new(name, ty.clone(), true));
+            }
+        }
+    }
+    // Sampled columns are a guess about keys not seen: such tables read what does not fit as
+    // NULLs with the reason in `_error`. string and zset tables have fixed columns (and take
+    // INSERT ... VALUES of exactly those).
+    if matches!(o.format, Format::Hash | Format::Json | Format::Stream) {
+        fields.push(Field::new(ERROR_COLUMN, DataType::Utf8, true));
+    }
+    Schema::new(fields)
 }
 
 /// Assign every column its role, refusing layouts that cannot be read.

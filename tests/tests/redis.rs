@@ -314,6 +314,10 @@ async fn url_password_is_a_secret() {
         .unwrap_err();
     assert_eq!(code(&e), "28000", "{e:?}");
     assert!(!message(&e).contains("not-it-123") && !message(&e).contains("hunter2"), "{}", message(&e));
+    // The statement history keeps the statements with the password masked.
+    let history = all(&c, "SELECT query, coalesce(error, '') FROM system.queries").await.join("\n");
+    assert!(history.contains("CREATE TABLE s"), "{history}");
+    assert!(!history.contains("hunter2") && !history.contains("not-it-123"), "{history}");
 }
 
 /// string, json, zset and stream tables: round trips, and stream entry-id pushdown.

@@ -379,11 +379,22 @@ async fn insert_is_one_transaction() {
     let row = c.query_one("SELECT _key, _partition FROM sink WHERE id = 10", &[]).await.unwrap();
     assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), ("user-10".to_string(), 1));
 
+    // key_column: the key is that column, left out of the value
+    c.batch_execute(&format!(
+        "CREATE TABLE by_user (id BIGINT, action STRING) USING kafka OPTIONS (bootstrap_servers '{b}', topic '{topic}', key_column 'action')"
+    ))
+    .await
+    .unwrap();
+    c.execute("INSERT INTO by_user (id, action) VALUES (11, 'alice')", &[]).await.unwrap();
+    let row = c.query_one("SELECT _key, action FROM sink WHERE id = 11", &[]).await.unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, Option<String>>(1)), ("alice".to_string(), None));
+    c.execute("DELETE FROM sink WHERE id = 11", &[]).await.map(|_| ()).unwrap_err();
+
     // a large one commits whole
     let n = c.execute("INSERT INTO sink (id, action) SELECT value + 100, 'bulk' FROM range(20000)", &[]).await.unwrap();
     assert_eq!(n, 20000);
     assert_eq!(count(&c, "SELECT count(*) FROM sink WHERE action = 'bulk'").await, 20000);
-    assert_eq!(count(&c, "SELECT count(*) FROM sink").await, 20005);
+    assert_eq!(count(&c, "SELECT count(*) FROM sink").await, 20006);
 
     // Fails on the 199,000th row, after many batches of messages were produced: they were sent
     // (read_uncommitted sees them) and aborted (read_committed sees none).

@@ -114,9 +114,6 @@ impl Layout {
                 fields.push(Field::new(f.name(), want, true));
                 meta.push(Some(*m));
             } else {
-                if f.name().starts_with('_') && f.name().len() > 1 && value_format == ValueFormat::Raw {
-                    // fine: any name works for the raw column
-                }
                 fields.push(Field::new(f.name(), f.data_type().clone(), true));
                 meta.push(None);
             }
@@ -586,8 +583,7 @@ fn headers_array(m: &Messages) -> ArrayRef {
         DataType::Struct(header_fields()),
         true,
     )));
-    for (i, hs) in m.headers.iter().enumerate() {
-        let _ = i;
+    for hs in &m.headers {
         let sb = b.values();
         for (k, v) in hs {
             sb.field_builder::<StringBuilder>(0).expect("key").append_value(k);

@@ -165,7 +165,7 @@ async fn key_filters_read_directly_without_scan() {
     c.batch_execute(&format!(
         "CREATE TABLE users (id BIGINT, name STRING, city STRING) USING redis OPTIONS (url '{url}', key_parts 'user:{{id}}', value_format 'hash');
          CREATE TABLE keyed (_key STRING, name STRING) USING redis OPTIONS (url '{url}', key_pattern 'user:*');
-         CREATE TABLE orders (region STRING, id BIGINT, total BIGINT) USING redis OPTIONS (url '{url}', key_parts 'order:{{region}}:{{id}}');"
+         CREATE TABLE orders (region STRING, id INT, total BIGINT) USING redis OPTIONS (url '{url}', key_parts 'order:{{region}}:{{id}}');"
     ))
     .await
     .unwrap();

@@ -73,7 +73,13 @@ impl CassandraConnector {
     fn options_for(&self, cmd: &CreateExternalTable) -> Result<CassandraOptions, ConnectorError> {
         let mut merged: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in &self.defaults {
-            merged.insert(k.to_ascii_lowercase(), v.clone());
+            let k = k.to_ascii_lowercase();
+            // a stray server-level key must not break every table: only table OPTIONS are strict
+            if options::KNOWN.contains(&k.as_str()) {
+                merged.insert(k, v.clone());
+            } else {
+                tracing::warn!(option = %k, "ignoring unknown [cassandra] server option");
+            }
         }
         for (k, v) in &cmd.options {
             merged.insert(k.to_ascii_lowercase(), bowman_connector::resolve_env_refs(k, v)?);

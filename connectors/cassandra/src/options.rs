@@ -29,7 +29,7 @@ impl std::fmt::Debug for CassandraOptions {
     }
 }
 
-const KNOWN: &[&str] = &[
+pub(crate) const KNOWN: &[&str] = &[
     "keyspace",
     "table",
     "contact_points",

@@ -254,18 +254,19 @@ fn cassandra_type_name(t: &str) -> String {
     out
 }
 
-/// Whether a statement text has a `?` or `:name` bind marker outside string literals.
+/// Whether a statement text has a `?` or `:name` bind marker outside string literals and
+/// quoted names.
 fn has_bind_marker(text: &str) -> bool {
-    let mut in_str = false;
-    let mut prev = ' ';
-    for ch in text.chars() {
+    let chars: Vec<char> = text.chars().collect();
+    let (mut in_str, mut in_ident) = (false, false);
+    for (i, &ch) in chars.iter().enumerate() {
         match ch {
-            '\'' => in_str = !in_str,
-            '?' if !in_str => return true,
-            ':' if !in_str && prev != ':' => {}
+            '\'' if !in_ident => in_str = !in_str,
+            '"' if !in_str => in_ident = !in_ident,
+            '?' if !in_str && !in_ident => return true,
+            ':' if !in_str && !in_ident && chars.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == '_') => return true,
             _ => {}
         }
-        prev = ch;
     }
     false
 }
@@ -570,6 +571,39 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         if responses.send((response, params.stream)).await.is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_markers() {
+        assert!(!has_bind_marker("SELECT * FROM system.local WHERE key='local'"));
+        assert!(!has_bind_marker("SELECT * FROM t WHERE k = 'what?'"));
+        assert!(!has_bind_marker("CREATE KEYSPACE k WITH REPLICATION = {'class': 'SimpleStrategy'}"));
+        assert!(has_bind_marker("SELECT * FROM t WHERE k = ?"));
+        assert!(has_bind_marker("SELECT * FROM t WHERE k = :k"));
+    }
+
+    #[test]
+    fn token_queries_parse_and_filter() {
+        let q = TokenQuery::parse("SELECT v FROM ks.t WHERE token(a, b) > ? AND token(a, b) <= 5 LIMIT 3", None).unwrap().unwrap();
+        assert_eq!(q.pk, vec!["a", "b"]);
+        assert_eq!(q.limit, Some(3));
+        assert_eq!(q.extra, 2);
+        assert_eq!(q.stripped, "SELECT v, a, b FROM ks.t");
+        assert!(TokenQuery::parse("SELECT v FROM ks.t WHERE k = 1", None).unwrap().is_none());
+        assert!(TokenQuery::parse("SELECT v FROM ks.t WHERE token(a) > ? AND v = 1", None).is_err());
+        // Cassandra's Murmur3 token of the int 1, as cqlsh shows token(id) for id = 1
+        assert_eq!(token_of(&[Some(CqlValue::Int(1))]), -4069959284402364209);
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(cassandra_type_name("map<text, bool>"), "map<text, boolean>");
+        assert_eq!(cassandra_type_name("timyint"), "tinyint");
     }
 }
 

@@ -203,6 +203,36 @@ fn log_ends(c: &BaseConsumer, o: &KafkaOptions, table: &str, parts: &[i32]) -> R
     Ok(ends)
 }
 
+/// The first offset of each partition's log: one ListOffsets(EARLIEST) per leader (timestamp
+/// -2 in offsets-for-times), else per partition.
+fn log_starts(c: &BaseConsumer, o: &KafkaOptions, table: &str, parts: &[i32]) -> Result<BTreeMap<i32, i64>, ConnectorError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in parts {
+        tpl.add_partition_offset(&o.topic, *p, Offset::Beginning).map_err(|e| kafka_err(o, table, "assign", &e))?;
+    }
+    if let Ok(res) = c.offsets_for_times(tpl, o.connect_timeout) {
+        let got: BTreeMap<i32, i64> = res
+            .elements()
+            .iter()
+            .filter(|e| e.error().is_ok())
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(n) if n >= 0 => Some((e.partition(), n)),
+                Offset::Beginning => Some((e.partition(), 0)),
+                _ => None,
+            })
+            .collect();
+        if parts.iter().all(|p| got.contains_key(p)) {
+            return Ok(got);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for &p in parts {
+        let (lo, _) = c.fetch_watermarks(&o.topic, p, o.connect_timeout).map_err(|e| kafka_err(o, table, "cannot read the start of the log", &e))?;
+        out.insert(p, lo);
+    }
+    Ok(out)
+}
+
 /// What a scan reads: per-partition ranges, before splitting.
 pub fn snapshot(o: &KafkaOptions, table: &str, bounds: &Bounds) -> Result<Vec<Range>, ConnectorError> {
     let c = consumer(o, table)?;
@@ -220,10 +250,11 @@ pub fn snapshot(o: &KafkaOptions, table: &str, bounds: &Bounds) -> Result<Vec<Ra
         return Ok(vec![]);
     }
     let ends = log_ends(&c, o, table, &parts)?;
+    let starts = log_starts(&c, o, table, &parts)?;
     let mut out = Vec::new();
     for &p in &parts {
         let hi = ends[&p];
-        let (lo, _) = c.fetch_watermarks(&o.topic, p, o.connect_timeout).map_err(|e| kafka_err(o, table, "cannot read the start of the log", &e))?;
+        let lo = starts[&p].min(hi);
         let end = match o.ending.for_partition(p, OffsetSpec::Latest) {
             OffsetSpec::At(n) => n.min(hi),
             _ => hi,

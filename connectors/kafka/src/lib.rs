@@ -147,6 +147,21 @@ impl Connector for KafkaConnector {
     }
 }
 
+/// Whether the topic's `message.timestamp.type` is LogAppendTime (timestamps then grow with the
+/// offset); false when the broker does not say.
+async fn log_append_time(o: &KafkaOptions) -> bool {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let Ok(admin) = client_config(o).create::<AdminClient<rdkafka::client::DefaultClientContext>>() else { return false };
+    let opts = AdminOptions::new().request_timeout(Some(o.connect_timeout));
+    let Ok(Ok(res)) = tokio::time::timeout(o.connect_timeout, admin.describe_configs(&[ResourceSpecifier::Topic(&o.topic)], &opts)).await else {
+        return false;
+    };
+    res.first()
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|r| r.get("message.timestamp.type").and_then(|e| e.value.clone()))
+        .is_some_and(|v| v.eq_ignore_ascii_case("LogAppendTime"))
+}
+
 /// A Kafka topic with the table's columns.
 #[derive(Debug)]
 pub struct KafkaTable {
@@ -181,8 +196,10 @@ impl TableProvider for KafkaTable {
             None => (0..self.layout.schema.fields().len()).collect(),
         };
         let bounds = pushdown::bounds(filters, &self.layout);
+        // An upper bound on _timestamp needs no slack when the broker stamps the messages.
+        let log_append_time = bounds.ts_hi.is_some() && log_append_time(&self.options).await;
         let (o, name) = (self.options.clone(), self.name.clone());
-        let ranges = tokio::task::spawn_blocking(move || scan::snapshot(&o, &name, &bounds))
+        let ranges = tokio::task::spawn_blocking(move || scan::snapshot(&o, &name, &bounds, log_append_time))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))??;
         let readers = scan::split(&ranges, state.config().target_partitions());

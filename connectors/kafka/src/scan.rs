@@ -234,7 +234,7 @@ fn log_starts(c: &BaseConsumer, o: &KafkaOptions, table: &str, parts: &[i32]) ->
 }
 
 /// What a scan reads: per-partition ranges, before splitting.
-pub fn snapshot(o: &KafkaOptions, table: &str, bounds: &Bounds) -> Result<Vec<Range>, ConnectorError> {
+pub fn snapshot(o: &KafkaOptions, table: &str, bounds: &Bounds, log_append_time: bool) -> Result<Vec<Range>, ConnectorError> {
     let c = consumer(o, table)?;
     let all = topic_partitions(&c, o, table)?;
     let parts: Vec<i32> = all.iter().copied().filter(|p| bounds.allows_partition(*p)).collect();
@@ -315,7 +315,7 @@ pub fn snapshot(o: &KafkaOptions, table: &str, bounds: &Bounds) -> Result<Vec<Ra
             }
         }
         if let Some(hi) = bounds.ts_hi {
-            let slack = o.timestamp_slack.as_millis() as i64;
+            let slack = if log_append_time { 0 } else { o.timestamp_slack.as_millis() as i64 };
             if let Some(m) = lookup(hi.saturating_add(slack).saturating_add(1)) {
                 for r in out.iter_mut() {
                     if let Some(e) = m.get(&r.partition) {

@@ -97,6 +97,21 @@ async fn stand_in_serves_the_driver() {
     assert!(s.query_unpaged(format!("INSERT INTO {ks}.d (id, v) VALUES (1, 1.5)"), &[]).await.is_err());
     let r = s.query_unpaged(format!("SELECT name FROM {ks}.t WHERE id = 7"), &[]).await.unwrap().into_rows_result().unwrap();
     assert_eq!(r.rows::<(String,)>().unwrap().next().unwrap().unwrap().0, "n7");
+
+    // USE, a batch, a paged full scan, DELETE
+    s.use_keyspace(&ks, false).await.unwrap();
+    let mut batch = scylla::statement::batch::Batch::new(scylla::statement::batch::BatchType::Unlogged);
+    batch.append_statement("INSERT INTO t (id, name) VALUES (?, ?)");
+    batch.append_statement("INSERT INTO t (id, name) VALUES (?, ?)");
+    s.batch(&batch, ((500, "five hundred"), (501, "five hundred one"))).await.unwrap();
+    let mut scan = scylla::statement::unprepared::Statement::new("SELECT id FROM t");
+    scan.set_page_size(17);
+    let pager = s.query_iter(scan, &[]).await.unwrap();
+    let ids: Vec<(i32,)> = futures::TryStreamExt::try_collect(pager.rows_stream::<(i32,)>().unwrap()).await.unwrap();
+    assert_eq!(ids.len(), 202);
+    run(&s, "DELETE FROM t WHERE id = 500").await;
+    let r = s.query_unpaged("SELECT id FROM t WHERE id = 500", &[]).await.unwrap().into_rows_result().unwrap();
+    assert_eq!(r.rows_num(), 0);
 }
 
 /// The data team's statement: only `table` and `keyspace` in double quotes, the contact points

@@ -109,6 +109,14 @@ const RESERVED: &[(&str, &str)] = &[
     ("enable.partition.eof", "Bowman needs partition EOF events to end a scan"),
     ("transactional.id", "each INSERT uses its own transaction"),
     ("enable.idempotence", "INSERT always uses an idempotent, transactional producer"),
+    // Properties that make librdkafka load or run code on the Bowman server: a table's OPTIONS
+    // come from SQL users, who must not get to run programs as the server.
+    ("plugin.library.paths", "it loads shared libraries into the Bowman server"),
+    ("sasl.kerberos.kinit.cmd", "it runs a shell command on the Bowman server"),
+    ("ssl.engine.location", "it loads an OpenSSL engine into the Bowman server"),
+    ("ssl.providers", "it loads OpenSSL providers into the Bowman server"),
+    ("ssl_engine_callback_data", "it is for programs that embed librdkafka"),
+    ("opaque", "it is for programs that embed librdkafka"),
 ];
 
 fn invalid(msg: impl Into<String>) -> ConnectorError {
@@ -365,6 +373,9 @@ mod tests {
             ("fail_on_data_loss", "maybe"),
             ("kafka.group.id", "g"),
             ("kafka.enable.auto.commit", "true"),
+            ("kafka.plugin.library.paths", "/tmp/evil.so"),
+            ("kafka.sasl.kerberos.kinit.cmd", "touch /tmp/pwned"),
+            ("KAFKA.SSL.ENGINE.LOCATION", "/tmp/engine.so"),
             ("bootstrap_servers", "nohost"),
             ("bootstrap_servers", "h:99999"),
             ("topic", "a/b"),

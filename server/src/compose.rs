@@ -11,6 +11,7 @@ use bowman_sql::Components;
 /// The engine's components for this build; `cassandra` holds the server's `[cassandra]`
 /// connection defaults.
 pub fn components(files: &Arc<FilesTableProviderFactory>, cassandra: &BTreeMap<String, String>) -> Components {
+    #[allow(unused_mut)] // a build without connectors adds nothing
     let mut out = Components::default();
     #[cfg(feature = "kafka")]
     out.connectors.push(Arc::new(bowman_connector_kafka::KafkaConnector::new()));

@@ -42,6 +42,9 @@ pub struct Connection {
     /// results watch it. (pgwire's own cancel only interrupts a statement until it returns its
     /// row stream, which for a long query is before most of the work.)
     cancels: tokio::sync::watch::Sender<u64>,
+    /// The cancel count when the current statement began: any cancel after that ends it, also
+    /// one that arrives between the statement's planning and the streaming of its rows.
+    statement_start: std::sync::atomic::AtomicU64,
     registered: std::sync::atomic::AtomicBool,
     /// A COPY ... FROM STDIN in progress: where its data goes, and the load consuming it.
     copy_in: Mutex<Option<CopyIn>>,
@@ -77,6 +80,7 @@ impl Connection {
                 terminated: tokio::sync::watch::Sender::new(false),
                 session: Mutex::new(session),
                 cancels: tokio::sync::watch::Sender::new(0),
+                statement_start: std::sync::atomic::AtomicU64::new(0),
                 registered: std::sync::atomic::AtomicBool::new(false),
                 copy_in: Mutex::new(None),
                 progress: Mutex::new(rx),
@@ -157,13 +161,18 @@ impl Connection {
         self.cancels.send_modify(|n| *n += 1);
     }
 
-    /// Resolves at the next cancel of this connection.
+    /// Resolves once the connection has been canceled since its current statement began.
     fn canceled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.cancels.subscribe();
-        rx.mark_unchanged();
+        let start = self.statement_start.load(Ordering::SeqCst);
         async move {
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await
+            loop {
+                if *rx.borrow_and_update() != start {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await
+                }
             }
         }
     }
@@ -181,6 +190,8 @@ impl Connection {
         &self,
         work: impl std::future::Future<Output = Result<T, BowmanError>>,
     ) -> impl std::future::Future<Output = Result<T, BowmanError>> {
+        // A cancel that came while the connection was idle is not for this statement.
+        self.statement_start.store(*self.cancels.borrow(), Ordering::SeqCst);
         let canceled = self.canceled();
         async move {
             tokio::select! {

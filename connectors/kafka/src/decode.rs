@@ -207,23 +207,17 @@ impl Messages {
     /// Start offsets of each value in `values` (a prefix walk; `value()` per row is quadratic
     /// when many values are null).
     fn value_spans(&self) -> Vec<Option<(usize, usize)>> {
-        let mut start = 0;
-        self.value_ends
-            .iter()
-            .map(|e| {
-                e.map(|end| {
-                    let s = (start, end);
-                    start = end;
-                    s
-                })
-            })
-            .collect()
+        Self::spans(&self.value_ends)
     }
 
     fn key_spans(&self) -> Vec<Option<(usize, usize)>> {
+        Self::spans(&self.key_ends)
+    }
+
+    /// (start, end) of each present entry, from the running ends of the entries.
+    fn spans(ends: &[Option<usize>]) -> Vec<Option<(usize, usize)>> {
         let mut start = 0;
-        self.key_ends
-            .iter()
+        ends.iter()
             .map(|e| {
                 e.map(|end| {
                     let s = (start, end);
